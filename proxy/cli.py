@@ -1,0 +1,171 @@
+"""The `sidecache` command: run (the default), check, demo.
+
+Flags override the config file (or the embedded default); the common case needs no file:
+    sidecache --upstream http://127.0.0.1:5000 --cache '^/$' --cache '^/about$' --ttl 30s
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from proxy import __version__
+from proxy.config import ConfigError, parse, read_toml
+from proxy.explain import describe
+from proxy.server import Proxy
+from proxy.settings import Settings
+
+COMMANDS = ("run", "check", "demo")
+log = logging.getLogger("sidecache")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sidecache",
+        description="A caching reverse proxy that answers anonymous visitors from memory.",
+        epilog="commands: run (default), check CONFIG, demo",
+    )
+    parser.add_argument("command", nargs="?", default="run", choices=COMMANDS)
+    parser.add_argument("config_path", nargs="?", metavar="CONFIG", help="config file (check)")
+    parser.add_argument("--version", action="version", version=f"sidecache {__version__}")
+    parser.add_argument("-c", "--config", help="TOML config file (default: embedded default)")
+    parser.add_argument("--upstream", help="app server: http://host:port or unix:/path.sock")
+    parser.add_argument("--listen", action="append", help="host:port, [::1]:port or unix:/path")
+    parser.add_argument(
+        "--cache",
+        action="append",
+        metavar="REGEX",
+        help="cache these paths for anonymous visitors (repeatable; replaces the config's rules)",
+    )
+    parser.add_argument("--ttl", help="default cache ttl, e.g. 30s")
+    parser.add_argument("--items", type=int, help="default cache: most entries")
+    parser.add_argument("--item-size", help="default cache: largest body stored, e.g. 64KiB")
+    parser.add_argument("--max-bytes", help="default cache: total size, e.g. 64MiB")
+    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING (default INFO)")
+    parser.add_argument("--demo-port", type=int, default=5050, help="demo: the demo site's port")
+    return parser
+
+
+def apply_flags(data: dict[str, Any], args: argparse.Namespace) -> bool:
+    """Write command-line overrides into the raw config table; True if any was given."""
+    changed = False
+
+    def put(section: str, key: str, value: object) -> None:
+        nonlocal changed
+        data.setdefault(section, {})[key] = value
+        changed = True
+
+    if args.upstream:
+        put("upstream", "url", args.upstream)
+    if args.listen:
+        put("server", "listen", args.listen)
+    caches = data.setdefault("caches", {})
+    flags = {
+        "ttl": args.ttl,
+        "items": args.items,
+        "item_size": args.item_size,
+        "max_bytes": args.max_bytes,
+    }
+    for key, value in flags.items():
+        if value is not None:
+            caches.setdefault("default", {})[key] = value
+            changed = True
+    if args.cache:
+        caches.setdefault("default", {})
+        data["rules"] = [
+            {"name": f"--cache {regex}", "path": regex, "anonymous": True, "cache": "default"}
+            for regex in args.cache
+        ]
+        changed = True
+    return changed
+
+
+def load_settings(args: argparse.Namespace) -> Settings:
+    path = args.config or (args.config_path if args.command == "check" else None)
+    data, source = read_toml(path)
+    if apply_flags(data, args):
+        source = f"{source} + command line"
+    return parse(data, source)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _setup_logging(args.log_level)
+    try:
+        settings = load_settings(args)
+    except ConfigError as exc:
+        print(f"sidecache: config error: {exc}", file=sys.stderr)
+        return 2
+    for warning in settings.warnings:
+        print(f"sidecache: warning: {warning}", file=sys.stderr)
+    if args.command == "check":
+        print(describe(settings))
+        return 0
+    if args.command == "demo":
+        from proxy.demo import run_demo
+
+        return _run_loop(lambda: run_demo(settings, args.demo_port))
+    return _run_loop(lambda: serve(settings))
+
+
+async def serve(settings: Settings) -> None:
+    """Run the proxy until SIGTERM or SIGINT, then stop listening and close the session."""
+    proxy = Proxy(settings)
+    await proxy.start()
+    log.info("sidecache %s ready, upstream %s", __version__, _upstream_label(settings))
+    try:
+        await wait_for_signal()
+    finally:
+        await proxy.stop()
+        log.info("sidecache stopped")
+
+
+async def wait_for_signal() -> None:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+
+def _upstream_label(settings: Settings) -> str:
+    up = settings.upstream
+    return f"unix:{up.socket}" if up.socket else up.url
+
+
+def _run_loop(main_coro: Callable[[], Awaitable[None]]) -> int:
+    async def runner() -> None:
+        await main_coro()
+
+    try:
+        _event_loop_runner()(runner())
+    except OSError as exc:
+        print(f"sidecache: cannot start: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _event_loop_runner() -> Callable[[Awaitable[None]], None]:
+    """uvloop when installed (it is a dependency everywhere it builds), else asyncio's loop."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - Windows has no uvloop
+        return asyncio.run  # type: ignore[return-value]
+    return uvloop.run  # type: ignore[return-value]
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        stream=sys.stdout,
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(name)s %(message)s",
+    )
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,333 @@
+"""TOML → `Settings`. Every error names the file, the key path and the problem.
+
+Regexes and key templates are compiled here, once; nothing downstream parses configuration.
+The embedded default (`default.toml`) makes `sidecache --upstream URL` work with no file.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from importlib.resources import files
+from ipaddress import ip_network
+from pathlib import Path
+from typing import Any, TypeVar
+
+from proxy.identity import IdentityPolicy
+from proxy.keys import DEFAULT_KEY, compile_key
+from proxy.rules import Action, Condition, Rule, SetCookieMode, Test
+from proxy.settings import CacheSettings, Headers, Listen, Settings, Trust, Upstream
+from proxy.units import parse_duration, parse_size
+
+T = TypeVar("T")
+DEFAULT_SOURCE = "<embedded default.toml>"
+CACHEABLE = frozenset({"GET", "HEAD"})
+
+
+class ConfigError(ValueError):
+    """A configuration problem, rendered as "SOURCE: KEY: problem"."""
+
+    def __init__(self, source: str, key: str, problem: str) -> None:
+        super().__init__(f"{source}: {key}: {problem}" if key else f"{source}: {problem}")
+        self.source, self.key, self.problem = source, key, problem
+
+
+def default_text() -> str:
+    return files("proxy").joinpath("default.toml").read_text(encoding="utf-8")
+
+
+def read_toml(path: str | None) -> tuple[dict[str, Any], str]:
+    """The raw table of `path` (or of the embedded default) and the source name for messages."""
+    source = path or DEFAULT_SOURCE
+    try:
+        text = Path(path).read_text(encoding="utf-8") if path else default_text()
+        return tomllib.loads(text), source
+    except OSError as exc:
+        raise ConfigError(source, "", f"cannot read file: {exc.strerror or exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(source, "", f"invalid TOML: {exc}") from None
+
+
+def load(path: str | None = None) -> Settings:
+    data, source = read_toml(path)
+    return parse(data, source)
+
+
+class _Table:
+    """Reads one TOML table, tracking the key path and refusing unknown keys."""
+
+    def __init__(self, data: object, source: str, path: str) -> None:
+        if not isinstance(data, dict):
+            raise ConfigError(source, path, f"expected a table, got {_kind(data)}")
+        self.data, self.source, self.path, self.seen = data, source, path, set[str]()
+
+    def key(self, name: str) -> str:
+        return f"{self.path}.{name}" if self.path else name
+
+    def error(self, name: str, problem: str) -> ConfigError:
+        return ConfigError(self.source, self.key(name), problem)
+
+    def get(self, name: str, kind: type[T], default: T) -> T:
+        self.seen.add(name)
+        value = self.data.get(name, default)
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise self.error(name, f"expected {kind.__name__}, got {_kind(value)}")
+        return value
+
+    def convert(self, name: str, parse: Callable[[Any], T], default: T) -> T:
+        self.seen.add(name)
+        if name not in self.data:
+            return default
+        try:
+            return parse(self.data[name])
+        except ValueError as exc:
+            raise self.error(name, str(exc)) from None
+
+    def strings(self, name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+        value = self.get(name, list, list(default))
+        if not all(isinstance(item, str) for item in value):
+            raise self.error(name, "expected a list of strings")
+        return tuple(value)
+
+    def table(self, name: str) -> _Table:
+        self.seen.add(name)
+        return _Table(self.data.get(name, {}), self.source, self.key(name))
+
+    def finish(self) -> None:
+        unknown = sorted(set(self.data) - self.seen)
+        if unknown:
+            raise self.error(unknown[0], "unknown key")
+
+
+def _text(parse: Callable[[str], T]) -> Callable[[object], T]:
+    """Wrap a string parser so a non-string value is a clear ValueError, not a crash."""
+
+    def check(value: object) -> T:
+        if not isinstance(value, str):
+            raise ValueError(f"expected a string, got {_kind(value)}")
+        return parse(value)
+
+    return check
+
+
+def _choice(enum: Callable[[str], T], choices: str) -> Callable[[object], T]:
+    def check(value: object) -> T:
+        try:
+            return enum(value)  # type: ignore[arg-type]
+        except ValueError:
+            raise ValueError(f"expected one of {choices}, got {value!r}") from None
+
+    return check
+
+
+def _kind(value: object) -> str:
+    names = {dict: "a table", list: "a list", str: "a string", bool: "a boolean"}
+    return names.get(type(value), type(value).__name__)
+
+
+def parse(data: Mapping[str, Any], source: str) -> Settings:
+    """Validate and compile a raw TOML table into `Settings`."""
+    root = _Table(dict(data), source, "")
+    server = root.table("server")
+    listen = tuple(_listen(server, item) for item in server.strings("listen", ("127.0.0.1:8080",)))
+    if not listen:
+        raise server.error("listen", "needs at least one address")
+    trust = _trust(server)
+    headers = Headers(
+        x_cache=server.get("x_cache", bool, True),
+        cache_status=server.get("cache_status", bool, True),
+        access_log=server.get("access_log", bool, True),
+    )
+    server.finish()
+    upstream = _upstream(root.table("upstream"))
+    identity = _identity(root.table("identity"))
+    caches = _caches(root.table("caches"))
+    rules_raw = root.get("rules", list, [])
+    rules = tuple(
+        _rule(_Table(r, source, f"rules[{i}]"), i, caches) for i, r in enumerate(rules_raw, 1)
+    )
+    root.finish()
+    warnings = tuple(w for rule in rules for w in _warnings(rule))
+    return Settings(source, listen, upstream, trust, headers, identity, caches, rules, warnings)
+
+
+def parse_listen(text: str) -> Listen:
+    """`host:port`, `[v6]:port`, a bare port (127.0.0.1) or `unix:/path`; raise ValueError."""
+    if text.startswith("unix:"):
+        if not text[5:]:
+            raise ValueError("unix: needs a socket path")
+        return Listen(path=text[5:])
+    host, sep, port = text.rpartition(":")
+    host = host.strip("[]") if sep else "127.0.0.1"
+    if not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"bad listen address {text!r} (use host:port, [::1]:port or unix:/path)")
+    return Listen(host=host or "0.0.0.0", port=int(port))
+
+
+def _listen(table: _Table, text: str) -> Listen:
+    try:
+        return parse_listen(text)
+    except ValueError as exc:
+        raise table.error("listen", str(exc)) from None
+
+
+def _trust(server: _Table) -> Trust:
+    items = server.strings("trusted_proxies", ())
+    try:
+        networks = tuple(ip_network(i, strict=False) for i in items if i != "unix")
+    except ValueError as exc:
+        raise server.error("trusted_proxies", str(exc)) from None
+    return Trust(networks, "unix" in items)
+
+
+def parse_upstream(text: str) -> tuple[str, str]:
+    """(base URL, unix socket path) for `http://host:port` or `unix:/path`; raise ValueError."""
+    if text.startswith("unix:"):
+        if not text[5:]:
+            raise ValueError("unix: needs a socket path")
+        return "http://localhost", text[5:]
+    match = re.fullmatch(r"http://(\[[0-9a-fA-F:.]+\]|[^/:\[\]]+)(:\d+)?/?", text)
+    if match is None:
+        raise ValueError(f"bad upstream {text!r} (use http://host:port or unix:/path/to.sock)")
+    return text.rstrip("/"), ""
+
+
+def _upstream(table: _Table) -> Upstream:
+    url, socket = table.convert("url", _text(parse_upstream), ("http://127.0.0.1:5000", ""))
+    upstream = Upstream(
+        url=url,
+        socket=socket,
+        connect_timeout=table.convert("connect_timeout", parse_duration, 5.0),
+        read_timeout=table.convert("read_timeout", parse_duration, 30.0),
+        max_connections=table.get("max_connections", int, 100),
+        host=table.get("host", str, ""),
+    )
+    if upstream.max_connections < 1:
+        raise table.error("max_connections", "must be at least 1")
+    table.finish()
+    return upstream
+
+
+def _identity(table: _Table) -> IdentityPolicy:
+    remember = table.strings("remember_cookies", ("remember_token",))
+    session = table.strings("session_cookies", ("session",))
+    user_keys = table.strings("session_user_keys", ("_user_id", "user_id"))
+    table.finish()
+    try:
+        policy = IdentityPolicy(remember, session, user_keys)
+    except ValueError as exc:
+        raise ConfigError(table.source, table.path, str(exc)) from None
+    return policy
+
+
+def _caches(table: _Table) -> dict[str, CacheSettings]:
+    caches = {name: _cache(table.table(name), name) for name in list(table.data)}
+    table.finish()
+    return caches
+
+
+def _cache(table: _Table, name: str) -> CacheSettings:
+    cache = CacheSettings(
+        name=name,
+        items=table.get("items", int, 1000),
+        item_size=table.convert("item_size", parse_size, 64 * 1024),
+        max_bytes=table.convert("max_bytes", parse_size, 64 * 1024 * 1024),
+        ttl=table.convert("ttl", parse_duration, 10.0),
+    )
+    if cache.items < 1:
+        raise table.error("items", "must be at least 1")
+    if cache.item_size > cache.max_bytes:
+        raise table.error("item_size", "is larger than max_bytes: no item could ever be stored")
+    table.finish()
+    return cache
+
+
+def _rule(table: _Table, number: int, caches: Mapping[str, CacheSettings]) -> Rule:
+    name = table.get("name", str, "")
+    action = table.convert("action", _choice(Action, '"cache", "pass"'), Action.CACHE)
+    methods = _methods(table, action)
+    rule = Rule(
+        number=number,
+        name=name,
+        action=action,
+        path=table.convert("path", _regex, None),
+        methods=methods,
+        anonymous=table.get("anonymous", bool, True) if "anonymous" in table.data else None,
+        cookies=_conditions(table.table("cookie")),
+        headers=_conditions(table.table("header")),
+        cache=_cache_name(table, action, caches),
+        ttl=table.convert("ttl", parse_duration, None),
+        set_cookie=table.convert(
+            "set_cookie", _choice(SetCookieMode, '"skip", "strip"'), SetCookieMode.SKIP
+        ),
+        keep_cookies=table.strings("keep_cookies", ()),
+        allow_authorization=table.get("allow_authorization", bool, False),
+        key=table.convert("key", _text(compile_key), compile_key(DEFAULT_KEY)),
+    )
+    table.finish()
+    return rule
+
+
+def _methods(table: _Table, action: Action) -> frozenset[str] | None:
+    if "methods" not in table.data:
+        table.seen.add("methods")
+        return CACHEABLE if action is Action.CACHE else None
+    methods = frozenset(m.upper() for m in table.strings("methods", ()))
+    extra = sorted(methods - CACHEABLE)
+    if action is Action.CACHE and extra:
+        raise table.error("methods", f"{extra[0]} is never answered from cache (GET, HEAD only)")
+    return methods
+
+
+def _cache_name(table: _Table, action: Action, caches: Mapping[str, CacheSettings]) -> str:
+    name = table.get("cache", str, "default" if action is Action.CACHE else "")
+    if action is Action.CACHE and name not in caches:
+        known = ", ".join(sorted(caches)) or "none defined"
+        raise table.error("cache", f"unknown cache {name!r} (caches: {known})")
+    return name
+
+
+def _regex(value: object) -> re.Pattern[str]:
+    if not isinstance(value, str):
+        raise ValueError(f"expected a regex string, got {_kind(value)}")
+    try:
+        return re.compile(value)
+    except re.error as exc:
+        raise ValueError(f"invalid regex {value!r}: {exc}") from None
+
+
+def _conditions(table: _Table) -> tuple[Condition, ...]:
+    conditions = tuple(_condition(table, name) for name in list(table.data))
+    table.finish()
+    return conditions
+
+
+def _condition(table: _Table, name: str) -> Condition:
+    table.seen.add(name)
+    value = table.data[name]
+    if value in ("present", "absent"):
+        return Condition(name, Test(value))
+    if isinstance(value, dict) and value.keys() == {"equals"} and isinstance(value["equals"], str):
+        return Condition(name, Test.EQUALS, value=value["equals"])
+    if isinstance(value, dict) and len(value) == 1 and "matches" in value:
+        try:
+            return Condition(name, Test.MATCHES, pattern=_regex(value["matches"]))
+        except ValueError as exc:
+            raise table.error(name, str(exc)) from None
+    raise table.error(
+        name, 'expected "present", "absent", { equals = "text" } or { matches = "regex" }'
+    )
+
+
+def _warnings(rule: Rule) -> list[str]:
+    """Legal but risky: a kept cookie that the key does not carry mixes variants."""
+    keyed = rule.key.cookies if rule.key else frozenset()
+    return [
+        f"{rule.label}: keep_cookies {name!r} is sent on fills but is not part of the key "
+        f"(add {{cookie[{name}]}} to key, or one visitor's variant is served to all)"
+        for name in rule.keep_cookies
+        if name not in keyed
+    ]

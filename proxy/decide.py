@@ -1,0 +1,70 @@
+"""recv → decide: a request becomes a cache `Lookup` or a `Pass`, as a pure function.
+
+Order of checks, each with one reason (the way Varnish's builtin vcl_recv reads):
+1. the first matching rule; none → pass (no-rule); action "pass" → pass (rule)
+2. only GET and HEAD are ever answered from a cache, whatever the rules say (method)
+3. a GET/HEAD carrying a body is not a plain read (request-body)
+4. Authorization → pass unless the rule allows it (RFC 9111 §3.5)
+5. remember cookie or logged-in session → pass, for every cache rule (product rule: a logged-in
+   user is never answered from cache and their response is never stored)
+6. Range → pass (partial responses are not served from cache yet)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from proxy.encoding import normalise_accept_encoding
+from proxy.identity import IdentityPolicy, is_anonymous
+from proxy.reasons import PassReason
+from proxy.rules import Action, Rule, first_match
+from proxy.view import RequestView
+
+CACHEABLE_METHODS = frozenset({"GET", "HEAD"})
+
+
+@dataclass(frozen=True, slots=True)
+class Lookup:
+    key: str
+    rule: Rule
+    encoding: str  # the normalised Accept-Encoding the fill sends (and the key carries)
+
+
+@dataclass(frozen=True, slots=True)
+class Pass:
+    reason: PassReason
+    rule: Rule | None = None
+
+
+Decision = Lookup | Pass
+
+
+def decide(view: RequestView, rules: tuple[Rule, ...], identity: IdentityPolicy) -> Decision:
+    """Return what to do with `view`: look it up in a cache, or pass it upstream."""
+    rule = first_match(rules, view, identity)
+    if rule is None:
+        return Pass(PassReason.NO_RULE)
+    if rule.action is Action.PASS:
+        return Pass(PassReason.RULE, rule)
+    reason = _refusal(view, rule, identity)
+    if reason is not None:
+        return Pass(reason, rule)
+    assert rule.key is not None, "config.py gives every cache rule a key"
+    encoding = normalise_accept_encoding(view.header("accept-encoding"))
+    return Lookup(f"{rule.key.render(view)}\x00{encoding}", rule, encoding)
+
+
+def _refusal(view: RequestView, rule: Rule, identity: IdentityPolicy) -> PassReason | None:
+    """The first safety check that forbids answering `view` from cache, or None."""
+    if view.method not in CACHEABLE_METHODS:
+        return PassReason.METHOD
+    if view.has_body:
+        return PassReason.REQUEST_BODY
+    authorized = view.header("authorization") is not None
+    if authorized and not rule.allow_authorization:
+        return PassReason.AUTHORIZATION
+    if not is_anonymous(view.cookies, False, identity):
+        return PassReason.AUTHENTICATED
+    if view.header("range") is not None:
+        return PassReason.RANGE
+    return None

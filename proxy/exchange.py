@@ -1,0 +1,53 @@
+"""The seam between a front (the client-facing server) and the handler.
+
+A front turns its connection into a `ClientSide`; the handler never sees server objects. The
+contract: `respond` sends a whole response; `start`/`write`/`finish` stream one; `abort` cuts the
+connection so a client can never mistake a truncated body for a complete one. For HEAD requests
+the front sends headers only (Content-Length stays what a GET would get).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Protocol
+
+from proxy.view import Headers, RequestView
+
+
+class ClientGone(Exception):
+    """The client went away while we were writing to it."""
+
+
+class ClientSide(Protocol):
+    view: RequestView
+
+    def body(self) -> AsyncIterator[bytes] | None:
+        """The request body as it arrives, or None when the request has none."""
+
+    def body_length(self) -> int | None:
+        """The request's Content-Length, when it sent one."""
+
+    async def respond(self, status: int, reason: str, headers: Headers, body: bytes) -> None: ...
+
+    async def start(
+        self, status: int, reason: str, headers: Headers, content_length: int | None
+    ) -> None: ...
+
+    async def write(self, chunk: bytes) -> None:
+        """Send a body chunk; raise ClientGone if the client disconnected."""
+
+    async def finish(self) -> None: ...
+
+    def abort(self) -> None: ...
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What happened, for the access log (and later, metrics)."""
+
+    status: int = 0
+    cache: str = "PASS"  # HIT | MISS | PASS | ERROR
+    detail: str = ""  # a PassReason / NotStoredReason value, or "stored"
+    rule: str = "-"
+    sent: int = 0  # body bytes delivered

@@ -1,0 +1,62 @@
+"""Human-readable summary of compiled settings, printed by `sidecache check`."""
+
+from __future__ import annotations
+
+from proxy.rules import Action, Condition, Rule
+from proxy.settings import CacheSettings, Settings
+
+
+def describe(settings: Settings) -> str:
+    up = settings.upstream
+    lines = [
+        f"config: {settings.source}",
+        "listen: " + ", ".join(str(listen) for listen in settings.listen),
+        f"upstream: {f'unix:{up.socket}' if up.socket else up.url} "
+        f"(connect {up.connect_timeout:g}s, read {up.read_timeout:g}s, "
+        f"{up.max_connections} connections)",
+        "caches:",
+        *(f"  {_cache(cache)}" for cache in settings.caches.values()),
+        "rules (first match wins; no match: pass):",
+        *(f"  {_rule(rule)}" for rule in settings.rules),
+    ]
+    if not settings.rules:
+        lines.append("  (none: every request is passed)")
+    lines.extend(f"warning: {w}" for w in settings.warnings)
+    return "\n".join(lines)
+
+
+def _cache(cache: CacheSettings) -> str:
+    return (
+        f"{cache.name}: items={cache.items} item_size={cache.item_size}B "
+        f"max_bytes={cache.max_bytes}B ttl={cache.ttl:g}s"
+    )
+
+
+def _rule(rule: Rule) -> str:
+    conditions = []
+    if rule.path is not None:
+        conditions.append(f"path ~ {rule.path.pattern!r}")
+    if rule.methods is not None:
+        conditions.append("method in " + ",".join(sorted(rule.methods)))
+    if rule.anonymous is not None:
+        conditions.append("anonymous" if rule.anonymous else "not anonymous")
+    conditions += [f"cookie {_condition(c)}" for c in rule.cookies]
+    conditions += [f"header {_condition(c)}" for c in rule.headers]
+    when = " and ".join(conditions) or "always"
+    if rule.action is Action.PASS:
+        return f"{rule.number}. {rule.label}: when {when} → pass"
+    ttl = f"ttl={rule.ttl:g}s" if rule.ttl is not None else "ttl=cache default"
+    key = rule.key.source if rule.key else "-"
+    extra = f" keep_cookies={','.join(rule.keep_cookies)}" if rule.keep_cookies else ""
+    return (
+        f"{rule.number}. {rule.label}: when {when} → cache in {rule.cache!r} "
+        f"({ttl}, set_cookie={rule.set_cookie.value}, key={key}{extra})"
+    )
+
+
+def _condition(condition: Condition) -> str:
+    if condition.pattern is not None:
+        return f"{condition.name} ~ {condition.pattern.pattern!r}"
+    if condition.value:
+        return f"{condition.name} == {condition.value!r}"
+    return f"{condition.name} {condition.test.value}"

@@ -1,0 +1,119 @@
+"""The client-facing front over aiohttp's low-level server (`web.Server`, no app or router).
+
+This is the one adapter that knows aiohttp's request and response objects: it builds the
+`RequestView` and implements `ClientSide`. A leaner HTTP/1.1 front can replace it without
+touching the handler or anything behind it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+from aiohttp import web
+
+from proxy.exchange import ClientGone, Outcome
+from proxy.upstream import CHUNK
+from proxy.view import Headers, RequestView
+
+Handle = Callable[["AiohttpClient"], Awaitable[Outcome]]
+LogAccess = Callable[[RequestView, Outcome, float], None]
+
+
+def build_view(request: web.BaseRequest, scheme: str) -> RequestView:
+    peer = request.transport.get_extra_info("peername") if request.transport else None
+    host = peer[0] if isinstance(peer, tuple) else ""
+    return RequestView(
+        request.method,
+        request.raw_path,
+        tuple((n.decode("latin-1"), v.decode("latin-1")) for n, v in request.raw_headers),
+        peer=host,
+        scheme=scheme,
+        version=(request.version.major, request.version.minor),
+        has_body=request.body_exists,
+    )
+
+
+class AiohttpClient:
+    """`ClientSide` for one aiohttp request."""
+
+    def __init__(self, request: web.BaseRequest, view: RequestView) -> None:
+        self.request = request
+        self.view = view
+        self.response: web.StreamResponse | None = None
+
+    def body(self) -> AsyncIterator[bytes] | None:
+        return self._chunks() if self.request.body_exists else None
+
+    async def _chunks(self) -> AsyncIterator[bytes]:
+        async for chunk in self.request.content.iter_chunked(CHUNK):
+            yield chunk
+
+    def body_length(self) -> int | None:
+        return self.request.content_length
+
+    async def respond(self, status: int, reason: str, headers: Headers, body: bytes) -> None:
+        response = web.Response(
+            status=status, reason=reason or None, headers=list(headers), body=body
+        )
+        self.response = response
+        try:
+            await response.prepare(self.request)
+            await response.write_eof()
+        except (ConnectionError, RuntimeError) as exc:
+            raise ClientGone() from exc
+
+    async def start(
+        self, status: int, reason: str, headers: Headers, content_length: int | None
+    ) -> None:
+        response = web.StreamResponse(status=status, reason=reason or None, headers=list(headers))
+        if content_length is not None:
+            response.content_length = content_length
+        self.response = response
+        try:
+            await response.prepare(self.request)
+        except (ConnectionError, RuntimeError) as exc:
+            raise ClientGone() from exc
+
+    async def write(self, chunk: bytes) -> None:
+        assert self.response is not None
+        try:
+            await self.response.write(chunk)
+        except (ConnectionError, RuntimeError) as exc:
+            raise ClientGone() from exc
+
+    async def finish(self) -> None:
+        assert self.response is not None
+        try:
+            await self.response.write_eof()
+        except (ConnectionError, RuntimeError) as exc:
+            raise ClientGone() from exc
+
+    def abort(self) -> None:
+        transport = self.request.transport
+        if transport is not None:
+            transport.abort()
+        raise_on_return = self.response
+        if raise_on_return is not None:
+            raise_on_return.force_close()
+
+
+def make_server(handle: Handle, log_access: LogAccess, scheme: str = "http") -> web.Server:
+    """An aiohttp low-level server whose every request goes through `handle`."""
+
+    async def serve(request: web.BaseRequest) -> web.StreamResponse:
+        started = time.perf_counter()
+        view = build_view(request, scheme)
+        if not view.target.startswith("/"):
+            return web.Response(status=400, text="400 Bad Request: origin-form target only\n")
+        client = AiohttpClient(request, view)
+        try:
+            outcome = await handle(client)
+        except ClientGone:
+            outcome = Outcome(status=499, cache="ERROR", detail="client-gone")
+        log_access(view, outcome, time.perf_counter() - started)
+        if client.response is None:  # nothing was sent: cannot happen unless handle is broken
+            return web.Response(status=500, text="500 Internal Server Error\n")
+        return client.response
+
+    return web.Server(serve, handler_cancellation=False, access_log=None)

@@ -1,0 +1,229 @@
+"""The one driver: recv → decide → hit | miss | pass → deliver.
+
+It turns decisions of the pure core into I/O through three seams: `ClientSide` (the front),
+`UpstreamClient` and `CacheStore`. It never sees server or client library objects.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from typing import assert_never
+
+from proxy.decide import Lookup, Pass, decide
+from proxy.exchange import ClientGone, ClientSide, Outcome
+from proxy.forwarding import fill_headers, pass_headers
+from proxy.policy import (
+    DontStore,
+    Storability,
+    Store,
+    cache_status,
+    end_to_end,
+    storability,
+    stored_headers,
+)
+from proxy.reasons import NotStoredReason
+from proxy.recorder import Recorder
+from proxy.settings import Settings
+from proxy.store import CachedResponse, CacheStore
+from proxy.upstream import UpstreamClient, UpstreamError, UpstreamResponse
+from proxy.view import Headers
+
+_NO_SET_COOKIE = frozenset({"set-cookie"})
+
+
+class Handler:
+    def __init__(
+        self,
+        settings: Settings,
+        stores: Mapping[str, CacheStore],
+        upstream: UpstreamClient,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.settings = settings
+        self.stores = stores
+        self.upstream = upstream
+        self.clock = clock
+        self._hit_tags = self._tags("HIT", cache_status(True))
+
+    def _tags(self, x_cache: str, status: str) -> Headers:
+        tags: list[tuple[str, str]] = []
+        if self.settings.headers.cache_status:
+            tags.append(("Cache-Status", status))
+        if self.settings.headers.x_cache:
+            tags.append(("X-Cache", x_cache))
+        return tuple(tags)
+
+    async def handle(self, client: ClientSide) -> Outcome:
+        decision = decide(client.view, self.settings.rules, self.settings.identity)
+        match decision:
+            case Lookup():
+                store = self.stores[decision.rule.cache]
+                entry = await store.get(decision.key)
+                if entry is not None:
+                    return await self.deliver_hit(client, entry, decision)
+                return await self.fetch_miss(client, decision, store)
+            case Pass():
+                return await self.forward_pass(client, decision)
+            case _:
+                assert_never(decision)
+
+    async def deliver_hit(
+        self, client: ClientSide, entry: CachedResponse, lookup: Lookup
+    ) -> Outcome:
+        """Stored status, headers and body, plus Age (RFC 9111 §5.1) and the cache tags."""
+        age = (("Age", str(entry.age(self.clock()))),)
+        await client.respond(
+            entry.status, entry.reason, entry.headers + age + self._hit_tags, entry.body
+        )
+        sent = 0 if client.view.method == "HEAD" else len(entry.body)
+        return Outcome(entry.status, "HIT", "", lookup.rule.label, sent)
+
+    async def fetch_miss(self, client: ClientSide, lookup: Lookup, store: CacheStore) -> Outcome:
+        """Fill as a brand-new visitor would, stream to the client, store if whole and storable."""
+        view, rule = client.view, lookup.rule
+        cache = self.settings.caches[rule.cache]
+        authorized = rule.allow_authorization and view.header("authorization") is not None
+        headers = fill_headers(
+            view,
+            self.settings.trust,
+            self.settings.upstream,
+            encoding=lookup.encoding,
+            keep_cookies=rule.keep_cookies,
+            keep_authorization=authorized,
+        )
+        outcome = Outcome(cache="MISS", rule=rule.label)
+        try:
+            response = await self.upstream.request("GET", view.target, headers)
+        except UpstreamError as exc:
+            return await self._fail(client, exc, outcome)
+        ttl = cache.ttl if rule.ttl is None else rule.ttl
+        keyed = rule.key.headers if rule.key else frozenset()
+        verdict = _sized(
+            storability(response.status, response.headers, rule, ttl, keyed, authorized),
+            response,
+            cache.item_size,
+        )
+        stored = isinstance(verdict, Store)
+        detail = verdict.reason.value if isinstance(verdict, DontStore) else ""
+        tags = self._tags("MISS", cache_status(False, fwd="miss", stored=stored, detail=detail))
+        recorder = Recorder(cache.item_size) if stored else None
+        outcome.status, outcome.detail = response.status, detail or "stored"
+        # A fill carries no cookies, so its Set-Cookie starts a session the client does not have
+        # and would clobber the one it has. A client that sent no cookies made exactly the fill's
+        # request: that session is its own, and it gets it (never from a stored entry).
+        own_session = not stored and "cookie" not in view.header_map
+        shown = end_to_end(response.headers, drop=frozenset() if own_session else _NO_SET_COOKIE)
+        shown += tags
+        if not await self._stream(client, response, shown, recorder, outcome):
+            return outcome
+        if recorder is not None and isinstance(verdict, Store):
+            outcome.detail = await self._store(store, lookup.key, response, recorder, verdict)
+        return outcome
+
+    async def _store(
+        self,
+        store: CacheStore,
+        key: str,
+        response: UpstreamResponse,
+        recorder: Recorder,
+        verdict: Store,
+    ) -> str:
+        if recorder.overflowed:
+            return NotStoredReason.TOO_BIG.value
+        now = self.clock()
+        entry = CachedResponse(
+            status=response.status,
+            reason=response.reason,
+            headers=stored_headers(response.headers),
+            body=recorder.body(),
+            stored_at=now,
+            expires_at=now + verdict.ttl,
+            initial_age=_age(response.headers),
+        )
+        if not await store.put(key, entry):
+            return NotStoredReason.NO_SPACE.value
+        return "stored"
+
+    async def forward_pass(self, client: ClientSide, decision: Pass) -> Outcome:
+        """Forward as is, bodies streamed both ways; the store is never touched."""
+        view = client.view
+        outcome = Outcome(cache="PASS", detail=decision.reason.value)
+        outcome.rule = decision.rule.label if decision.rule else "-"
+        headers = pass_headers(view, self.settings.trust, self.settings.upstream)
+        try:
+            response = await self.upstream.request(
+                view.method, view.target, headers, client.body(), client.body_length()
+            )
+        except UpstreamError as exc:
+            return await self._fail(client, exc, outcome)
+        tags = self._tags("PASS", cache_status(False, fwd="bypass", detail=outcome.detail))
+        outcome.status = response.status
+        await self._stream(client, response, end_to_end(response.headers) + tags, None, outcome)
+        return outcome
+
+    async def _stream(
+        self,
+        client: ClientSide,
+        response: UpstreamResponse,
+        headers: Headers,
+        recorder: Recorder | None,
+        outcome: Outcome,
+    ) -> bool:
+        """Relay the upstream body; True when it ended cleanly on both sides."""
+        head_only = client.view.method == "HEAD"
+        try:
+            await client.start(response.status, response.reason, headers, response.content_length)
+            async for chunk in response.chunks():
+                if recorder is not None:
+                    recorder.feed(chunk)
+                if not head_only:
+                    await client.write(chunk)
+                    outcome.sent += len(chunk)
+                elif recorder is None or recorder.overflowed:
+                    response.close()  # HEAD and nothing to keep: stop reading
+                    outcome.detail = NotStoredReason.HEAD_ONLY.value
+                    await client.finish()
+                    return False
+            await client.finish()
+        except UpstreamError:
+            # Headers are out: the only honest signal left is cutting the connection.
+            client.abort()
+            response.close()
+            outcome.detail = NotStoredReason.INCOMPLETE.value
+            return False
+        except ClientGone:
+            response.close()
+            outcome.detail = NotStoredReason.INCOMPLETE.value
+            return False
+        response.release()
+        return True
+
+    async def _fail(self, client: ClientSide, exc: UpstreamError, outcome: Outcome) -> Outcome:
+        """502/504 with a short plain-text body, before any response byte was sent."""
+        outcome.status, outcome.cache, outcome.detail = exc.status, "ERROR", exc.message
+        reason = "Gateway Timeout" if exc.status == 504 else "Bad Gateway"
+        headers = (("Content-Type", "text/plain; charset=utf-8"), ("Cache-Control", "no-store"))
+        await client.respond(
+            exc.status, reason, headers, f"{exc.status} {reason}: {exc.message}\n".encode()
+        )
+        return outcome
+
+
+def _sized(verdict: Storability, response: UpstreamResponse, item_size: int) -> Storability:
+    """Refuse what we can tell is too big, or unframed, before reading a byte of the body."""
+    if not isinstance(verdict, Store):
+        return verdict
+    if response.content_length is not None and response.content_length > item_size:
+        return DontStore(NotStoredReason.TOO_BIG)
+    if not response.framed:
+        return DontStore(NotStoredReason.UNFRAMED)
+    return verdict
+
+
+def _age(headers: Headers) -> int:
+    """The Age the upstream reported (RFC 9111 §5.1); invalid values count as 0."""
+    for name, value in headers:
+        if name.lower() == "age" and value.strip().isdigit():
+            return int(value.strip())
+    return 0

@@ -1,0 +1,160 @@
+"""Decide whether a visitor is anonymous, from the Cookie and Authorization headers.
+
+Product rule: sidecache stores and serves cached pages only for anonymous visitors. A visitor
+is *not* anonymous when they send an Authorization header, a "remember me" cookie, or a session
+cookie that carries a user id. Every doubt resolves to "not anonymous" (fail closed): such a
+visitor only bypasses the cache, so a forged or unreadable cookie can slow down its own sender
+but can never expose another visitor's page, nor put a logged-in page into the cache.
+
+Pure: standard library only, no I/O.
+"""
+
+import base64
+import binascii
+import json
+import re
+import zlib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, fields
+
+# RFC 6265 §6.1 asks browsers to keep at least 4096 bytes per cookie, and the major browsers
+# stop there; a session value twice that size was not issued by the app, so we do not read it.
+MAX_SESSION_CHARS = 8192
+# A 4 KiB cookie of zlib data can inflate a thousandfold; real sessions are a few hundred bytes.
+MAX_PAYLOAD_BYTES = 64 * 1024
+
+_BASE64URL = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def parse_cookies(header_values: Iterable[str]) -> dict[str, str]:
+    """Read every Cookie header of a request into one name -> value map.
+
+    RFC 6265 §4.2.1 as browsers send it, read as tolerantly as §5.2: split on ";" and the first
+    "=", strip spaces and tabs and one pair of double quotes, skip pieces without "=" or a name.
+    Never raises, unlike http.cookies.SimpleCookie, which drops all cookies after a bad one.
+    The first name wins: browsers send the most specific path first (§5.4 step 2).
+    """
+    cookies: dict[str, str] = {}
+    for header in header_values:
+        for piece in header.split(";"):
+            pair = _parse_pair(piece)
+            if pair is not None and pair[0] not in cookies:
+                cookies[pair[0]] = pair[1]
+    return cookies
+
+
+def _parse_pair(piece: str) -> tuple[str, str] | None:
+    """Split one "name=value" piece; None when it has no "=" or an empty name."""
+    name, separator, value = piece.partition("=")
+    name = name.strip(" \t")
+    if not separator or not name:
+        return None
+    return name, _unquote(value.strip(" \t"))
+
+
+def _unquote(value: str) -> str:
+    """Remove one pair of surrounding double quotes (the DQUOTE form of RFC 6265 §4.1.1)."""
+    quoted = len(value) >= 2 and value[0] == '"' and value[-1] == '"'
+    return value[1:-1] if quoted else value
+
+
+@dataclass(frozen=True, slots=True)
+class IdentityPolicy:
+    """Which cookies mark a visitor as logged in (defaults: Flask session and Flask-Login)."""
+
+    remember_cookies: tuple[str, ...] = ("remember_token",)
+    session_cookies: tuple[str, ...] = ("session",)
+    session_user_keys: tuple[str, ...] = ("_user_id", "user_id")
+
+    def __post_init__(self) -> None:
+        """Reject settings that would silently let logged-in visitors through as anonymous.
+
+        A bare string is read letter by letter and no user keys makes every session anonymous.
+        """
+        for field in fields(self):
+            names = getattr(self, field.name)
+            if not isinstance(names, tuple) or not all(isinstance(n, str) and n for n in names):
+                raise ValueError(
+                    f"IdentityPolicy.{field.name} must be a tuple of non-empty strings, "
+                    f"got {names!r}"
+                )
+        if self.session_cookies and not self.session_user_keys:
+            raise ValueError("IdentityPolicy.session_user_keys must not be empty")
+
+
+def session_has_user(value: str, user_keys: Sequence[str]) -> bool:
+    """Tell whether a Flask session cookie names a user, without knowing the app's secret.
+
+    The itsdangerous format is "[.]<base64url payload>.<timestamp>.<signature>", a leading "."
+    meaning zlib; the payload alone is accepted too. A user is present when the JSON object has
+    any of user_keys with a value other than None, "" or False (Flask-Login's "_user_id"; keys
+    like "_fresh", "_id" and "csrf_token" exist for anonymous visitors too). An empty value is
+    no session, as for Flask. Anything unreadable (too long, bad base64, bad or oversized zlib,
+    bad JSON, not an object) counts as a user: fail closed, see the module docstring.
+    """
+    if isinstance(user_keys, str):
+        raise TypeError("user_keys must be a sequence of key names, not one string")
+    if not value:
+        return False
+    payload = _session_payload(value)
+    if not isinstance(payload, dict):
+        return True
+    return any(_is_set(payload.get(key)) for key in user_keys)
+
+
+def _is_set(value: object) -> bool:
+    """Product rule: None, "" and False mean "no user"; anything else, even 0, is an id."""
+    return value is not None and value is not False and value != ""
+
+
+def _session_payload(value: str) -> object:
+    """Decode the JSON payload of a session cookie; None when it cannot be read."""
+    if len(value) > MAX_SESSION_CHARS:
+        return None
+    segment = value.removeprefix(".").split(".", 1)[0]
+    data = _b64decode(segment)
+    if data is not None and value.startswith("."):
+        data = _inflate(data)
+    if data is None:
+        return None
+    try:
+        return json.loads(data)
+    except (ValueError, RecursionError):  # RecursionError: deeply nested arrays
+        return None
+
+
+def _b64decode(segment: str) -> bytes | None:
+    """Decode unpadded base64url as itsdangerous writes it; None on any other character."""
+    if not _BASE64URL.fullmatch(segment):
+        return None
+    try:
+        return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+    except binascii.Error:  # a length of 4n + 1 characters cannot be base64
+        return None
+
+
+def _inflate(data: bytes) -> bytes | None:
+    """Decompress a complete zlib stream of at most MAX_PAYLOAD_BYTES; None otherwise."""
+    inflater = zlib.decompressobj()
+    try:
+        inflated = inflater.decompress(data, MAX_PAYLOAD_BYTES)
+    except zlib.error:
+        return None
+    # Not at the end of the stream: truncated, or stopped at the cap (a zip bomb).
+    return inflated if inflater.eof else None
+
+
+def is_anonymous(
+    cookies: Mapping[str, str], has_authorization: bool, policy: IdentityPolicy
+) -> bool:
+    """Product rule: anonymous unless the request carries Authorization, any remember cookie
+    (whatever its value, even empty), or a session cookie that session_has_user accepts.
+    """
+    if has_authorization:
+        return False
+    if any(name in cookies for name in policy.remember_cookies):
+        return False
+    return not any(
+        name in cookies and session_has_user(cookies[name], policy.session_user_keys)
+        for name in policy.session_cookies
+    )

@@ -1,0 +1,142 @@
+"""Storability of fill responses and the headers of what we deliver, as small named checks.
+
+Each check has one reason (a `NotStoredReason`), in the order Varnish's builtin vcl_backend_response
+reads: status, Cache-Control, Set-Cookie, Vary, then size and framing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from proxy.reasons import NotStoredReason
+from proxy.rules import Rule, SetCookieMode
+from proxy.view import Headers
+
+# RFC 9110 §7.6.1 hop-by-hop fields, plus the non-standard ones proxies are known to see.
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    }
+)
+# Framing is the front's job: it sets Content-Length or chunking itself.
+FRAMING = frozenset({"content-length", "transfer-encoding"})
+
+
+@dataclass(frozen=True, slots=True)
+class Store:
+    ttl: float
+
+
+@dataclass(frozen=True, slots=True)
+class DontStore:
+    reason: NotStoredReason
+
+
+Storability = Store | DontStore
+
+
+def connection_tokens(headers: Headers) -> frozenset[str]:
+    """Header names listed in Connection, which are hop-by-hop too (RFC 9110 §7.6.1)."""
+    return frozenset(
+        token.strip().lower()
+        for name, value in headers
+        if name.lower() == "connection"
+        for token in value.split(",")
+        if token.strip()
+    )
+
+
+def end_to_end(headers: Headers, *, drop: frozenset[str] = frozenset()) -> Headers:
+    """`headers` without hop-by-hop fields, framing, and any name in `drop` (lower-case)."""
+    remove = HOP_BY_HOP | FRAMING | connection_tokens(headers) | drop
+    return tuple(
+        (n, v) for n, v in headers if n.lower() not in remove and not n.lower().startswith("proxy-")
+    )
+
+
+def cache_control(headers: Headers) -> dict[str, str]:
+    """Cache-Control directives, lower-cased names, quotes stripped (RFC 9111 §5.2)."""
+    directives: dict[str, str] = {}
+    for name, value in headers:
+        if name.lower() != "cache-control":
+            continue
+        for item in value.split(","):
+            key, _, arg = item.partition("=")
+            if key.strip():
+                directives.setdefault(key.strip().lower(), arg.strip().strip('"'))
+    return directives
+
+
+def field_values(headers: Headers, name: str) -> list[str]:
+    """Every comma-separated member of the fields called `name`, lower-cased."""
+    return [
+        item.strip().lower()
+        for n, v in headers
+        if n.lower() == name
+        for item in v.split(",")
+        if item.strip()
+    ]
+
+
+def storability(
+    status: int,
+    headers: Headers,
+    rule: Rule,
+    ttl: float,
+    keyed_headers: frozenset[str],
+    authorized: bool,
+) -> Storability:
+    """May this fill response be stored, and for how long? (Product rules + RFC 9111 §3.)"""
+    if status != 200:
+        return DontStore(NotStoredReason.STATUS)
+    directives = cache_control(headers)
+    for directive, reason in _REFUSING_DIRECTIVES:
+        if directive in directives:
+            return DontStore(reason)
+    if authorized and not directives.keys() & _AUTHORIZED_OK:
+        return DontStore(NotStoredReason.AUTHORIZATION)
+    if rule.set_cookie is SetCookieMode.SKIP and any(n.lower() == "set-cookie" for n, _ in headers):
+        return DontStore(NotStoredReason.SET_COOKIE)
+    vary = set(field_values(headers, "vary"))
+    if "*" in vary:
+        return DontStore(NotStoredReason.VARY_STAR)
+    if vary - _VARY_SATISFIED - keyed_headers:
+        return DontStore(NotStoredReason.VARY)
+    return Store(ttl)
+
+
+_REFUSING_DIRECTIVES = (
+    ("no-store", NotStoredReason.NO_STORE),
+    ("private", NotStoredReason.PRIVATE),
+    ("no-cache", NotStoredReason.NO_CACHE),
+)
+# RFC 9111 §3.5: a response to a request with Authorization is stored only with one of these.
+_AUTHORIZED_OK = frozenset({"public", "s-maxage", "must-revalidate"})
+# Accept-Encoding is always in the key (normalised); Cookie by construction: fills carry no
+# cookies but those the rule keeps (and `check` warns when a kept cookie is not in the key).
+_VARY_SATISFIED = frozenset({"accept-encoding", "cookie"})
+
+
+def stored_headers(headers: Headers) -> Headers:
+    """What an entry keeps: end-to-end headers without Set-Cookie or Age (recomputed on hits)."""
+    return end_to_end(headers, drop=frozenset({"set-cookie", "age"}))
+
+
+def cache_status(hit: bool, *, fwd: str = "", stored: bool = False, detail: str = "") -> str:
+    """An RFC 9211 Cache-Status member for this cache, named "sidecache"."""
+    if hit:
+        return "sidecache; hit"
+    value = f"sidecache; fwd={fwd}"
+    if stored:
+        value += "; stored"
+    if detail:
+        value += f'; detail="{detail}"'
+    return value

@@ -1,0 +1,40 @@
+"""Why a request was passed or a response was not stored.
+
+Every "why not cached" answer is one member of these enums; the same value appears in the access
+log, in `Cache-Status` details and (later) in metric labels. Values are short kebab-case tokens
+because they travel inside an RFC 9211 `detail` parameter.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class PassReason(StrEnum):
+    """Why `decide` sent a request upstream without touching any cache."""
+
+    NO_RULE = "no-rule"  # no rule matched: the product default is pass
+    RULE = "rule"  # the first matching rule says action = "pass"
+    METHOD = "method"  # only GET and HEAD are ever answered from a cache
+    AUTHORIZATION = "authorization"  # RFC 9111 §3.5; the rule did not allow it
+    AUTHENTICATED = "authenticated"  # remember cookie or logged-in session (identity.py)
+    REQUEST_BODY = "request-body"  # a GET/HEAD with a body is not a plain read
+    RANGE = "range"  # partial content is not served from cache yet
+
+
+class NotStoredReason(StrEnum):
+    """Why a fill response (the upstream answer to a miss) was delivered but not stored."""
+
+    STATUS = "status"  # only 200 is stored
+    NO_STORE = "no-store"  # Cache-Control: no-store (RFC 9111 §5.2.2.5)
+    PRIVATE = "private"  # Cache-Control: private (RFC 9111 §5.2.2.7)
+    NO_CACHE = "no-cache"  # needs revalidation on every use; not supported yet
+    SET_COOKIE = "set-cookie"  # rule says set_cookie = "skip"
+    VARY = "vary"  # Vary names a request header the key does not carry
+    VARY_STAR = "vary-star"  # Vary: * never matches (RFC 9111 §4.1)
+    AUTHORIZATION = "authorization"  # §3.5: needs public, s-maxage or must-revalidate
+    TOO_BIG = "too-big"  # body larger than the cache's item_size
+    UNFRAMED = "unframed"  # close-delimited body: truncation cannot be detected
+    INCOMPLETE = "incomplete"  # the body did not arrive whole
+    HEAD_ONLY = "head-only"  # a HEAD fill that did not read the body
+    NO_SPACE = "no-space"  # the store refused it (larger than max_bytes)

@@ -1,0 +1,104 @@
+"""Ordered rules: conditions (ANDed) and an action. First match wins; no match means pass.
+
+Rules are compiled by config.py (regexes once, at load) and matched here with plain calls, so
+`decide` stays a pure function of the request and the settings.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+
+from proxy.identity import IdentityPolicy, is_anonymous
+from proxy.keys import KeyTemplate
+from proxy.view import RequestView
+
+
+class Action(StrEnum):
+    CACHE = "cache"  # answer from the named cache; on a miss fetch, deliver and maybe store
+    PASS = "pass"  # forward, never touch a cache
+
+
+class SetCookieMode(StrEnum):
+    SKIP = "skip"  # a fill response with Set-Cookie is not stored (Varnish's builtin default)
+    STRIP = "strip"  # store it without Set-Cookie (what a Flask-Login site needs)
+
+
+class Test(StrEnum):
+    PRESENT = "present"
+    ABSENT = "absent"
+    EQUALS = "equals"
+    MATCHES = "matches"
+
+
+@dataclass(frozen=True, slots=True)
+class Condition:
+    """One cookie or header test. `value` is the text for EQUALS; `pattern` for MATCHES."""
+
+    name: str
+    test: Test
+    value: str = ""
+    pattern: re.Pattern[str] | None = None
+
+    def holds(self, actual: str | None) -> bool:
+        if self.test is Test.PRESENT:
+            return actual is not None
+        if self.test is Test.ABSENT:
+            return actual is None
+        if actual is None:
+            return False
+        if self.test is Test.EQUALS:
+            return actual == self.value
+        assert self.pattern is not None
+        return self.pattern.search(actual) is not None
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """A compiled rule. `number` is its 1-based position, used in messages and logs."""
+
+    number: int
+    name: str
+    action: Action
+    path: re.Pattern[str] | None = None
+    methods: frozenset[str] | None = None  # None: any method
+    anonymous: bool | None = None  # None: not tested
+    cookies: tuple[Condition, ...] = ()
+    headers: tuple[Condition, ...] = ()
+    cache: str = ""
+    ttl: float | None = None  # None: the cache's default ttl
+    set_cookie: SetCookieMode = SetCookieMode.SKIP
+    keep_cookies: tuple[str, ...] = ()
+    allow_authorization: bool = False
+    key: KeyTemplate | None = None
+
+    @property
+    def label(self) -> str:
+        return self.name or f"rules[{self.number}]"
+
+    def matches(self, view: RequestView, identity: IdentityPolicy) -> bool:
+        """True when every condition the rule states holds for `view`."""
+        if self.methods is not None and view.method not in self.methods:
+            return False
+        if self.path is not None and self.path.search(view.path) is None:
+            return False
+        if not all(c.holds(view.cookies.get(c.name)) for c in self.cookies):
+            return False
+        if not all(c.holds(view.header(c.name)) for c in self.headers):
+            return False
+        if self.anonymous is not None:
+            authorized = view.header("authorization") is not None and not self.allow_authorization
+            anonymous = is_anonymous(view.cookies, authorized, identity)
+            return anonymous is self.anonymous
+        return True
+
+
+def first_match(
+    rules: tuple[Rule, ...], view: RequestView, identity: IdentityPolicy
+) -> Rule | None:
+    """The first rule whose conditions all hold, or None."""
+    for rule in rules:
+        if rule.matches(view, identity):
+            return rule
+    return None

@@ -1,0 +1,84 @@
+"""Typed, immutable settings: what config.py produces and everything else reads."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from ipaddress import IPv4Network, IPv6Network, ip_address
+
+from proxy.identity import IdentityPolicy
+from proxy.rules import Rule
+
+Network = IPv4Network | IPv6Network
+
+
+@dataclass(frozen=True, slots=True)
+class Listen:
+    """A listener: TCP host and port, or a unix socket path (then host is "" and port 0)."""
+
+    host: str = ""
+    port: int = 0
+    path: str = ""
+
+    def __str__(self) -> str:
+        if self.path:
+            return f"unix:{self.path}"
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class Upstream:
+    """The one origin: `http://host:port` or a unix socket path."""
+
+    url: str = "http://127.0.0.1:5000"  # base URL requests are sent to ("http://localhost" on unix)
+    socket: str = ""
+    connect_timeout: float = 5.0
+    read_timeout: float = 30.0
+    max_connections: int = 100
+    host: str = ""  # "" keeps the client's Host; anything else replaces it
+
+
+@dataclass(frozen=True, slots=True)
+class CacheSettings:
+    name: str
+    items: int = 1000
+    item_size: int = 64 * 1024  # uWSGI's cache2 blocksize default
+    max_bytes: int = 64 * 1024 * 1024
+    ttl: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class Trust:
+    """Peers whose X-Forwarded-* / Forwarded headers are believed (a fronting load balancer)."""
+
+    networks: tuple[Network, ...] = ()
+    unix: bool = False  # peers on a unix-socket listener
+
+    def trusts(self, peer: str) -> bool:
+        if not peer:
+            return self.unix
+        try:
+            address = ip_address(peer)
+        except ValueError:
+            return False
+        return any(address in net for net in self.networks)
+
+
+@dataclass(frozen=True, slots=True)
+class Headers:
+    x_cache: bool = True
+    cache_status: bool = True
+    access_log: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    source: str
+    listen: tuple[Listen, ...]
+    upstream: Upstream
+    trust: Trust
+    headers: Headers
+    identity: IdentityPolicy
+    caches: Mapping[str, CacheSettings]
+    rules: tuple[Rule, ...]
+    warnings: tuple[str, ...] = field(default=())

@@ -1,0 +1,73 @@
+"""An in-process store: cachetools' time-aware LRU, bounded by items, item size and total bytes.
+
+cachetools bounds one quantity (`maxsize` measured by `getsizeof`); we give it the byte budget and
+enforce the item count ourselves by evicting the least recently used entry before an insert.
+Expiry is per entry (`expires_at`, set from the rule's ttl), on the injected clock.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from cachetools import TLRUCache
+
+from proxy.settings import CacheSettings
+from proxy.store import CachedResponse, StoreStats
+
+Clock = Callable[[], float]
+
+
+def _expiry(_key: str, entry: CachedResponse, _now: float) -> float:
+    return entry.expires_at
+
+
+def _size(entry: CachedResponse) -> int:
+    return entry.size
+
+
+class MemoryStore:
+    def __init__(self, settings: CacheSettings, clock: Clock = time.monotonic) -> None:
+        self.settings = settings
+        self._cache: TLRUCache[str, CachedResponse] = TLRUCache(
+            maxsize=settings.max_bytes, ttu=_expiry, timer=clock, getsizeof=_size
+        )
+        self._hits = self._misses = self._stores = self._evictions = 0
+
+    async def get(self, key: str) -> CachedResponse | None:
+        entry = self._cache.get(key)
+        if entry is None:
+            self._misses += 1
+        else:
+            self._hits += 1
+        return entry
+
+    async def put(self, key: str, entry: CachedResponse) -> bool:
+        """Store `entry`; False when it can never fit (body over item_size or over max_bytes)."""
+        if len(entry.body) > self.settings.item_size or entry.size > self.settings.max_bytes:
+            return False
+        self._cache.pop(key, None)
+        self._cache.expire()
+        while len(self._cache) >= self.settings.items:
+            self._cache.popitem()
+            self._evictions += 1
+        before = len(self._cache)
+        self._cache[key] = entry
+        self._evictions += before + 1 - len(self._cache)
+        self._stores += 1
+        return True
+
+    async def delete(self, key: str) -> bool:
+        return self._cache.pop(key, None) is not None
+
+    def stats(self) -> StoreStats:
+        return StoreStats(
+            items=len(self._cache),
+            bytes=int(self._cache.currsize),
+            max_items=self.settings.items,
+            max_bytes=self.settings.max_bytes,
+            hits=self._hits,
+            misses=self._misses,
+            stores=self._stores,
+            evictions=self._evictions,
+        )

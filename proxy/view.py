@@ -1,0 +1,66 @@
+"""The request as the pure core sees it: plain values, no server objects.
+
+One adapter per front (today `front.py` over aiohttp.web) builds a `RequestView`; everything that
+decides works on it alone, so a different front can be swapped in without touching the core.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from functools import cached_property
+
+from proxy.identity import parse_cookies
+
+Headers = tuple[tuple[str, str], ...]
+
+
+class RequestView:
+    """An HTTP request line and headers, exactly as received (target kept raw, never re-quoted)."""
+
+    def __init__(
+        self,
+        method: str,
+        target: str,
+        headers: Headers,
+        *,
+        peer: str = "",
+        scheme: str = "http",
+        version: tuple[int, int] = (1, 1),
+        has_body: bool = False,
+    ) -> None:
+        self.method = method.upper()
+        self.target = target
+        self.headers = headers
+        self.peer = peer
+        self.scheme = scheme
+        self.version = version
+        self.has_body = has_body
+        path, _, query = target.partition("?")
+        self.path = path
+        self.query = query
+
+    @cached_property
+    def header_map(self) -> Mapping[str, str]:
+        """Lower-cased names; repeated fields joined with ", " as RFC 9110 §5.3 allows.
+
+        Cookie is the exception (RFC 6265 §5.4 joins with "; "), but it is read via `cookies`.
+        """
+        joined: dict[str, str] = {}
+        for name, value in self.headers:
+            key = name.lower()
+            joined[key] = f"{joined[key]}, {value}" if key in joined else value
+        return joined
+
+    def header(self, name: str) -> str | None:
+        """The (joined) value of header `name`, case-insensitive; None when absent."""
+        return self.header_map.get(name.lower())
+
+    @cached_property
+    def cookies(self) -> Mapping[str, str]:
+        """Cookies from every Cookie header, parsed tolerantly (see identity.py)."""
+        return parse_cookies(v for n, v in self.headers if n.lower() == "cookie")
+
+    @cached_property
+    def host(self) -> str:
+        """The Host header, lower-cased (host names are case-insensitive, RFC 9110 §4.2.3)."""
+        return (self.header_map.get("host") or "").lower()
