@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from proxy.encoding import normalise_accept_encoding
-from proxy.identity import IdentityPolicy, is_anonymous
+from proxy.identity import IdentityPolicy
 from proxy.reasons import PassReason
 from proxy.rules import Action, Rule, first_match
 from proxy.view import RequestView
@@ -63,7 +63,7 @@ def _refusal(view: RequestView, rule: Rule, identity: IdentityPolicy) -> PassRea
     authorized = view.header("authorization") is not None
     if authorized and not rule.allow_authorization:
         return PassReason.AUTHORIZATION
-    if not is_anonymous(view.cookies, False, identity):
+    if not view.is_anonymous(identity, count_authorization=False):
         return PassReason.AUTHENTICATED
     if view.header("range") is not None:
         return PassReason.RANGE

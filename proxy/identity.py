@@ -15,6 +15,7 @@ import json
 import re
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, fields
 
 # RFC 6265 §6.1 asks browsers to keep at least 4096 bytes per cookie, and the major browsers
@@ -144,15 +145,39 @@ def _inflate(data: bytes) -> bytes | None:
     return inflated if inflater.eof else None
 
 
+def conflicting_cookies(header_values: Iterable[str]) -> frozenset[str]:
+    """Names sent more than once with different values.
+
+    parse_cookies keeps the first, but the app behind us may read another one; for a session
+    cookie that ambiguity must not make a logged-in visitor look anonymous.
+    """
+    seen: dict[str, str] = {}
+    conflicts: set[str] = set()
+    for header in header_values:
+        for piece in header.split(";"):
+            pair = _parse_pair(piece)
+            if pair is None:
+                continue
+            if seen.setdefault(pair[0], pair[1]) != pair[1]:
+                conflicts.add(pair[0])
+    return frozenset(conflicts)
+
+
 def is_anonymous(
-    cookies: Mapping[str, str], has_authorization: bool, policy: IdentityPolicy
+    cookies: Mapping[str, str],
+    has_authorization: bool,
+    policy: IdentityPolicy,
+    conflicts: AbstractSet[str] = frozenset(),
 ) -> bool:
     """Product rule: anonymous unless the request carries Authorization, any remember cookie
-    (whatever its value, even empty), or a session cookie that session_has_user accepts.
+    (whatever its value, even empty), a session cookie that session_has_user accepts, or a
+    session cookie sent twice with different values (`conflicts`; fail closed).
     """
     if has_authorization:
         return False
     if any(name in cookies for name in policy.remember_cookies):
+        return False
+    if any(name in conflicts for name in policy.session_cookies):
         return False
     return not any(
         name in cookies and session_has_user(cookies[name], policy.session_user_keys)

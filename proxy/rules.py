@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 from enum import StrEnum
 
-from proxy.identity import IdentityPolicy, is_anonymous
+from proxy.identity import IdentityPolicy
 from proxy.keys import KeyTemplate
 from proxy.view import RequestView
 
@@ -88,8 +88,9 @@ class Rule:
         if not all(c.holds(view.header(c.name)) for c in self.headers):
             return False
         if self.anonymous is not None:
-            authorized = view.header("authorization") is not None and not self.allow_authorization
-            anonymous = is_anonymous(view.cookies, authorized, identity)
+            anonymous = view.is_anonymous(
+                identity, count_authorization=not self.allow_authorization
+            )
             return anonymous is self.anonymous
         return True
 

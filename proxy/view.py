@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from functools import cached_property
 
-from proxy.identity import parse_cookies
+from proxy.identity import IdentityPolicy, conflicting_cookies, is_anonymous, parse_cookies
 
 Headers = tuple[tuple[str, str], ...]
 
@@ -59,6 +59,15 @@ class RequestView:
     def cookies(self) -> Mapping[str, str]:
         """Cookies from every Cookie header, parsed tolerantly (see identity.py)."""
         return parse_cookies(v for n, v in self.headers if n.lower() == "cookie")
+
+    def is_anonymous(self, policy: IdentityPolicy, *, count_authorization: bool = True) -> bool:
+        """identity.is_anonymous for this request; duplicate session cookies are looked at only
+        when a session cookie is present, so the common request pays for one parse."""
+        authorized = count_authorization and self.header("authorization") is not None
+        conflicts: frozenset[str] = frozenset()
+        if any(name in self.cookies for name in policy.session_cookies):
+            conflicts = conflicting_cookies(v for n, v in self.headers if n.lower() == "cookie")
+        return is_anonymous(self.cookies, authorized, policy, conflicts)
 
     @cached_property
     def host(self) -> str:
