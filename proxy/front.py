@@ -46,6 +46,11 @@ class AiohttpClient:
         return self._chunks() if self.request.body_exists else None
 
     async def _chunks(self) -> AsyncIterator[bytes]:
+        expect = self.request.headers.get("Expect", "").lower()
+        if expect == "100-continue" and self.request.version >= (1, 1):
+            # RFC 9110 §10.1.1: the client waits for this before it sends the body. aiohttp's
+            # low-level server does not send it (its router does), so the adapter does.
+            await self.request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         async for chunk in self.request.content.iter_chunked(CHUNK):
             yield chunk
 

@@ -181,8 +181,9 @@ class Handler:
                     await client.write(chunk)
                     outcome.sent += len(chunk)
                 elif recorder is None or recorder.overflowed:
-                    response.close()  # HEAD and nothing to keep: stop reading
-                    outcome.detail = NotStoredReason.HEAD_ONLY.value
+                    response.close()  # HEAD and nothing (more) to keep: stop reading
+                    if recorder is not None:
+                        outcome.detail = NotStoredReason.TOO_BIG.value
                     await client.finish()
                     return False
             await client.finish()

@@ -24,6 +24,8 @@ HOP_BY_HOP = frozenset(
         "trailer",
         "transfer-encoding",
         "upgrade",
+        # Expect is answered by the front (100 Continue); the upstream gets the body at once.
+        "expect",
     }
 )
 # Framing is the front's job: it sets Content-Length or chunking itself.

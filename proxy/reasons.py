@@ -36,5 +36,4 @@ class NotStoredReason(StrEnum):
     TOO_BIG = "too-big"  # body larger than the cache's item_size
     UNFRAMED = "unframed"  # close-delimited body: truncation cannot be detected
     INCOMPLETE = "incomplete"  # the body did not arrive whole
-    HEAD_ONLY = "head-only"  # a HEAD fill that did not read the body
     NO_SPACE = "no-space"  # the store refused it (larger than max_bytes)

@@ -15,6 +15,7 @@ from proxy.identity import (
     MAX_PAYLOAD_BYTES,
     MAX_SESSION_CHARS,
     IdentityPolicy,
+    conflicting_cookies,
     is_anonymous,
     parse_cookies,
     session_has_user,
@@ -261,14 +262,18 @@ HEADER_CASES = [
     pytest.param([f'session="{LOGGED_IN}"'], False, id="quoted-session"),
     pytest.param([f"bad; =x; session={LOGGED_IN}"], False, id="garbage-before-session"),
     pytest.param(["remember_token="], False, id="empty-remember-token"),
-    pytest.param([f"session={ANONYMOUS}; session={LOGGED_IN}"], True, id="first-session-wins"),
+    # The parser keeps the first value, but the app may read another: fail closed.
+    pytest.param([f"session={ANONYMOUS}; session={LOGGED_IN}"], False, id="sessions-differ"),
+    pytest.param([f"session={ANONYMOUS}", f"session={ANONYMOUS}"], True, id="same-session-twice"),
+    pytest.param(["theme=a; theme=b"], True, id="other-cookie-differs"),
 ]
 
 
 @pytest.mark.parametrize(("headers", "expected"), HEADER_CASES)
 def test_is_anonymous_from_cookie_headers(headers: list[str], expected: bool) -> None:
     # Rule: the parser and the verdict together, as the proxy calls them.
-    assert is_anonymous(parse_cookies(headers), False, DEFAULT) is expected
+    conflicts = conflicting_cookies(headers)
+    assert is_anonymous(parse_cookies(headers), False, DEFAULT, conflicts) is expected
 
 
 # --- IdentityPolicy ------------------------------------------------------------------------
