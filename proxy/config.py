@@ -161,6 +161,8 @@ def parse_listen(text: str) -> Listen:
             raise ValueError("unix: needs a socket path")
         return Listen(path=text[5:])
     host, sep, port = text.rpartition(":")
+    if ":" in host and not (host.startswith("[") and host.endswith("]")):
+        raise ValueError(f"bad listen address {text!r} (write IPv6 as [::1]:port)")
     host = host.strip("[]") if sep else "127.0.0.1"
     if not port.isdigit() or not 0 <= int(port) <= 65535:
         raise ValueError(f"bad listen address {text!r} (use host:port, [::1]:port or unix:/path)")
@@ -189,8 +191,8 @@ def parse_upstream(text: str) -> tuple[str, str]:
         if not text[5:]:
             raise ValueError("unix: needs a socket path")
         return "http://localhost", text[5:]
-    match = re.fullmatch(r"http://(\[[0-9a-fA-F:.]+\]|[^/:\[\]]+)(:\d+)?/?", text)
-    if match is None:
+    match = re.fullmatch(r"http://(\[[0-9a-fA-F:.]+\]|[^/:\[\]@?#\s]+)(?::(\d{1,5}))?/?", text)
+    if match is None or (match.group(2) and not 0 < int(match.group(2)) <= 65535):
         raise ValueError(f"bad upstream {text!r} (use http://host:port or unix:/path/to.sock)")
     return text.rstrip("/"), ""
 

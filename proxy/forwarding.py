@@ -58,6 +58,12 @@ def forwarded(view: RequestView, trust: Trust) -> Headers:
     )
 
 
+def _x_forwarded(headers: Headers) -> frozenset[str]:
+    """Every X-Forwarded-* a client sent (-Port, -Prefix, -Server, -Ssl...): apps such as
+    Werkzeug's ProxyFix build URLs from them, so an untrusted one could poison a page."""
+    return frozenset(n.lower() for n, _ in headers if n.lower().startswith("x-forwarded-"))
+
+
 # Always rewritten by the proxy (from the trusted chain, or from scratch).
 _VOUCHED = frozenset({"x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "x-real-ip"})
 
@@ -65,7 +71,7 @@ _VOUCHED = frozenset({"x-forwarded-for", "x-forwarded-proto", "x-forwarded-host"
 def _base(view: RequestView, trust: Trust, upstream: Upstream, drop: frozenset[str]) -> Headers:
     removed = drop | _VOUCHED
     if not trust.trusts(view.peer):
-        removed |= FORWARDING
+        removed |= FORWARDING | _x_forwarded(view.headers)
     if upstream.host:
         removed |= {"host"}
     host = (("Host", upstream.host),) if upstream.host else ()

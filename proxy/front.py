@@ -14,7 +14,7 @@ from aiohttp import web
 
 from proxy.exchange import ClientGone, Outcome
 from proxy.upstream import CHUNK
-from proxy.view import Headers, RequestView
+from proxy.view import Headers, RequestView, request_problem
 
 Handle = Callable[["AiohttpClient"], Awaitable[Outcome]]
 LogAccess = Callable[[RequestView, Outcome, float], None]
@@ -109,8 +109,10 @@ def make_server(handle: Handle, log_access: LogAccess, scheme: str = "http") -> 
     async def serve(request: web.BaseRequest) -> web.StreamResponse:
         started = time.perf_counter()
         view = build_view(request, scheme)
-        if not view.target.startswith("/"):
-            return web.Response(status=400, text="400 Bad Request: origin-form target only\n")
+        problem = request_problem(view)
+        if problem is not None:
+            log_access(view, Outcome(400, "ERROR", "bad-request"), time.perf_counter() - started)
+            return web.Response(status=400, text=f"400 Bad Request: {problem}\n")
         client = AiohttpClient(request, view)
         try:
             outcome = await handle(client)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from urllib.parse import quote
 
 from proxy.view import RequestView
 
@@ -28,11 +29,20 @@ _SIMPLE: dict[str, Getter] = {
     "uri": lambda v: v.target,
     "path": lambda v: v.path,
     "query": lambda v: v.query,
-    "host": lambda v: v.host,
+    "host": lambda v: _safe_host(v.host),
     "scheme": lambda v: v.scheme,
     # HEAD is answered from the GET entry, so both must build the same key.
     "method": lambda v: "GET" if v.method == "HEAD" else v.method,
 }
+_PLAIN_HOST = re.compile(r"[a-z0-9\-.:\[\]]*")
+
+
+def _safe_host(host: str) -> str:
+    """The Host as a key part that cannot imitate a path: fronts reject invalid hosts with 400,
+    and should one get through anyway, everything but plain host characters is %-encoded."""
+    return host if _PLAIN_HOST.fullmatch(host) else quote(host, safe="")
+
+
 _VARIABLE = re.compile(r"\{([^{}]*)\}")
 _INDEXED = re.compile(r"(cookie|header)\[([^\[\]]+)\]")
 

@@ -112,6 +112,8 @@ def storability(
         return DontStore(NotStoredReason.VARY_STAR)
     if vary - _VARY_SATISFIED - keyed_headers:
         return DontStore(NotStoredReason.VARY)
+    if ttl <= 0:
+        return DontStore(NotStoredReason.ZERO_TTL)
     return Store(ttl)
 
 

@@ -37,3 +37,4 @@ class NotStoredReason(StrEnum):
     UNFRAMED = "unframed"  # close-delimited body: truncation cannot be detected
     INCOMPLETE = "incomplete"  # the body did not arrive whole
     NO_SPACE = "no-space"  # the store refused it (larger than max_bytes)
+    ZERO_TTL = "zero-ttl"  # the rule's ttl is 0: it would expire as it is stored

@@ -6,12 +6,17 @@ decides works on it alone, so a different front can be swapped in without touchi
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from functools import cached_property
 
 from proxy.identity import IdentityPolicy, conflicting_cookies, is_anonymous, parse_cookies
 
 Headers = tuple[tuple[str, str], ...]
+
+# RFC 9110 §7.2 / RFC 3986 §3.2.2: reg-name or IPv4 (unreserved, sub-delims, pct-encoded), or an
+# IP literal in brackets; then an optional port.
+_HOST = re.compile(r"(?:[A-Za-z0-9\-._~!$&'()*+,;=%]*|\[[0-9A-Fa-f:.]+\])(?::[0-9]*)?")
 
 
 class RequestView:
@@ -73,3 +78,22 @@ class RequestView:
     def host(self) -> str:
         """The Host header, lower-cased (host names are case-insensitive, RFC 9110 §4.2.3)."""
         return (self.header_map.get("host") or "").lower()
+
+
+def request_problem(view: RequestView) -> str | None:
+    """Why `view` must be answered 400 before anything else happens, or None.
+
+    RFC 9112 §3.2: a server must reject an HTTP/1.1 request without Host, with several Host
+    lines, or with an invalid Host. For a cache it is also a key-poisoning guard: a Host holding
+    "/" or "?" could imitate another page's key. The target must be in origin-form (§3.2.1).
+    """
+    if not view.target.startswith("/"):
+        return "the request target must be a path (origin-form)"
+    hosts = [v for n, v in view.headers if n.lower() == "host"]
+    if len(hosts) > 1:
+        return "more than one Host header"
+    if not hosts:
+        return "missing Host header" if view.version >= (1, 1) else None
+    if _HOST.fullmatch(hosts[0]) is None:
+        return "invalid Host header"
+    return None

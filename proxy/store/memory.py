@@ -29,6 +29,7 @@ def _size(entry: CachedResponse) -> int:
 class MemoryStore:
     def __init__(self, settings: CacheSettings, clock: Clock = time.monotonic) -> None:
         self.settings = settings
+        self._clock = clock
         self._cache: TLRUCache[str, CachedResponse] = TLRUCache(
             maxsize=settings.max_bytes, ttu=_expiry, timer=clock, getsizeof=_size
         )
@@ -43,8 +44,11 @@ class MemoryStore:
         return entry
 
     async def put(self, key: str, entry: CachedResponse) -> bool:
-        """Store `entry`; False when it can never fit (body over item_size or over max_bytes)."""
+        """Store `entry`; False when it can never fit (body over item_size or over max_bytes)
+        or is already expired."""
         if len(entry.body) > self.settings.item_size or entry.size > self.settings.max_bytes:
+            return False
+        if entry.expires_at <= self._clock():  # ttl 0: cachetools would drop it at once
             return False
         self._cache.pop(key, None)
         self._cache.expire()

@@ -1,0 +1,543 @@
+"""Pin proxy.config: TOML → Settings; every error names the file, the key path and the problem."""
+
+from __future__ import annotations
+
+from ipaddress import ip_network
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from proxy.config import DEFAULT_SOURCE, ConfigError, load, parse, parse_listen, parse_upstream
+from proxy.rules import Action, SetCookieMode
+from proxy.rules import Test as Check
+from proxy.settings import Listen
+
+SOURCE = "site.toml"
+CACHES = {"default": {}}
+
+
+def rule_config(*rules: dict[str, Any]) -> dict[str, Any]:
+    return {"caches": CACHES, "rules": list(rules)}
+
+
+ERRORS = [
+    # (config, key path, problem, id) - product rule: "a bad config fails at start with one
+    # message naming the file, the key and the problem"
+    ({"bogus": 1}, "bogus", "unknown key", "unknown-top-level-key"),
+    ({"server": {"port": 80}}, "server.port", "unknown key", "unknown-server-key"),
+    ({"upstream": {"uri": "x"}}, "upstream.uri", "unknown key", "unknown-upstream-key"),
+    ({"identity": {"cookie": []}}, "identity.cookie", "unknown key", "unknown-identity-key"),
+    (
+        {"caches": {"default": {"size": 1}}},
+        "caches.default.size",
+        "unknown key",
+        "unknown-cache-key",
+    ),
+    (rule_config({"paht": "^/"}), "rules[1].paht", "unknown key", "unknown-rule-key"),
+    (
+        rule_config({}, {"cookies": {}}),
+        "rules[2].cookies",
+        "unknown key",
+        "unknown-key-in-second-rule",
+    ),
+    # bad types
+    (
+        {"caches": {"default": 5}},
+        "caches.default",
+        "expected a table, got int",
+        "cache-not-a-table",
+    ),
+    ({"server": "x"}, "server", "expected a table, got a string", "server-not-a-table"),
+    ({"rules": {}}, "rules", "expected list, got a table", "rules-not-a-list"),
+    ({"rules": ["x"]}, "rules[1]", "expected a table, got a string", "rule-not-a-table"),
+    (
+        {"caches": {"default": {"items": "many"}}},
+        "caches.default.items",
+        "expected int, got a string",
+        "items-not-int",
+    ),
+    (
+        {"caches": {"default": {"items": True}}},
+        "caches.default.items",
+        "expected int, got a boolean",
+        "items-bool-is-not-int",
+    ),
+    ({"server": {"x_cache": "yes"}}, "server.x_cache", "expected bool", "x-cache-not-bool"),
+    ({"server": {"listen": "127.0.0.1:80"}}, "server.listen", "expected list", "listen-string"),
+    ({"server": {"listen": [8080]}}, "server.listen", "list of strings", "listen-not-strings"),
+    ({"upstream": {"url": 5000}}, "upstream.url", "expected a string, got int", "url-not-str"),
+    (rule_config({"name": 1}), "rules[1].name", "expected str, got int", "rule-name-not-str"),
+    (
+        rule_config({"anonymous": "yes"}),
+        "rules[1].anonymous",
+        "expected bool, got a string",
+        "anonymous-not-bool",
+    ),
+    (rule_config({"path": 1}), "rules[1].path", "expected a regex string", "path-not-str"),
+    (rule_config({"key": 1}), "rules[1].key", "expected a string, got int", "key-not-str"),
+    (
+        rule_config({"keep_cookies": "lang"}),
+        "rules[1].keep_cookies",
+        "expected list, got a string",
+        "keep-cookies-not-list",
+    ),
+    # invalid regex, with its rule number
+    (rule_config({}, {"path": "("}), "rules[2].path", "invalid regex '('", "invalid-path-regex"),
+    (
+        rule_config({"cookie": {"lang": {"matches": "[a-"}}}),
+        "rules[1].cookie.lang",
+        "invalid regex '[a-'",
+        "invalid-cookie-regex",
+    ),
+    (
+        rule_config({}, {}, {"header": {"User-Agent": {"matches": "*bot"}}}),
+        "rules[3].header.User-Agent",
+        "invalid regex '*bot'",
+        "invalid-header-regex",
+    ),
+    # unknown cache name
+    (
+        rule_config({"cache": "mycache"}),
+        "rules[1].cache",
+        "unknown cache 'mycache' (caches: default)",
+        "unknown-cache-name",
+    ),
+    (
+        {"rules": [{"path": "^/"}]},
+        "rules[1].cache",
+        "unknown cache 'default' (caches: none defined)",
+        "no-caches-defined",
+    ),
+    # unparseable sizes and durations
+    (
+        {"caches": {"default": {"item_size": "lots"}}},
+        "caches.default.item_size",
+        "cannot parse size 'lots'",
+        "bad-item-size",
+    ),
+    (
+        {"caches": {"default": {"max_bytes": "10TB"}}},
+        "caches.default.max_bytes",
+        "cannot parse size '10TB'",
+        "bad-max-bytes",
+    ),
+    (
+        {"caches": {"default": {"ttl": "soon"}}},
+        "caches.default.ttl",
+        "cannot parse duration 'soon'",
+        "bad-cache-ttl",
+    ),
+    (rule_config({"ttl": "5x"}), "rules[1].ttl", "cannot parse duration '5x'", "bad-rule-ttl"),
+    (
+        {"upstream": {"read_timeout": "forever"}},
+        "upstream.read_timeout",
+        "cannot parse duration 'forever'",
+        "bad-read-timeout",
+    ),
+    (
+        {"upstream": {"connect_timeout": -1}},
+        "upstream.connect_timeout",
+        "cannot be negative",
+        "negative-timeout",
+    ),
+    # bad listen / upstream
+    (
+        {"server": {"listen": ["localhost:http"]}},
+        "server.listen",
+        "bad listen address 'localhost:http'",
+        "listen-port-not-number",
+    ),
+    (
+        {"server": {"listen": ["127.0.0.1:70000"]}},
+        "server.listen",
+        "bad listen address '127.0.0.1:70000'",
+        "listen-port-out-of-range",
+    ),
+    ({"server": {"listen": ["unix:"]}}, "server.listen", "needs a socket path", "listen-unix"),
+    # a bare IPv6 address has no port: it must not become host ":" port 1
+    ({"server": {"listen": ["::1"]}}, "server.listen", "bad listen address '::1'", "listen-v6"),
+    ({"server": {"listen": []}}, "server.listen", "at least one address", "listen-empty"),
+    (
+        {"server": {"trusted_proxies": ["10.0.0.0/33"]}},
+        "server.trusted_proxies",
+        "10.0.0.0/33",
+        "bad-trusted-network",
+    ),
+    (
+        {"upstream": {"url": "https://app:443"}},
+        "upstream.url",
+        "bad upstream 'https://app:443'",
+        "upstream-https",
+    ),
+    (
+        {"upstream": {"url": "http://app:5000/prefix"}},
+        "upstream.url",
+        "bad upstream 'http://app:5000/prefix'",
+        "upstream-with-path",
+    ),
+    ({"upstream": {"url": "app:5000"}}, "upstream.url", "bad upstream", "upstream-no-scheme"),
+    # product rule: a bad config fails at start, not as a 502 on every request
+    (
+        {"upstream": {"url": "http://app:99999"}},
+        "upstream.url",
+        "bad upstream 'http://app:99999'",
+        "upstream-port-out-of-range",
+    ),
+    ({"upstream": {"url": "unix:"}}, "upstream.url", "needs a socket path", "upstream-unix"),
+    (
+        {"upstream": {"max_connections": 0}},
+        "upstream.max_connections",
+        "must be at least 1",
+        "max-connections-zero",
+    ),
+    # product rule: POST, PUT, PATCH, DELETE are never answered from cache
+    (
+        rule_config({"methods": ["GET", "POST"]}),
+        "rules[1].methods",
+        "POST is never answered from cache",
+        "cache-rule-with-post",
+    ),
+    (
+        rule_config({"action": "cache", "methods": ["delete"]}),
+        "rules[1].methods",
+        "DELETE is never answered from cache",
+        "cache-rule-with-delete-lowercase",
+    ),
+    # bad conditions and choices
+    (
+        rule_config({"cookie": {"lang": "fr"}}),
+        "rules[1].cookie.lang",
+        'expected "present", "absent", { equals = "text" } or { matches = "regex" }',
+        "condition-bare-value",
+    ),
+    (
+        rule_config({"header": {"X-A": {"equals": "1", "matches": "1"}}}),
+        "rules[1].header.X-A",
+        "expected",
+        "condition-two-tests",
+    ),
+    (
+        rule_config({"cookie": {"lang": {"equals": 1}}}),
+        "rules[1].cookie.lang",
+        "expected",
+        "condition-equals-not-string",
+    ),
+    (
+        rule_config({"cookie": "lang"}),
+        "rules[1].cookie",
+        "expected a table, got a string",
+        "conditions-not-a-table",
+    ),
+    (
+        rule_config({"action": "store"}),
+        "rules[1].action",
+        'expected one of "cache", "pass", got \'store\'',
+        "bad-action",
+    ),
+    (
+        rule_config({"set_cookie": "keep"}),
+        "rules[1].set_cookie",
+        'expected one of "skip", "strip", got \'keep\'',
+        "bad-set-cookie",
+    ),
+    (
+        rule_config({"key": "{url}"}),
+        "rules[1].key",
+        "unknown key variable {url}",
+        "bad-key-variable",
+    ),
+    (rule_config({"key": "{host"}), "rules[1].key", "unbalanced brace", "bad-key-brace"),
+    # cache bounds
+    (
+        {"caches": {"default": {"item_size": "2MiB", "max_bytes": "1MiB"}}},
+        "caches.default.item_size",
+        "larger than max_bytes",
+        "item-size-over-max-bytes",
+    ),
+    (
+        {"caches": {"default": {"items": 0}}},
+        "caches.default.items",
+        "must be at least 1",
+        "items-zero",
+    ),
+    # product rule: identity settings that would let logged-in users through are refused
+    (
+        {"identity": {"session_user_keys": []}},
+        "identity",
+        "session_user_keys must not be empty",
+        "identity-no-user-keys",
+    ),
+    (
+        {"identity": {"remember_cookies": [""]}},
+        "identity",
+        "non-empty strings",
+        "identity-empty-cookie-name",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("data", "key", "problem"), [pytest.param(*e[:3], id=e[3]) for e in ERRORS]
+)
+def test_config_errors(data: dict[str, Any], key: str, problem: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse(data, SOURCE)
+    error = caught.value
+    assert str(error).startswith(f"{SOURCE}: {key}: "), str(error)
+    assert problem in str(error)
+    assert (error.source, error.key) == (SOURCE, key)
+    assert problem in error.problem
+
+
+def test_config_error_is_a_value_error() -> None:
+    # product rule: callers can catch one exception type for bad configuration
+    assert issubclass(ConfigError, ValueError)
+
+
+def test_invalid_toml_names_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "x.toml"
+    path.write_text("[server\nlisten = 1\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        load(str(path))
+    assert str(caught.value).startswith(f"{path}: invalid TOML")
+
+
+def test_invalid_toml_given_a_path_object(tmp_path: Path) -> None:
+    path = tmp_path / "x.toml"
+    path.write_text("a = = 1\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        load(path)  # type: ignore[arg-type]
+    assert str(caught.value).startswith(f"{path}: invalid TOML")
+
+
+def test_missing_file_names_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "absent.toml"
+    with pytest.raises(ConfigError) as caught:
+        load(str(path))
+    assert str(caught.value).startswith(f"{path}: cannot read file")
+
+
+def test_error_in_a_file_names_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "site.toml"
+    path.write_text('[caches.default]\nttl = "soon"\n', encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        load(str(path))
+    assert str(caught.value).startswith(f"{path}: caches.default.ttl: cannot parse duration")
+
+
+def test_load_reads_a_file(tmp_path: Path) -> None:
+    path = tmp_path / "site.toml"
+    path.write_text(
+        '[upstream]\nurl = "http://app:8000"\n[caches.pages]\nitems = 5\n'
+        '[[rules]]\npath = "^/about$"\ncache = "pages"\n',
+        encoding="utf-8",
+    )
+    settings = load(str(path))
+    assert settings.source == str(path)
+    assert settings.upstream.url == "http://app:8000"
+    assert settings.caches["pages"].items == 5
+    assert settings.rules[0].cache == "pages"
+
+
+def test_embedded_default() -> None:
+    # product rule: `sidecache --upstream URL` works with no file; the default caches every
+    # anonymous GET/HEAD for a short time
+    settings = load(None)
+    assert settings.source == DEFAULT_SOURCE
+    assert settings.listen == (Listen("127.0.0.1", 8080),)
+    assert settings.upstream.url == "http://127.0.0.1:5000"
+    assert settings.upstream.socket == ""
+    assert (settings.upstream.connect_timeout, settings.upstream.read_timeout) == (5.0, 30.0)
+    assert settings.upstream.host == ""
+    assert settings.trust.networks == ()
+    assert settings.headers.x_cache and settings.headers.cache_status
+    assert settings.identity.remember_cookies == ("remember_token",)
+    assert settings.identity.session_cookies == ("session",)
+    cache = settings.caches["default"]
+    assert (cache.items, cache.item_size, cache.max_bytes, cache.ttl) == (
+        1000,
+        64 * 1024,
+        64 * 1024 * 1024,
+        10.0,
+    )
+    assert len(settings.rules) == 1
+    rule = settings.rules[0]
+    assert (rule.name, rule.action, rule.anonymous, rule.cache) == (
+        "anonymous-reads",
+        Action.CACHE,
+        True,
+        "default",
+    )
+    assert rule.methods == frozenset({"GET", "HEAD"})
+    assert rule.set_cookie is SetCookieMode.SKIP
+    assert settings.warnings == ()
+
+
+def test_empty_config_defaults() -> None:
+    # product rule: no rules means every request passes
+    settings = parse({}, SOURCE)
+    assert settings.rules == ()
+    assert dict(settings.caches) == {}
+    assert settings.listen == (Listen("127.0.0.1", 8080),)
+    assert settings.source == SOURCE
+
+
+def test_cache_settings_parsed() -> None:
+    settings = parse(
+        {
+            "caches": {
+                "mycache": {"items": 100, "item_size": "64KiB", "max_bytes": "10MB", "ttl": "5m"}
+            }
+        },
+        SOURCE,
+    )
+    cache = settings.caches["mycache"]
+    assert (cache.name, cache.items, cache.item_size, cache.max_bytes, cache.ttl) == (
+        "mycache",
+        100,
+        65536,
+        10_000_000,
+        300.0,
+    )
+
+
+def test_rule_fields_parsed() -> None:
+    settings = parse(
+        rule_config(
+            {
+                "name": "about",
+                "path": "^/about$",
+                "methods": ["get"],
+                "anonymous": False,
+                "cookie": {"lang": {"equals": "fr"}, "remember_token": "absent"},
+                "header": {"User-Agent": {"matches": "bot"}, "X-A": "present"},
+                "ttl": "1m",
+                "set_cookie": "strip",
+                "keep_cookies": ["lang"],
+                "allow_authorization": True,
+                "key": "{host}{uri}|{cookie[lang]}",
+            },
+            {"action": "pass", "path": "^/admin"},
+        ),
+        SOURCE,
+    )
+    rule, passing = settings.rules
+    assert rule.number == 1 and passing.number == 2
+    assert rule.path is not None and rule.path.pattern == "^/about$"
+    assert rule.methods == frozenset({"GET"})
+    assert rule.anonymous is False
+    assert [(c.name, c.test, c.value) for c in rule.cookies] == [
+        ("lang", Check.EQUALS, "fr"),
+        ("remember_token", Check.ABSENT, ""),
+    ]
+    assert [(c.name, c.test) for c in rule.headers] == [
+        ("User-Agent", Check.MATCHES),
+        ("X-A", Check.PRESENT),
+    ]
+    assert rule.ttl == 60.0
+    assert rule.set_cookie is SetCookieMode.STRIP
+    assert rule.keep_cookies == ("lang",)
+    assert rule.allow_authorization is True
+    assert rule.key is not None and rule.key.cookies == frozenset({"lang"})
+    # a pass rule has no cache and, without `methods`, matches any method
+    assert (passing.action, passing.cache, passing.methods) == (Action.PASS, "", None)
+    assert settings.warnings == ()
+
+
+@pytest.mark.parametrize(
+    ("rule", "warned"),
+    [
+        # product rule: `sidecache check` warns when a kept cookie is not part of the key
+        pytest.param({"keep_cookies": ["lang"]}, ["lang"], id="kept-not-in-default-key"),
+        pytest.param(
+            {"keep_cookies": ["lang", "theme"], "key": "{uri}{cookie[theme]}"},
+            ["lang"],
+            id="one-of-two-missing",
+        ),
+        pytest.param(
+            {"keep_cookies": ["lang"], "key": "{uri}{cookie[lang]}"}, [], id="kept-and-keyed"
+        ),
+        pytest.param({}, [], id="nothing-kept"),
+    ],
+)
+def test_keep_cookies_warning(rule: dict[str, Any], warned: list[str]) -> None:
+    settings = parse(rule_config(rule), SOURCE)
+    assert len(settings.warnings) == len(warned)
+    for warning, name in zip(settings.warnings, warned, strict=True):
+        assert warning.startswith(f"rules[1]: keep_cookies {name!r} is sent on fills")
+        assert f"{{cookie[{name}]}}" in warning
+
+
+def test_warning_names_the_rule_by_name() -> None:
+    settings = parse(rule_config({"name": "lang-pages", "keep_cookies": ["lang"]}), SOURCE)
+    assert settings.warnings[0].startswith("lang-pages: keep_cookies 'lang'")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        pytest.param("127.0.0.1:8080", Listen("127.0.0.1", 8080), id="ipv4"),
+        pytest.param("[::1]:8080", Listen("::1", 8080), id="ipv6-bracketed"),
+        pytest.param("0.0.0.0:80", Listen("0.0.0.0", 80), id="all-interfaces"),
+        pytest.param(":8080", Listen("0.0.0.0", 8080), id="empty-host-all-interfaces"),
+        pytest.param("8080", Listen("127.0.0.1", 8080), id="bare-port-is-loopback"),
+        pytest.param("unix:/run/sc.sock", Listen(path="/run/sc.sock"), id="unix-socket"),
+        pytest.param("localhost:0", Listen("localhost", 0), id="port-zero"),
+    ],
+)
+def test_parse_listen(text: str, expected: Listen) -> None:
+    assert parse_listen(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        pytest.param("http://127.0.0.1:5000", ("http://127.0.0.1:5000", ""), id="ipv4"),
+        pytest.param("http://app:5000/", ("http://app:5000", ""), id="trailing-slash"),
+        pytest.param("http://app", ("http://app", ""), id="no-port"),
+        pytest.param("http://[::1]:5000", ("http://[::1]:5000", ""), id="ipv6"),
+        pytest.param("unix:/run/app.sock", ("http://localhost", "/run/app.sock"), id="unix"),
+    ],
+)
+def test_parse_upstream(text: str, expected: tuple[str, str]) -> None:
+    assert parse_upstream(text) == expected
+
+
+def test_upstream_section_parsed() -> None:
+    settings = parse(
+        {
+            "upstream": {
+                "url": "unix:/run/app.sock",
+                "connect_timeout": "500ms",
+                "read_timeout": 2,
+                "max_connections": 7,
+                "host": "app.internal",
+            }
+        },
+        SOURCE,
+    )
+    upstream = settings.upstream
+    assert (upstream.url, upstream.socket) == ("http://localhost", "/run/app.sock")
+    assert (upstream.connect_timeout, upstream.read_timeout) == (0.5, 2.0)
+    assert (upstream.max_connections, upstream.host) == (7, "app.internal")
+
+
+def test_trusted_proxies_parsed() -> None:
+    settings = parse({"server": {"trusted_proxies": ["10.0.0.0/8", "::1", "unix"]}}, SOURCE)
+    assert settings.trust.networks == (ip_network("10.0.0.0/8"), ip_network("::1/128"))
+    assert settings.trust.unix is True
+    assert settings.trust.trusts("10.1.2.3") is True
+    assert settings.trust.trusts("11.0.0.1") is False
+    assert settings.trust.trusts("") is True  # unix-socket peer
+
+
+def test_several_listeners() -> None:
+    settings = parse({"server": {"listen": ["127.0.0.1:8080", "[::1]:8080"]}}, SOURCE)
+    assert [str(listen) for listen in settings.listen] == ["127.0.0.1:8080", "[::1]:8080"]
+
+
+def test_int_accepted_for_durations_and_sizes() -> None:
+    settings = parse({"caches": {"c": {"item_size": 100, "max_bytes": 1000, "ttl": 3}}}, SOURCE)
+    cache = settings.caches["c"]
+    assert (cache.item_size, cache.max_bytes, cache.ttl) == (100, 1000, 3.0)

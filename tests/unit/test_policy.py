@@ -1,0 +1,312 @@
+"""Pin proxy.policy: storability, header filtering and Cache-Status values."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from proxy.config import parse
+from proxy.policy import (
+    DontStore,
+    Store,
+    cache_control,
+    cache_status,
+    connection_tokens,
+    end_to_end,
+    storability,
+    stored_headers,
+)
+from proxy.reasons import NotStoredReason
+from proxy.rules import Rule
+from proxy.view import Headers
+
+TTL = 30.0
+
+
+def rule(**fields: Any) -> Rule:
+    return parse({"caches": {"default": {}}, "rules": [fields]}, "test.toml").rules[0]
+
+
+SKIP = rule()
+STRIP = rule(set_cookie="strip")
+OK: Headers = (("Content-Type", "text/html"), ("Content-Length", "5"))
+
+
+def verdict(
+    status: int = 200,
+    headers: Headers = OK,
+    *,
+    on: Rule = SKIP,
+    keyed: frozenset[str] = frozenset(),
+    authorized: bool = False,
+) -> Store | DontStore:
+    return storability(status, headers, on, TTL, keyed, authorized)
+
+
+def cc(value: str) -> Headers:
+    return (*OK, ("Cache-Control", value))
+
+
+@pytest.mark.parametrize(
+    ("result", "expected"),
+    [
+        pytest.param(verdict(), Store(TTL), id="plain-200-stored-for-rule-ttl"),
+        # product rule: only 200 is stored
+        pytest.param(verdict(404), DontStore(NotStoredReason.STATUS), id="404"),
+        pytest.param(verdict(301), DontStore(NotStoredReason.STATUS), id="301"),
+        pytest.param(verdict(203), DontStore(NotStoredReason.STATUS), id="203"),
+        pytest.param(verdict(206), DontStore(NotStoredReason.STATUS), id="206-partial"),
+        pytest.param(verdict(500), DontStore(NotStoredReason.STATUS), id="500"),
+        # RFC 9111 §5.2.2.5 no-store, §5.2.2.7 private, §5.2.2.4 no-cache
+        pytest.param(
+            verdict(headers=cc("no-store")), DontStore(NotStoredReason.NO_STORE), id="no-store"
+        ),
+        pytest.param(
+            verdict(headers=cc("public, No-Store")),
+            DontStore(NotStoredReason.NO_STORE),
+            id="no-store-case-insensitive",
+        ),
+        pytest.param(
+            verdict(headers=cc("private")), DontStore(NotStoredReason.PRIVATE), id="private"
+        ),
+        pytest.param(
+            verdict(headers=cc('private="Set-Cookie"')),
+            DontStore(NotStoredReason.PRIVATE),
+            id="qualified-private",
+        ),
+        pytest.param(
+            verdict(headers=cc("no-cache")), DontStore(NotStoredReason.NO_CACHE), id="no-cache"
+        ),
+        pytest.param(
+            verdict(headers=cc("max-age=60, no-store, private")),
+            DontStore(NotStoredReason.NO_STORE),
+            id="no-store-checked-first",
+        ),
+        pytest.param(
+            verdict(headers=(*OK, ("Cache-Control", "max-age=60"), ("Cache-Control", "private"))),
+            DontStore(NotStoredReason.PRIVATE),
+            id="second-cache-control-field",
+        ),
+        pytest.param(verdict(headers=cc("public, max-age=60")), Store(TTL), id="public-stored"),
+        # RFC 9111 §3.5: with Authorization only public, s-maxage or must-revalidate allow it
+        pytest.param(
+            verdict(authorized=True), DontStore(NotStoredReason.AUTHORIZATION), id="authorized"
+        ),
+        pytest.param(
+            verdict(headers=cc("max-age=60"), authorized=True),
+            DontStore(NotStoredReason.AUTHORIZATION),
+            id="authorized-max-age-not-enough",
+        ),
+        pytest.param(verdict(headers=cc("public"), authorized=True), Store(TTL), id="auth-public"),
+        pytest.param(
+            verdict(headers=cc("s-maxage=60"), authorized=True), Store(TTL), id="auth-s-maxage"
+        ),
+        pytest.param(
+            verdict(headers=cc("must-revalidate"), authorized=True),
+            Store(TTL),
+            id="auth-must-revalidate",
+        ),
+        # product rule: set_cookie = "skip" (default, as Varnish) or "strip"
+        pytest.param(
+            verdict(headers=(*OK, ("Set-Cookie", "a=1"))),
+            DontStore(NotStoredReason.SET_COOKIE),
+            id="set-cookie-skip",
+        ),
+        pytest.param(
+            verdict(headers=(*OK, ("set-cookie", "a=1"))),
+            DontStore(NotStoredReason.SET_COOKIE),
+            id="set-cookie-name-case",
+        ),
+        pytest.param(
+            verdict(headers=(*OK, ("Set-Cookie", "a=1")), on=STRIP), Store(TTL), id="strip"
+        ),
+        # RFC 9111 §4.1: Vary: * never matches
+        pytest.param(
+            verdict(headers=(*OK, ("Vary", "*"))), DontStore(NotStoredReason.VARY_STAR), id="vary-*"
+        ),
+        pytest.param(
+            verdict(headers=(*OK, ("Vary", "Accept-Encoding, *"))),
+            DontStore(NotStoredReason.VARY_STAR),
+            id="vary-star-in-list",
+        ),
+        # product rule: Vary on a header the key does not carry is not stored (yet)
+        pytest.param(
+            verdict(headers=(*OK, ("Vary", "User-Agent"))),
+            DontStore(NotStoredReason.VARY),
+            id="vary-unkeyed-header",
+        ),
+        pytest.param(
+            verdict(headers=(*OK, ("Vary", "Accept-Encoding"), ("Vary", "Accept-Language"))),
+            DontStore(NotStoredReason.VARY),
+            id="vary-second-field",
+        ),
+        pytest.param(
+            verdict(
+                headers=(*OK, ("Vary", "Accept-Language")), keyed=frozenset({"accept-language"})
+            ),
+            Store(TTL),
+            id="vary-keyed-header",
+        ),
+        pytest.param(
+            verdict(headers=(*OK, ("Vary", "accept-encoding"))), Store(TTL), id="vary-ae-keyed"
+        ),
+        pytest.param(
+            verdict(headers=(*OK, ("Vary", "Cookie, Accept-Encoding"))),
+            Store(TTL),
+            id="vary-cookie-by-construction",
+        ),
+    ],
+)
+def test_storability(result: Store | DontStore, expected: Store | DontStore) -> None:
+    assert result == expected
+
+
+def test_storability_ttl_is_the_one_given() -> None:
+    assert storability(200, OK, SKIP, 5.0, frozenset(), False) == Store(5.0)
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        # RFC 9110 §7.6.1: hop-by-hop fields are dropped, in both directions
+        pytest.param(
+            (
+                ("Connection", "keep-alive"),
+                ("Keep-Alive", "timeout=5"),
+                ("TE", "trailers"),
+                ("Trailer", "X-Sum"),
+                ("Transfer-Encoding", "chunked"),
+                ("Upgrade", "websocket"),
+                ("Content-Type", "text/html"),
+            ),
+            (("Content-Type", "text/html"),),
+            id="standard-hop-by-hop",
+        ),
+        # RFC 9110 §7.6.1: the fields Connection names are hop-by-hop too
+        pytest.param(
+            (("Connection", "X-Secret, close"), ("X-Secret", "1"), ("X-Open", "2")),
+            (("X-Open", "2"),),
+            id="named-in-connection",
+        ),
+        pytest.param(
+            (
+                ("connection", "x-a"),
+                ("Connection", "X-B"),
+                ("X-A", "1"),
+                ("X-B", "2"),
+                ("X-C", "3"),
+            ),
+            (("X-C", "3"),),
+            id="several-connection-fields",
+        ),
+        # product rule (issue 2): Proxy-* are hop-by-hop
+        pytest.param(
+            (
+                ("Proxy-Authorization", "Basic x"),
+                ("Proxy-Authenticate", "Basic"),
+                ("Proxy-Connection", "keep-alive"),
+                ("proxy-anything", "1"),
+                ("Accept", "*/*"),
+            ),
+            (("Accept", "*/*"),),
+            id="proxy-star",
+        ),
+        # product rule: framing is the front's job
+        pytest.param(
+            (("Content-Length", "5"), ("ETag", '"x"')), (("ETag", '"x"'),), id="content-length"
+        ),
+        pytest.param(
+            (("Set-Cookie", "a=1"), ("Set-Cookie", "b=2"), ("Vary", "Cookie")),
+            (("Set-Cookie", "a=1"), ("Set-Cookie", "b=2"), ("Vary", "Cookie")),
+            id="end-to-end-kept-in-order",
+        ),
+        pytest.param((), (), id="empty"),
+    ],
+)
+def test_end_to_end(headers: Headers, expected: Headers) -> None:
+    assert end_to_end(headers) == expected
+
+
+def test_end_to_end_extra_drops() -> None:
+    headers = (("Cookie", "a=1"), ("Accept", "*/*"))
+    assert end_to_end(headers, drop=frozenset({"cookie"})) == (("Accept", "*/*"),)
+
+
+def test_connection_tokens() -> None:
+    headers = (("Connection", "Keep-Alive, X-Foo ,"), ("connection", "Upgrade"))
+    assert connection_tokens(headers) == frozenset({"keep-alive", "x-foo", "upgrade"})
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        # RFC 9111 §5.2: directive names are case-insensitive; arguments may be quoted
+        pytest.param(
+            (("Cache-Control", "Public, Max-Age=60"),),
+            {"public": "", "max-age": "60"},
+            id="names-lower-cased",
+        ),
+        pytest.param(
+            (("Cache-Control", 'max-age="60", private="Set-Cookie"'),),
+            {"max-age": "60", "private": "Set-Cookie"},
+            id="quotes-stripped",
+        ),
+        pytest.param(
+            (("Cache-Control", "no-cache"), ("cache-control", "s-maxage=5")),
+            {"no-cache": "", "s-maxage": "5"},
+            id="several-fields",
+        ),
+        pytest.param(
+            (("Cache-Control", "max-age=1, max-age=2"),), {"max-age": "1"}, id="first-wins"
+        ),
+        pytest.param((("Cache-Control", " , ,"),), {}, id="empty-members"),
+        pytest.param((("Content-Type", "text/html"),), {}, id="absent"),
+    ],
+)
+def test_cache_control(headers: Headers, expected: dict[str, str]) -> None:
+    assert cache_control(headers) == expected
+
+
+def test_stored_headers() -> None:
+    # product rule: entries never hold Set-Cookie, hop-by-hop headers or Age
+    headers = (
+        ("Content-Type", "text/html"),
+        ("Set-Cookie", "session=abc"),
+        ("Age", "12"),
+        ("Connection", "X-Hop"),
+        ("X-Hop", "1"),
+        ("Transfer-Encoding", "chunked"),
+        ("Keep-Alive", "timeout=5"),
+        ("ETag", '"v1"'),
+        ("set-cookie", "b=2"),
+    )
+    assert stored_headers(headers) == (("Content-Type", "text/html"), ("ETag", '"v1"'))
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        # RFC 9211 §2: hit / fwd=miss / fwd=bypass, stored, detail
+        pytest.param(cache_status(True), "sidecache; hit", id="hit"),
+        pytest.param(
+            cache_status(False, fwd="miss", stored=True), "sidecache; fwd=miss; stored", id="stored"
+        ),
+        pytest.param(
+            cache_status(False, fwd="miss", detail="set-cookie"),
+            'sidecache; fwd=miss; detail="set-cookie"',
+            id="miss-not-stored",
+        ),
+        pytest.param(
+            cache_status(False, fwd="bypass", detail="authenticated"),
+            'sidecache; fwd=bypass; detail="authenticated"',
+            id="bypass",
+        ),
+        pytest.param(cache_status(False, fwd="miss"), "sidecache; fwd=miss", id="bare-miss"),
+        pytest.param(
+            cache_status(True, fwd="miss", stored=True, detail="x"), "sidecache; hit", id="hit-only"
+        ),
+    ],
+)
+def test_cache_status(value: str, expected: str) -> None:
+    assert value == expected

@@ -1,0 +1,91 @@
+"""Pin the layering: the pure core never imports the network stack (DESIGN.md, "Layers")."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+PURE_CORE = (
+    "proxy.config",
+    "proxy.decide",
+    "proxy.rules",
+    "proxy.keys",
+    "proxy.identity",
+    "proxy.policy",
+    "proxy.forwarding",
+    "proxy.recorder",
+    "proxy.encoding",
+    "proxy.units",
+    "proxy.view",
+    "proxy.reasons",
+    "proxy.settings",
+)
+# Each module in a fresh interpreter, so one module's imports cannot hide another's.
+PROBE = """
+import importlib, json, sys
+result = {}
+for name in sys.argv[1:]:
+    before = set(sys.modules)
+    importlib.import_module(name)
+    result[name] = sorted(m for m in set(sys.modules) - before if m.split(".")[0] == "aiohttp")
+    for module in [m for m in sys.modules if m.startswith(("proxy", "aiohttp"))]:
+        del sys.modules[module]
+print(json.dumps(result))
+"""
+
+
+@pytest.fixture(scope="module")
+def imported() -> dict[str, list[str]]:
+    """For each pure module, the aiohttp modules importing it pulled in (run once, in a child)."""
+    result = subprocess.run(
+        [sys.executable, "-c", PROBE, *PURE_CORE],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    parsed: dict[str, list[str]] = json.loads(result.stdout)
+    return parsed
+
+
+@pytest.mark.parametrize("module", PURE_CORE)
+def test_pure_module_does_not_import_aiohttp(imported: dict[str, list[str]], module: str) -> None:
+    assert imported[module] == []
+
+
+def test_importing_the_whole_core_together_does_not_import_aiohttp() -> None:
+    code = (
+        f"import sys\nimport {', '.join(PURE_CORE)}\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'aiohttp'))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
+def test_the_probe_would_notice_aiohttp() -> None:
+    # guard against a probe that can never fail: the I/O edge does import aiohttp
+    result = subprocess.run(
+        [sys.executable, "-c", PROBE, "proxy.upstream"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "aiohttp" in json.loads(result.stdout)["proxy.upstream"]
