@@ -51,7 +51,10 @@ def decide(view: RequestView, rules: tuple[Rule, ...], identity: IdentityPolicy)
         return Pass(reason, rule)
     assert rule.key is not None, "config.py gives every cache rule a key"
     encoding = normalise_accept_encoding(view.header("accept-encoding"))
-    return Lookup(f"{rule.key.render(view)}\x00{encoding}", rule, encoding)
+    key = f"{rule.key.render(view)}\x00{encoding}"
+    if view.trusted:
+        key += f"\x00{view.forwarded_variant}"
+    return Lookup(key, rule, encoding)
 
 
 def _refusal(view: RequestView, rule: Rule, identity: IdentityPolicy) -> PassReason | None:

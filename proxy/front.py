@@ -13,24 +13,26 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from aiohttp import web
 
 from proxy.exchange import ClientGone, Outcome
+from proxy.settings import Trust
 from proxy.upstream import CHUNK
-from proxy.view import Headers, RequestView, request_problem
+from proxy.view import Headers, RequestView, header_text, request_problem
 
 Handle = Callable[["AiohttpClient"], Awaitable[Outcome]]
 LogAccess = Callable[[RequestView, Outcome, float], None]
 
 
-def build_view(request: web.BaseRequest, scheme: str) -> RequestView:
+def build_view(request: web.BaseRequest, scheme: str, trust: Trust) -> RequestView:
     peer = request.transport.get_extra_info("peername") if request.transport else None
     host = peer[0] if isinstance(peer, tuple) else ""
     return RequestView(
         request.method,
         request.raw_path,
-        tuple((n.decode("latin-1"), v.decode("latin-1")) for n, v in request.raw_headers),
+        tuple((header_text(n), header_text(v)) for n, v in request.raw_headers),
         peer=host,
         scheme=scheme,
         version=(request.version.major, request.version.minor),
         has_body=request.body_exists,
+        trusted=trust.trusts(host),
     )
 
 
@@ -103,12 +105,14 @@ class AiohttpClient:
             raise_on_return.force_close()
 
 
-def make_server(handle: Handle, log_access: LogAccess, scheme: str = "http") -> web.Server:
+def make_server(
+    handle: Handle, log_access: LogAccess, trust: Trust, scheme: str = "http"
+) -> web.Server:
     """An aiohttp low-level server whose every request goes through `handle`."""
 
     async def serve(request: web.BaseRequest) -> web.StreamResponse:
         started = time.perf_counter()
-        view = build_view(request, scheme)
+        view = build_view(request, scheme, trust)
         problem = request_problem(view)
         if problem is not None:
             log_access(view, Outcome(400, "ERROR", "bad-request"), time.perf_counter() - started)
@@ -123,4 +127,5 @@ def make_server(handle: Handle, log_access: LogAccess, scheme: str = "http") -> 
             return web.Response(status=500, text="500 Internal Server Error\n")
         return client.response
 
-    return web.Server(serve, handler_cancellation=False, access_log=None)
+    # auto_decompress=False: a gzip request body is forwarded as sent, not inflated.
+    return web.Server(serve, handler_cancellation=False, access_log=None, auto_decompress=False)

@@ -15,8 +15,8 @@ from proxy.exchange import ClientGone, ClientSide, Outcome
 from proxy.forwarding import fill_headers, pass_headers
 from proxy.policy import (
     DontStore,
-    Storability,
     Store,
+    body_storability,
     cache_status,
     end_to_end,
     storability,
@@ -99,14 +99,19 @@ class Handler:
             return await self._fail(client, exc, outcome)
         ttl = cache.ttl if rule.ttl is None else rule.ttl
         keyed = rule.key.headers if rule.key else frozenset()
-        verdict = _sized(
+        verdict = body_storability(
             storability(response.status, response.headers, rule, ttl, keyed, authorized),
-            response,
+            response.headers,
+            response.content_length,
+            response.framed,
             cache.item_size,
+            lookup.encoding,
         )
         stored = isinstance(verdict, Store)
         detail = verdict.reason.value if isinstance(verdict, DontStore) else ""
-        tags = self._tags("MISS", cache_status(False, fwd="miss", stored=stored, detail=detail))
+        # Claim "stored" only when the length is known to fit; a chunked body may yet overflow.
+        sure = stored and response.content_length is not None
+        tags = self._tags("MISS", cache_status(False, fwd="miss", stored=sure, detail=detail))
         recorder = Recorder(cache.item_size) if stored else None
         outcome.status, outcome.detail = response.status, detail or "stored"
         # A fill carries no cookies, so its Set-Cookie starts a session the client does not have
@@ -202,24 +207,13 @@ class Handler:
 
     async def _fail(self, client: ClientSide, exc: UpstreamError, outcome: Outcome) -> Outcome:
         """502/504 with a short plain-text body, before any response byte was sent."""
-        outcome.status, outcome.cache, outcome.detail = exc.status, "ERROR", exc.message
+        outcome.status, outcome.cache, outcome.detail = exc.status, "ERROR", exc.kind
         reason = "Gateway Timeout" if exc.status == 504 else "Bad Gateway"
         headers = (("Content-Type", "text/plain; charset=utf-8"), ("Cache-Control", "no-store"))
         await client.respond(
             exc.status, reason, headers, f"{exc.status} {reason}: {exc.message}\n".encode()
         )
         return outcome
-
-
-def _sized(verdict: Storability, response: UpstreamResponse, item_size: int) -> Storability:
-    """Refuse what we can tell is too big, or unframed, before reading a byte of the body."""
-    if not isinstance(verdict, Store):
-        return verdict
-    if response.content_length is not None and response.content_length > item_size:
-        return DontStore(NotStoredReason.TOO_BIG)
-    if not response.framed:
-        return DontStore(NotStoredReason.UNFRAMED)
-    return verdict
 
 
 def _age(headers: Headers) -> int:

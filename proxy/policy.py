@@ -129,6 +129,33 @@ _AUTHORIZED_OK = frozenset({"public", "s-maxage", "must-revalidate"})
 _VARY_SATISFIED = frozenset({"accept-encoding", "cookie"})
 
 
+def body_storability(
+    verdict: Storability,
+    headers: Headers,
+    content_length: int | None,
+    framed: bool,
+    item_size: int,
+    encoding: str,
+) -> Storability:
+    """What the status line and headers tell of the body before a byte of it is read.
+
+    - larger than item_size (Content-Length) → too-big: streamed, never recorded;
+    - close-delimited (no Content-Length, not chunked) → unframed: truncation is undetectable;
+    - a Content-Encoding outside the fill's normalised Accept-Encoding → encoding: an origin that
+      ignores Accept-Encoding must not get gzip stored for clients that cannot read it.
+    """
+    if not isinstance(verdict, Store):
+        return verdict
+    if content_length is not None and content_length > item_size:
+        return DontStore(NotStoredReason.TOO_BIG)
+    if not framed:
+        return DontStore(NotStoredReason.UNFRAMED)
+    accepted = set(encoding.split(", ")) | {"identity"}
+    if not set(field_values(headers, "content-encoding")) <= accepted:
+        return DontStore(NotStoredReason.ENCODING)
+    return verdict
+
+
 def stored_headers(headers: Headers) -> Headers:
     """What an entry keeps: end-to-end headers without Set-Cookie or Age (recomputed on hits)."""
     return end_to_end(headers, drop=frozenset({"set-cookie", "age"}))

@@ -34,6 +34,7 @@ class NotStoredReason(StrEnum):
     VARY_STAR = "vary-star"  # Vary: * never matches (RFC 9111 §4.1)
     AUTHORIZATION = "authorization"  # §3.5: needs public, s-maxage or must-revalidate
     TOO_BIG = "too-big"  # body larger than the cache's item_size
+    ENCODING = "encoding"  # a Content-Encoding the fill did not ask for (origin ignored us)
     UNFRAMED = "unframed"  # close-delimited body: truncation cannot be detected
     INCOMPLETE = "incomplete"  # the body did not arrive whole
     NO_SPACE = "no-space"  # the store refused it (larger than max_bytes)

@@ -41,7 +41,7 @@ class Proxy:
     async def start(self) -> None:
         await self.upstream.start()
         access = log_access if self.settings.headers.access_log else skip_access
-        server = make_server(self.handler.handle, access)
+        server = make_server(self.handler.handle, access, self.settings.trust)
         self._runner = web.ServerRunner(server, handle_signals=False, access_log=None)
         await self._runner.setup()
         for listen in self.settings.listen:

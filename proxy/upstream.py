@@ -18,7 +18,7 @@ import aiohttp
 from yarl import URL
 
 from proxy.settings import Upstream
-from proxy.view import Headers
+from proxy.view import Headers, header_text
 
 _SKIP_AUTO = frozenset({"Accept", "Accept-Encoding", "User-Agent", "Content-Type"})
 CHUNK = 64 * 1024
@@ -27,19 +27,20 @@ CHUNK = 64 * 1024
 class UpstreamError(Exception):
     """A failed upstream exchange, carrying the status to answer with (RFC 9110 §15.6.3/§15.6.5)."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, kind: str) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.kind = kind  # a one-word token for logs: upstream-timeout, -refused, -error
 
 
 def _error(exc: BaseException) -> UpstreamError:
     """Map a client exception: timeouts are 504 Gateway Timeout, everything else 502."""
     if isinstance(exc, asyncio.TimeoutError | aiohttp.ServerTimeoutError):
-        return UpstreamError(504, "upstream timed out")
+        return UpstreamError(504, "upstream timed out", "upstream-timeout")
     if isinstance(exc, aiohttp.ClientConnectorError):
-        return UpstreamError(502, "upstream refused the connection")
-    return UpstreamError(502, f"upstream failed: {type(exc).__name__}")
+        return UpstreamError(502, "upstream refused the connection", "upstream-refused")
+    return UpstreamError(502, f"upstream failed: {type(exc).__name__}", "upstream-error")
 
 
 class UpstreamResponse:
@@ -50,7 +51,7 @@ class UpstreamResponse:
         self.status = response.status
         self.reason = response.reason or ""
         self.headers: Headers = tuple(
-            (n.decode("latin-1"), v.decode("latin-1")) for n, v in response.raw_headers
+            (header_text(n), header_text(v)) for n, v in response.raw_headers
         )
         self.content_length = response.content_length
         chunked = "chunked" in response.headers.get("Transfer-Encoding", "").lower()

@@ -14,6 +14,16 @@ from proxy.identity import IdentityPolicy, conflicting_cookies, is_anonymous, pa
 
 Headers = tuple[tuple[str, str], ...]
 
+
+def header_text(raw: bytes) -> str:
+    """Header bytes as text that aiohttp writes back byte for byte: it encodes header text as
+    UTF-8, so valid UTF-8 (and ASCII) round-trips exactly; other bytes fall back to latin-1."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")
+
+
 # RFC 9110 §7.2 / RFC 3986 §3.2.2: reg-name or IPv4 (unreserved, sub-delims, pct-encoded), or an
 # IP literal in brackets; then an optional port.
 _HOST = re.compile(r"(?:[A-Za-z0-9\-._~!$&'()*+,;=%]*|\[[0-9A-Fa-f:.]+\])(?::[0-9]*)?")
@@ -32,17 +42,21 @@ class RequestView:
         scheme: str = "http",
         version: tuple[int, int] = (1, 1),
         has_body: bool = False,
+        trusted: bool = False,
     ) -> None:
         self.method = method.upper()
         self.target = target
         self.headers = headers
         self.peer = peer
+        self.trusted = trusted  # the peer is a trusted proxy: its X-Forwarded-* are believed
         self.scheme = scheme
         self.version = version
         self.has_body = has_body
         path, _, query = target.partition("?")
         self.path = path
         self.query = query
+        if trusted:
+            self.scheme = _first(self.header("x-forwarded-proto")) or scheme
 
     @cached_property
     def header_map(self) -> Mapping[str, str]:
@@ -76,8 +90,32 @@ class RequestView:
 
     @cached_property
     def host(self) -> str:
-        """The Host header, lower-cased (host names are case-insensitive, RFC 9110 §4.2.3)."""
-        return (self.header_map.get("host") or "").lower()
+        """The host the visitor asked for, lower-cased (RFC 9110 §4.2.3): the Host header, or
+        X-Forwarded-Host when a trusted proxy sent one."""
+        forwarded = _first(self.header("x-forwarded-host")) if self.trusted else ""
+        return (forwarded or self.header_map.get("host") or "").lower()
+
+    @cached_property
+    def forwarded_variant(self) -> str:
+        """Forwarding headers a trusted proxy sent that can change the page (all X-Forwarded-*
+        but -For, X-Original-URL, X-Rewrite-URL), for the cache key; "" when untrusted.
+        The client address headers stay out, or every client would get an entry of its own."""
+        if not self.trusted:
+            return ""
+        return "\x00".join(
+            f"{n.lower()}={v}"
+            for n, v in self.headers
+            if n.lower() in _VARIANT_HEADERS
+            or (n.lower().startswith("x-forwarded-") and n.lower() != "x-forwarded-for")
+        )
+
+
+_VARIANT_HEADERS = frozenset({"x-original-url", "x-rewrite-url"})
+
+
+def _first(value: str | None) -> str:
+    """The first member of a comma-separated list (the hop nearest the client)."""
+    return value.split(",", 1)[0].strip().lower() if value else ""
 
 
 def request_problem(view: RequestView) -> str | None:
