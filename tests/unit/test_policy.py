@@ -10,6 +10,7 @@ from proxy.config import parse
 from proxy.policy import (
     DontStore,
     Store,
+    body_storability,
     cache_control,
     cache_status,
     connection_tokens,
@@ -310,3 +311,72 @@ def test_stored_headers() -> None:
 )
 def test_cache_status(value: str, expected: str) -> None:
     assert value == expected
+
+
+GZ: Headers = (("Content-Encoding", "gzip"),)
+BR_GZ: Headers = (("Content-Encoding", "br"),)
+NOT_STORED = DontStore(NotStoredReason.STATUS)
+
+
+@pytest.mark.parametrize(
+    ("verdict", "headers", "length", "framed", "encoding", "expected"),
+    [
+        pytest.param(Store(TTL), OK, 5, True, "identity", Store(TTL), id="fits-and-framed"),
+        pytest.param(Store(TTL), OK, None, True, "identity", Store(TTL), id="chunked-unknown-size"),
+        # product rule: a body larger than item_size is streamed, never recorded
+        pytest.param(
+            Store(TTL), OK, 101, True, "identity", DontStore(NotStoredReason.TOO_BIG), id="too-big"
+        ),
+        pytest.param(Store(TTL), OK, 100, True, "identity", Store(TTL), id="exactly-item-size"),
+        # RFC 9112 §6.3: a close-delimited body cannot be told from a truncated one
+        pytest.param(
+            Store(TTL),
+            OK,
+            None,
+            False,
+            "identity",
+            DontStore(NotStoredReason.UNFRAMED),
+            id="close-delimited",
+        ),
+        # product rule: never store gzip for a key whose clients may not accept it
+        pytest.param(
+            Store(TTL),
+            GZ,
+            5,
+            True,
+            "identity",
+            DontStore(NotStoredReason.ENCODING),
+            id="gzip-for-identity-fill",
+        ),
+        pytest.param(Store(TTL), GZ, 5, True, "br, gzip", Store(TTL), id="gzip-asked-for"),
+        pytest.param(
+            Store(TTL),
+            BR_GZ,
+            5,
+            True,
+            "gzip",
+            DontStore(NotStoredReason.ENCODING),
+            id="br-for-gzip-fill",
+        ),
+        pytest.param(
+            Store(TTL),
+            (("Content-Encoding", "identity"),),
+            5,
+            True,
+            "identity",
+            Store(TTL),
+            id="explicit-identity",
+        ),
+        # an earlier refusal is kept, whatever the body looks like
+        pytest.param(NOT_STORED, OK, 10**9, False, "identity", NOT_STORED, id="already-refused"),
+    ],
+)
+def test_body_storability(
+    verdict: Store | DontStore,
+    headers: Headers,
+    length: int | None,
+    framed: bool,
+    encoding: str,
+    expected: Store | DontStore,
+) -> None:
+    assert body_storability(verdict, headers, length, framed, 100, encoding) == expected

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from proxy.view import RequestView, request_problem
+from proxy.config import parse
+from proxy.decide import Lookup, decide
+from proxy.identity import IdentityPolicy
+from proxy.view import RequestView, header_text, request_problem
 
 
 def view(target: str, *hosts: str, version: tuple[int, int] = (1, 1)) -> RequestView:
@@ -56,3 +59,62 @@ def test_repeated_headers_are_joined_and_case_insensitive() -> None:
     assert v.header("ACCEPT") == "a, b"
     assert v.header("missing") is None
     assert dict(v.cookies) == {"x": "1"}
+
+
+@pytest.mark.parametrize(
+    ("raw", "text"),
+    [
+        pytest.param(b"plain", "plain", id="ascii"),
+        # aiohttp writes header text as UTF-8: valid UTF-8 must round-trip byte for byte
+        pytest.param("café".encode(), "café", id="utf-8"),
+        pytest.param(b"caf\xe9", "caf\xe9", id="latin-1-fallback"),
+    ],
+)
+def test_header_text(raw: bytes, text: str) -> None:
+    assert header_text(raw) == text
+
+
+FORWARDED = (
+    ("Host", "internal:8080"),
+    ("X-Forwarded-Proto", "https, http"),
+    ("X-Forwarded-Host", "Shop.Example, lb"),
+    ("X-Forwarded-Prefix", "/shop"),
+    ("X-Forwarded-For", "198.51.100.7"),
+)
+
+
+@pytest.mark.parametrize(
+    ("trusted", "scheme", "host", "variant"),
+    [
+        # product rule: forwarding headers are believed only from trusted proxies
+        pytest.param(False, "http", "internal:8080", "", id="untrusted"),
+        # trusted: the visitor's scheme and host are the nearest hop's X-Forwarded-Proto/-Host;
+        # the client address (-For) stays out of the key, or every client gets its own entry
+        pytest.param(
+            True,
+            "https",
+            "shop.example",
+            "x-forwarded-proto=https, http\x00x-forwarded-host=Shop.Example, lb"
+            "\x00x-forwarded-prefix=/shop",
+            id="trusted",
+        ),
+    ],
+)
+def test_trusted_forwarding_headers(trusted: bool, scheme: str, host: str, variant: str) -> None:
+    v = RequestView("GET", "/", FORWARDED, trusted=trusted)
+    assert (v.scheme, v.host, v.forwarded_variant) == (scheme, host, variant)
+
+
+def test_trusted_prefix_changes_the_key() -> None:
+    # two pages a trusted proxy mounts under different prefixes must not share an entry
+    rules = parse({"caches": {"default": {}}, "rules": [{}]}, "t.toml").rules
+    a, b = (
+        decide(
+            RequestView("GET", "/", (("Host", "h"), ("X-Forwarded-Prefix", p)), trusted=True),
+            rules,
+            IdentityPolicy(),
+        )
+        for p in ("/a", "/b")
+    )
+    assert isinstance(a, Lookup) and isinstance(b, Lookup)
+    assert a.key != b.key
