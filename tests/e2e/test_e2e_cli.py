@@ -1,0 +1,252 @@
+"""The `sidecache` command itself: check, bad configs at start, signals, the demo."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from sidecache_e2e import fetch, free_port, sidecache_command, spawn, wait_ready
+
+RUN_TIMEOUT = 15  # seconds for a `sidecache` that is expected to exit by itself
+
+GOOD = """
+[caches.mycache]
+items = 100
+item_size = "64KiB"
+ttl = "60s"
+
+[[rules]]
+name = "about-for-anonymous"
+cookie.remember_token = "absent"
+path = "^/about$"
+action = "cache"
+cache = "mycache"
+set_cookie = "strip"
+"""
+
+
+def run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        sidecache_command(*args),
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT,
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+
+
+def test_check_good_config_prints_the_compiled_rules(tmp_path):
+    path = tmp_path / "good.toml"
+    path.write_text(GOOD)
+
+    result = run("check", str(path), cwd=tmp_path)
+
+    assert (result.returncode, result.stderr) == (0, "")
+    lines = result.stdout.splitlines()
+    assert lines[0] == f"config: {path}"
+    assert "  mycache: items=100 item_size=65536B max_bytes=67108864B ttl=60s" in lines
+    assert (
+        "  1. about-for-anonymous: when path ~ '^/about$' and method in GET,HEAD and "
+        "cookie remember_token absent → cache in 'mycache' "
+        "(ttl=cache default, set_cookie=strip, key={scheme}://{host}{uri})"
+    ) in lines
+
+
+def test_check_without_a_file_shows_the_embedded_default(tmp_path):
+    result = run("check", cwd=tmp_path)
+
+    assert result.returncode == 0
+    assert result.stdout.splitlines()[0] == "config: <embedded default.toml>"
+    assert "  default: items=1000 item_size=65536B max_bytes=67108864B ttl=10s" in result.stdout
+    assert "1. anonymous-reads: when method in GET,HEAD and anonymous → cache in 'default'" in (
+        result.stdout
+    )
+
+
+# (config text, the key the message must name, the problem it must state)
+BAD_CONFIGS = {
+    "invalid-regex": (
+        '[caches.default]\n[[rules]]\npath = "^/a$"\n[[rules]]\npath = "^/(b$"\n',
+        "rules[2].path",
+        "invalid regex '^/(b$'",
+    ),
+    "invalid-cookie-regex": (
+        '[caches.default]\n[[rules]]\ncookie.lang = { matches = "[" }\n',
+        "rules[1].cookie.lang",
+        "invalid regex '['",
+    ),
+    "unknown-cache": (
+        '[caches.default]\n[[rules]]\npath = "^/$"\ncache = "mycahce"\n',
+        "rules[1].cache",
+        "unknown cache 'mycahce' (caches: default)",
+    ),
+    "unknown-key": (
+        '[caches.default]\nitems = 10\nitem_sise = "1KiB"\n',
+        "caches.default.item_sise",
+        "unknown key",
+    ),
+    "unknown-rule-key": (
+        '[caches.default]\n[[rules]]\npaht = "^/$"\n',
+        "rules[1].paht",
+        "unknown key",
+    ),
+    "bad-size": (
+        '[caches.default]\nitem_size = "64 KiBB"\n',
+        "caches.default.item_size",
+        "cannot parse size '64 KiBB'",
+    ),
+    "bad-duration": (
+        '[caches.default]\nttl = "5 parsecs"\n',
+        "caches.default.ttl",
+        "cannot parse duration '5 parsecs'",
+    ),
+    "bad-type": (
+        '[caches.default]\nitems = "many"\n',
+        "caches.default.items",
+        "expected int, got a string",
+    ),
+    "cache-rule-for-post": (
+        '[caches.default]\n[[rules]]\nmethods = ["GET", "POST"]\n',
+        "rules[1].methods",
+        "POST is never answered from cache",
+    ),
+}
+
+
+def _expected_error(path: Path, key: str, problem: str) -> str:
+    return f"sidecache: config error: {path}: {key}: {problem}"
+
+
+@pytest.mark.parametrize("case", BAD_CONFIGS, ids=list(BAD_CONFIGS))
+def test_check_bad_config_names_file_key_and_problem(tmp_path, case):
+    text, key, problem = BAD_CONFIGS[case]
+    path = tmp_path / f"{case}.toml"
+    path.write_text(text)
+
+    result = run("check", str(path), cwd=tmp_path)
+
+    assert result.returncode == 2
+    assert result.stdout == ""
+    [line] = result.stderr.splitlines()
+    assert line.startswith(_expected_error(path, key, problem)), line
+
+
+def test_check_unparseable_toml_and_missing_file(tmp_path):
+    broken = tmp_path / "broken.toml"
+    broken.write_text("[caches.default\n")
+
+    bad_toml = run("check", str(broken), cwd=tmp_path)
+    missing = run("check", str(tmp_path / "missing.toml"), cwd=tmp_path)
+
+    assert bad_toml.returncode == 2
+    assert bad_toml.stderr.startswith(f"sidecache: config error: {broken}: invalid TOML: ")
+    assert missing.returncode == 2
+    assert missing.stderr.startswith(
+        f"sidecache: config error: {tmp_path / 'missing.toml'}: cannot read file: "
+    )
+
+
+@pytest.mark.parametrize("case", ["invalid-regex", "unknown-cache", "unknown-key", "bad-size"])
+def test_run_with_bad_config_fails_at_start(tmp_path, case):
+    text, key, problem = BAD_CONFIGS[case]
+    path = tmp_path / f"{case}.toml"
+    path.write_text(text)
+    port = free_port()
+
+    started = time.monotonic()
+    result = run(
+        "--config", str(path), "--upstream", "http://127.0.0.1:9", "--listen", f"127.0.0.1:{port}",
+        cwd=tmp_path,
+    )  # fmt: skip
+
+    assert time.monotonic() - started < RUN_TIMEOUT
+    assert result.returncode == 2
+    assert result.stdout == ""
+    [line] = result.stderr.splitlines()
+    # The command line was merged in, so the source says so; key and problem are the same.
+    assert line.startswith(f"sidecache: config error: {path} + command line: {key}: {problem}")
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+
+
+def test_bad_flag_values_fail_at_start(tmp_path):
+    regex = run("--cache", "^/(a$", "--listen", f"127.0.0.1:{free_port()}", cwd=tmp_path)
+    ttl = run("--ttl", "soon", "--listen", f"127.0.0.1:{free_port()}", cwd=tmp_path)
+
+    assert regex.returncode == ttl.returncode == 2
+    assert "invalid regex '^/(a$'" in regex.stderr
+    assert "caches.default.ttl: cannot parse duration 'soon'" in ttl.stderr
+
+
+async def test_port_already_in_use_fails_with_a_message(upstream, tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = await spawn(
+            ["--upstream", upstream.url, "--listen", f"127.0.0.1:{port}"], "", cwd=tmp_path
+        )
+        try:
+            code = await proc.wait_exit(RUN_TIMEOUT)
+        finally:
+            await proc.stop()
+
+    assert code == 1
+    assert "sidecache: cannot start: " in "".join(proc.stderr)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+async def test_signal_stops_the_proxy_with_exit_0(upstream, client, start_sidecache, signum):
+    proxy = await start_sidecache(upstream=upstream.url)
+    reply = await fetch(client, "GET", proxy.base_url + "/")  # leaves a keep-alive connection
+    assert reply.status == 200
+
+    started = time.monotonic()
+    proxy.process.send_signal(signum)
+    code = await proxy.wait_exit(5.0)
+    elapsed = time.monotonic() - started
+
+    assert code == 0
+    assert elapsed < 3.0, f"exit took {elapsed:.2f} s"
+    assert any("sidecache stopped" in line for line in proxy.stdout)
+    assert "Traceback" not in proxy.output()
+    port = int(proxy.base_url.rsplit(":", 1)[1])
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+
+
+async def test_demo_serves_hits_and_passes_logged_in_visitors(client, tmp_path):
+    port, demo_port = free_port(), free_port()
+    base = f"http://127.0.0.1:{port}"
+    proc = await spawn(
+        ["demo", "--listen", f"127.0.0.1:{port}", "--demo-port", str(demo_port)], base, tmp_path
+    )
+    try:
+        await wait_ready(proc, needle="sidecache demo:")
+        first = await fetch(client, "GET", base + "/")
+        second = await fetch(client, "GET", base + "/")
+        me = await fetch(client, "GET", base + "/me", headers={"Cookie": "remember_token=alice|x"})
+        me_again = await fetch(
+            client, "GET", base + "/me", headers={"Cookie": "remember_token=bob|x"}
+        )
+        direct = await fetch(client, "GET", f"http://127.0.0.1:{demo_port}/")
+    finally:
+        code = await proc.stop()
+
+    assert (first.status, first.x_cache) == (200, "MISS")
+    assert (second.status, second.x_cache) == (200, "HIT")
+    assert second.body == first.body
+    assert b"<h1>Home</h1>" in first.body
+    assert (me.status, me.x_cache) == (200, "PASS")
+    assert b"<h1>Hello, alice</h1>" in me.body
+    assert (me_again.x_cache, b"<h1>Hello, bob</h1>" in me_again.body) == ("PASS", True)
+    assert direct.status == 200
+    assert "X-Cache" not in direct.headers
+    assert f"sidecache in front on {base}" in "".join(proc.stdout)
+    assert code == 0
