@@ -11,6 +11,7 @@ import gzip
 import hashlib
 import json
 import zlib
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -327,26 +328,8 @@ async def test_ttl_flag_expires_entries(upstream, client, start_sidecache):
     assert upstream.count("/t") == 2
 
 
-UWSGI_CONFIG = """
-# The original uWSGI setup:
-#   cache2 = name=mycache,items=100
-#   route-if = empty:${cookie[remember_token]} goto cache
-#   route-label = cache
-#   route = ^/about$ cache:key=${REQUEST_URI},name=mycache
-#   route = ^/about$ cachestore:key=${REQUEST_URI},name=mycache
-[caches.mycache]
-items = 100
-item_size = "64KiB"
-ttl = "60s"
-
-[[rules]]
-name = "about-for-anonymous"
-cookie.remember_token = "absent"
-path = "^/about$"
-action = "cache"
-cache = "mycache"
-set_cookie = "strip"
-"""
+# The example config that mirrors the original uWSGI setup, as shipped in the repository.
+UWSGI_CONFIG = (Path(__file__).resolve().parents[2] / "config" / "uwsgi-flask.toml").read_text()
 
 
 async def test_uwsgi_setup_as_config_file(upstream, client, start_sidecache):

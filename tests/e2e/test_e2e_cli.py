@@ -13,20 +13,7 @@ from sidecache_e2e import fetch, free_port, sidecache_command, spawn, wait_ready
 
 RUN_TIMEOUT = 15  # seconds for a `sidecache` that is expected to exit by itself
 
-GOOD = """
-[caches.mycache]
-items = 100
-item_size = "64KiB"
-ttl = "60s"
-
-[[rules]]
-name = "about-for-anonymous"
-cookie.remember_token = "absent"
-path = "^/about$"
-action = "cache"
-cache = "mycache"
-set_cookie = "strip"
-"""
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "config"
 
 
 def run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -42,20 +29,27 @@ def run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 
 
 def test_check_good_config_prints_the_compiled_rules(tmp_path):
-    path = tmp_path / "good.toml"
-    path.write_text(GOOD)
+    path = CONFIG_DIR / "uwsgi-flask.toml"
 
     result = run("check", str(path), cwd=tmp_path)
 
     assert (result.returncode, result.stderr) == (0, "")
     lines = result.stdout.splitlines()
     assert lines[0] == f"config: {path}"
-    assert "  mycache: items=100 item_size=65536B max_bytes=67108864B ttl=60s" in lines
+    assert "  mycache: items=100 item_size=65536B max_bytes=16777216B ttl=60s" in lines
     assert (
-        "  1. about-for-anonymous: when path ~ '^/about$' and method in GET,HEAD and "
-        "cookie remember_token absent → cache in 'mycache' "
-        "(ttl=cache default, set_cookie=strip, key={scheme}://{host}{uri})"
+        "  1. about-for-anonymous: when path ~ '^/about$' and method in GET,HEAD and anonymous "
+        "and cookie remember_token absent → cache in 'mycache' "
+        "(ttl=cache default, set_cookie=strip, key={host}{uri})"
     ) in lines
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in CONFIG_DIR.glob("*.toml")))
+def test_every_example_config_passes_check(tmp_path, name):
+    result = run("check", str(CONFIG_DIR / name), cwd=tmp_path)
+
+    assert (result.returncode, result.stderr) == (0, ""), result.stderr
+    assert "rules (first match wins; no match: pass):" in result.stdout
 
 
 def test_check_without_a_file_shows_the_embedded_default(tmp_path):
