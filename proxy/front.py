@@ -7,10 +7,12 @@ touching the handler or anything behind it.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from proxy.exchange import ClientGone, Outcome
 from proxy.settings import Trust
@@ -19,6 +21,24 @@ from proxy.view import Headers, RequestView, header_text, request_problem
 
 Handle = Callable[["AiohttpClient"], Awaitable[Outcome]]
 LogAccess = Callable[[RequestView, Outcome, float], None]
+
+
+class _OneLineBadRequests(logging.Filter):
+    """aiohttp logs a traceback for every malformed request it answers 400, so any client could
+    flood the log with them. Keep one INFO line naming the peer and the problem instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError):
+            problem = (exc.message or "").strip().splitlines()[:1] or ["malformed request"]
+            record.msg, record.args = "%s: 400 %s", (record.getMessage(), problem[0].strip())
+            record.exc_info, record.exc_text = None, None
+            record.levelno, record.levelname = logging.INFO, "INFO"
+        return True
+
+
+server_log = logging.getLogger("sidecache.front")
+server_log.addFilter(_OneLineBadRequests())
 
 
 def build_view(request: web.BaseRequest, scheme: str, trust: Trust) -> RequestView:
@@ -128,4 +148,10 @@ def make_server(
         return client.response
 
     # auto_decompress=False: a gzip request body is forwarded as sent, not inflated.
-    return web.Server(serve, handler_cancellation=False, access_log=None, auto_decompress=False)
+    return web.Server(
+        serve,
+        handler_cancellation=False,
+        access_log=None,
+        auto_decompress=False,
+        logger=server_log,
+    )

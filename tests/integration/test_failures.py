@@ -168,3 +168,22 @@ async def test_a_malformed_request_gets_400_and_the_proxy_keeps_serving(
     assert answer.status == 400
     assert (after.status, after.body) == (200, b"GET /still-up #1")
     assert [s.target for s in upstream.seen] == ["/still-up"]
+
+
+async def test_a_malformed_request_is_logged_as_one_line_without_a_traceback(
+    client: Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Product rule: bad input gets a clear error and the server keeps serving; a client must not
+    # be able to flood the log with a traceback per request (aiohttp logs one by default).
+    caplog.set_level(logging.DEBUG)
+    async with client.connect() as connection:
+        await connection.send(b"GET /\x00 HTTP/1.1\r\nHost: a\r\n\r\n")
+        answer = await connection.response()
+
+    assert answer.status == 400
+    records = [r for r in caplog.records if "Error handling request" in r.getMessage()]
+    assert len(records) == 1
+    assert records[0].name == "sidecache.front"
+    assert records[0].levelno == logging.INFO
+    assert records[0].exc_info is None
+    assert "400 Invalid char in url path" in records[0].getMessage()
