@@ -8,32 +8,25 @@ from __future__ import annotations
 
 import re
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from importlib.resources import files
 from ipaddress import ip_network
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from proxy.identity import IdentityPolicy
 from proxy.keys import DEFAULT_KEY, compile_key
 from proxy.rules import Action, Condition, Rule, SetCookieMode, Test
 from proxy.settings import CacheSettings, Headers, Listen, Settings, Trust, Upstream
+from proxy.tomltable import ConfigError, Table, choice, kind_of, text
 from proxy.units import parse_duration, parse_size
 
-T = TypeVar("T")
+__all__ = ["ConfigError", "load", "parse", "read_toml"]
 DEFAULT_SOURCE = "<embedded default.toml>"
 CACHEABLE = frozenset({"GET", "HEAD"})
 
 
-class ConfigError(ValueError):
-    """A configuration problem, rendered as "SOURCE: KEY: problem"."""
-
-    def __init__(self, source: str, key: str, problem: str) -> None:
-        super().__init__(f"{source}: {key}: {problem}" if key else f"{source}: {problem}")
-        self.source, self.key, self.problem = source, key, problem
-
-
-def default_text() -> str:
+def defaulttext() -> str:
     return files("proxy").joinpath("default.toml").read_text(encoding="utf-8")
 
 
@@ -41,7 +34,7 @@ def read_toml(path: str | None) -> tuple[dict[str, Any], str]:
     """The raw table of `path` (or of the embedded default) and the source name for messages."""
     source = path or DEFAULT_SOURCE
     try:
-        text = Path(path).read_text(encoding="utf-8") if path else default_text()
+        text = Path(path).read_text(encoding="utf-8") if path else defaulttext()
         return tomllib.loads(text), source
     except OSError as exc:
         raise ConfigError(source, "", f"cannot read file: {exc.strerror or exc}") from None
@@ -54,83 +47,9 @@ def load(path: str | None = None) -> Settings:
     return parse(data, source)
 
 
-class _Table:
-    """Reads one TOML table, tracking the key path and refusing unknown keys."""
-
-    def __init__(self, data: object, source: str, path: str) -> None:
-        if not isinstance(data, dict):
-            raise ConfigError(source, path, f"expected a table, got {_kind(data)}")
-        self.data, self.source, self.path, self.seen = data, source, path, set[str]()
-
-    def key(self, name: str) -> str:
-        return f"{self.path}.{name}" if self.path else name
-
-    def error(self, name: str, problem: str) -> ConfigError:
-        return ConfigError(self.source, self.key(name), problem)
-
-    def get(self, name: str, kind: type[T], default: T) -> T:
-        self.seen.add(name)
-        value = self.data.get(name, default)
-        if kind is float and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-            raise self.error(name, f"expected {kind.__name__}, got {_kind(value)}")
-        return value
-
-    def convert(self, name: str, parse: Callable[[Any], T], default: T) -> T:
-        self.seen.add(name)
-        if name not in self.data:
-            return default
-        try:
-            return parse(self.data[name])
-        except ValueError as exc:
-            raise self.error(name, str(exc)) from None
-
-    def strings(self, name: str, default: tuple[str, ...]) -> tuple[str, ...]:
-        value = self.get(name, list, list(default))
-        if not all(isinstance(item, str) for item in value):
-            raise self.error(name, "expected a list of strings")
-        return tuple(value)
-
-    def table(self, name: str) -> _Table:
-        self.seen.add(name)
-        return _Table(self.data.get(name, {}), self.source, self.key(name))
-
-    def finish(self) -> None:
-        unknown = sorted(set(self.data) - self.seen)
-        if unknown:
-            raise self.error(unknown[0], "unknown key")
-
-
-def _text(parse: Callable[[str], T]) -> Callable[[object], T]:
-    """Wrap a string parser so a non-string value is a clear ValueError, not a crash."""
-
-    def check(value: object) -> T:
-        if not isinstance(value, str):
-            raise ValueError(f"expected a string, got {_kind(value)}")
-        return parse(value)
-
-    return check
-
-
-def _choice(enum: Callable[[str], T], choices: str) -> Callable[[object], T]:
-    def check(value: object) -> T:
-        try:
-            return enum(value)  # type: ignore[arg-type]
-        except ValueError:
-            raise ValueError(f"expected one of {choices}, got {value!r}") from None
-
-    return check
-
-
-def _kind(value: object) -> str:
-    names = {dict: "a table", list: "a list", str: "a string", bool: "a boolean"}
-    return names.get(type(value), type(value).__name__)
-
-
 def parse(data: Mapping[str, Any], source: str) -> Settings:
     """Validate and compile a raw TOML table into `Settings`."""
-    root = _Table(dict(data), source, "")
+    root = Table(dict(data), source, "")
     server = root.table("server")
     listen = tuple(_listen(server, item) for item in server.strings("listen", ("127.0.0.1:8080",)))
     if not listen:
@@ -147,7 +66,7 @@ def parse(data: Mapping[str, Any], source: str) -> Settings:
     caches = _caches(root.table("caches"))
     rules_raw = root.get("rules", list, [])
     rules = tuple(
-        _rule(_Table(r, source, f"rules[{i}]"), i, caches) for i, r in enumerate(rules_raw, 1)
+        _rule(Table(r, source, f"rules[{i}]"), i, caches) for i, r in enumerate(rules_raw, 1)
     )
     root.finish()
     warnings = tuple(w for rule in rules for w in _warnings(rule))
@@ -169,14 +88,14 @@ def parse_listen(text: str) -> Listen:
     return Listen(host=host or "0.0.0.0", port=int(port))
 
 
-def _listen(table: _Table, text: str) -> Listen:
+def _listen(table: Table, text: str) -> Listen:
     try:
         return parse_listen(text)
     except ValueError as exc:
         raise table.error("listen", str(exc)) from None
 
 
-def _trust(server: _Table) -> Trust:
+def _trust(server: Table) -> Trust:
     items = server.strings("trusted_proxies", ())
     try:
         networks = tuple(ip_network(i, strict=False) for i in items if i != "unix")
@@ -197,8 +116,8 @@ def parse_upstream(text: str) -> tuple[str, str]:
     return text.rstrip("/"), ""
 
 
-def _upstream(table: _Table) -> Upstream:
-    url, socket = table.convert("url", _text(parse_upstream), ("http://127.0.0.1:5000", ""))
+def _upstream(table: Table) -> Upstream:
+    url, socket = table.convert("url", text(parse_upstream), ("http://127.0.0.1:5000", ""))
     upstream = Upstream(
         url=url,
         socket=socket,
@@ -213,7 +132,7 @@ def _upstream(table: _Table) -> Upstream:
     return upstream
 
 
-def _identity(table: _Table) -> IdentityPolicy:
+def _identity(table: Table) -> IdentityPolicy:
     remember = table.strings("remember_cookies", ("remember_token",))
     session = table.strings("session_cookies", ("session",))
     user_keys = table.strings("session_user_keys", ("_user_id", "user_id"))
@@ -225,13 +144,13 @@ def _identity(table: _Table) -> IdentityPolicy:
     return policy
 
 
-def _caches(table: _Table) -> dict[str, CacheSettings]:
+def _caches(table: Table) -> dict[str, CacheSettings]:
     caches = {name: _cache(table.table(name), name) for name in list(table.data)}
     table.finish()
     return caches
 
 
-def _cache(table: _Table, name: str) -> CacheSettings:
+def _cache(table: Table, name: str) -> CacheSettings:
     cache = CacheSettings(
         name=name,
         items=table.get("items", int, 1000),
@@ -247,9 +166,9 @@ def _cache(table: _Table, name: str) -> CacheSettings:
     return cache
 
 
-def _rule(table: _Table, number: int, caches: Mapping[str, CacheSettings]) -> Rule:
+def _rule(table: Table, number: int, caches: Mapping[str, CacheSettings]) -> Rule:
     name = table.get("name", str, "")
-    action = table.convert("action", _choice(Action, '"cache", "pass"'), Action.CACHE)
+    action = table.convert("action", choice(Action, '"cache", "pass"'), Action.CACHE)
     methods = _methods(table, action)
     rule = Rule(
         number=number,
@@ -263,17 +182,17 @@ def _rule(table: _Table, number: int, caches: Mapping[str, CacheSettings]) -> Ru
         cache=_cache_name(table, action, caches),
         ttl=table.convert("ttl", parse_duration, None),
         set_cookie=table.convert(
-            "set_cookie", _choice(SetCookieMode, '"skip", "strip"'), SetCookieMode.SKIP
+            "set_cookie", choice(SetCookieMode, '"skip", "strip"'), SetCookieMode.SKIP
         ),
         keep_cookies=table.strings("keep_cookies", ()),
         allow_authorization=table.get("allow_authorization", bool, False),
-        key=table.convert("key", _text(compile_key), compile_key(DEFAULT_KEY)),
+        key=table.convert("key", text(compile_key), compile_key(DEFAULT_KEY)),
     )
     table.finish()
     return rule
 
 
-def _methods(table: _Table, action: Action) -> frozenset[str] | None:
+def _methods(table: Table, action: Action) -> frozenset[str] | None:
     if "methods" not in table.data:
         table.seen.add("methods")
         return CACHEABLE if action is Action.CACHE else None
@@ -284,7 +203,7 @@ def _methods(table: _Table, action: Action) -> frozenset[str] | None:
     return methods
 
 
-def _cache_name(table: _Table, action: Action, caches: Mapping[str, CacheSettings]) -> str:
+def _cache_name(table: Table, action: Action, caches: Mapping[str, CacheSettings]) -> str:
     name = table.get("cache", str, "default" if action is Action.CACHE else "")
     if action is Action.CACHE and name not in caches:
         known = ", ".join(sorted(caches)) or "none defined"
@@ -294,20 +213,20 @@ def _cache_name(table: _Table, action: Action, caches: Mapping[str, CacheSetting
 
 def _regex(value: object) -> re.Pattern[str]:
     if not isinstance(value, str):
-        raise ValueError(f"expected a regex string, got {_kind(value)}")
+        raise ValueError(f"expected a regex string, got {kind_of(value)}")
     try:
         return re.compile(value)
     except re.error as exc:
         raise ValueError(f"invalid regex {value!r}: {exc}") from None
 
 
-def _conditions(table: _Table) -> tuple[Condition, ...]:
+def _conditions(table: Table) -> tuple[Condition, ...]:
     conditions = tuple(_condition(table, name) for name in list(table.data))
     table.finish()
     return conditions
 
 
-def _condition(table: _Table, name: str) -> Condition:
+def _condition(table: Table, name: str) -> Condition:
     table.seen.add(name)
     value = table.data[name]
     if value in ("present", "absent"):

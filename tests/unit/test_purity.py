@@ -21,6 +21,7 @@ PURE_CORE = (
     "proxy.recorder",
     "proxy.encoding",
     "proxy.units",
+    "proxy.tomltable",
     "proxy.view",
     "proxy.reasons",
     "proxy.settings",
