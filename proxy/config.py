@@ -185,6 +185,7 @@ def _rule(table: Table, number: int, caches: Mapping[str, CacheSettings]) -> Rul
             "set_cookie", choice(SetCookieMode, '"skip", "strip"'), SetCookieMode.SKIP
         ),
         keep_cookies=table.strings("keep_cookies", ()),
+        keep_headers=tuple(h.lower() for h in table.strings("keep_headers", ())),
         allow_authorization=table.get("allow_authorization", bool, False),
         key=table.convert("key", text(compile_key), compile_key(DEFAULT_KEY)),
     )
@@ -245,10 +246,24 @@ def _condition(table: Table, name: str) -> Condition:
 
 def _warnings(rule: Rule) -> list[str]:
     """Legal but risky: a kept cookie that the key does not carry mixes variants."""
-    keyed = rule.key.cookies if rule.key else frozenset()
-    return [
+    cookies = rule.key.cookies if rule.key else frozenset()
+    headers = rule.key.headers if rule.key else frozenset()
+    found = [
         f"{rule.label}: keep_cookies {name!r} is sent on fills but is not part of the key "
         f"(add {{cookie[{name}]}} to key, or one visitor's variant is served to all)"
         for name in rule.keep_cookies
-        if name not in keyed
+        if name not in cookies
     ]
+    found += [
+        f"{rule.label}: keep_headers {name!r} is sent on fills but is not part of the key "
+        f"(add {{header[{name}]}} to key, or one visitor's variant is served to all)"
+        for name in rule.keep_headers
+        if name not in headers
+    ]
+    if rule.allow_authorization:
+        found.append(
+            f"{rule.label}: allow_authorization shares a response fetched with one visitor's "
+            "credentials with every visitor, also those without any, whenever the app marks it "
+            "public, s-maxage or must-revalidate (RFC 9111 §3.5)"
+        )
+    return found

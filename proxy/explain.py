@@ -48,6 +48,7 @@ def _rule(rule: Rule) -> str:
     ttl = f"ttl={rule.ttl:g}s" if rule.ttl is not None else "ttl=cache default"
     key = rule.key.source if rule.key else "-"
     extra = f" keep_cookies={','.join(rule.keep_cookies)}" if rule.keep_cookies else ""
+    extra += f" keep_headers={','.join(rule.keep_headers)}" if rule.keep_headers else ""
     return (
         f"{rule.number}. {rule.label}: when {when} → cache in {rule.cache!r} "
         f"({ttl}, set_cookie={rule.set_cookie.value}, key={key}{extra})"

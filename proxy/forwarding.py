@@ -1,8 +1,16 @@
 """The headers of the request we send upstream, for a pass and for a fill.
 
-Product rule: forwarding headers a client sends (X-Forwarded-*, Forwarded, X-Real-IP,
-X-Original-URL, X-Rewrite-URL) are not believed unless the peer is a trusted proxy. An app that
-builds links from them must not be able to cache a page poisoned by one visitor.
+Product rules:
+- Forwarding headers a client sends (X-Forwarded-*, Forwarded, X-Real-IP, X-Original-URL,
+  X-Rewrite-URL) are not believed unless the peer is a trusted proxy: an app that builds links
+  from them must not be able to cache a page poisoned by one visitor.
+- Header names with "_" are dropped (nginx's `underscores_in_headers off`): WSGI servers map "_"
+  and "-" to the same CGI variable, so `X_Forwarded_Prefix` would slip past the rule above.
+- A `Connection` header may drop hop-by-hop headers it names, but never Host or a header the
+  cache key reads: the fill must see what the key says it saw.
+- A fill is what a brand-new visitor would send: an allowlist of content-negotiation headers,
+  the headers the key reads, the rule's keep_headers and keep_cookies, and nothing else — no
+  cookies, credentials (unless the rule allows Authorization), validators or Range.
 """
 
 from __future__ import annotations
@@ -22,65 +30,66 @@ FORWARDING = frozenset(
         "x-rewrite-url",
     }
 )
-# A fill asks for what a brand-new visitor would get, in full: no cookies, no validators,
-# no credentials (unless the rule allows them), and the normalised Accept-Encoding.
-FILL_DROPS = frozenset(
-    {
-        "cookie",
-        "authorization",
-        "accept-encoding",
-        "if-none-match",
-        "if-modified-since",
-        "if-match",
-        "if-unmodified-since",
-        "if-range",
-        "range",
-    }
-)
+# Always written by the proxy (from the trusted chain, or from scratch).
+_VOUCHED = frozenset({"x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "x-real-ip"})
+# What a fill forwards from the client when nothing else asks for more.
+FILL_ALLOWED = frozenset({"host", "accept", "accept-language", "user-agent"})
+
+
+def client_address(view: RequestView, trust: Trust) -> str:
+    """The visitor's address: the peer, or behind trusted proxies the nearest untrusted hop of
+    X-Forwarded-For (or their X-Real-IP). "" for a unix-socket peer with no such header."""
+    if not trust.trusts(view.peer):
+        return view.peer
+    real = (view.header("x-real-ip") or "").strip()
+    if real:
+        return real
+    chain = [a.strip() for a in (view.header("x-forwarded-for") or "").split(",") if a.strip()]
+    for address in reversed(chain):
+        if not trust.trusts(address):
+            return address
+    return chain[0] if chain else view.peer
 
 
 def forwarded(view: RequestView, trust: Trust) -> Headers:
     """X-Forwarded-For/-Proto/-Host and X-Real-IP, as the proxy vouches for them."""
-    client = view.peer or "unix"
-    if trust.trusts(view.peer):
-        chain = view.header("x-forwarded-for")
-        return (
-            ("X-Forwarded-For", f"{chain}, {client}" if chain else client),
-            ("X-Forwarded-Proto", view.header("x-forwarded-proto") or view.scheme),
-            ("X-Forwarded-Host", view.header("x-forwarded-host") or view.host),
-            ("X-Real-IP", view.header("x-real-ip") or client),
-        )
-    return (
-        ("X-Forwarded-For", client),
-        ("X-Forwarded-Proto", view.scheme),
-        ("X-Forwarded-Host", view.host),
-        ("X-Real-IP", client),
-    )
+    trusted = trust.trusts(view.peer)
+    chain = view.header("x-forwarded-for") if trusted else None
+    hops = [h for h in (chain, view.peer) if h]
+    headers = [("X-Forwarded-For", ", ".join(hops))] if hops else []
+    # From a trusted proxy, its values are passed on as sent; otherwise the proxy's own.
+    proto = view.header("x-forwarded-proto") if trusted else None
+    host = view.header("x-forwarded-host") if trusted else None
+    headers.append(("X-Forwarded-Proto", proto or view.scheme))
+    headers.append(("X-Forwarded-Host", host or view.host))
+    address = client_address(view, trust)
+    if address:
+        headers.append(("X-Real-IP", address))
+    return tuple(headers)
 
 
-def _x_forwarded(headers: Headers) -> frozenset[str]:
-    """Every X-Forwarded-* a client sent (-Port, -Prefix, -Server, -Ssl...): apps such as
-    Werkzeug's ProxyFix build URLs from them, so an untrusted one could poison a page."""
-    return frozenset(n.lower() for n, _ in headers if n.lower().startswith("x-forwarded-"))
-
-
-# Always rewritten by the proxy (from the trusted chain, or from scratch).
-_VOUCHED = frozenset({"x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "x-real-ip"})
-
-
-def _base(view: RequestView, trust: Trust, upstream: Upstream, drop: frozenset[str]) -> Headers:
-    removed = drop | _VOUCHED
+def _client_headers(
+    view: RequestView, trust: Trust, upstream: Upstream, protect: frozenset[str]
+) -> Headers:
+    """The client's end-to-end headers that may go upstream at all."""
+    removed = set(_VOUCHED)
     if not trust.trusts(view.peer):
-        removed |= FORWARDING | _x_forwarded(view.headers)
+        removed |= FORWARDING
+        removed |= {n.lower() for n, _ in view.headers if n.lower().startswith("x-forwarded-")}
     if upstream.host:
-        removed |= {"host"}
-    host = (("Host", upstream.host),) if upstream.host else ()
-    return end_to_end(view.headers, drop=removed) + host + forwarded(view, trust)
+        removed.add("host")
+    kept = end_to_end(view.headers, drop=frozenset(removed), protect=protect)
+    return tuple((n, v) for n, v in kept if "_" not in n)
+
+
+def _host(upstream: Upstream) -> Headers:
+    return (("Host", upstream.host),) if upstream.host else ()
 
 
 def pass_headers(view: RequestView, trust: Trust, upstream: Upstream) -> Headers:
     """Everything end-to-end, with forwarding headers the proxy vouches for."""
-    return _base(view, trust, upstream, frozenset())
+    kept = _client_headers(view, trust, upstream, frozenset({"host"}))
+    return kept + _host(upstream) + forwarded(view, trust)
 
 
 def fill_headers(
@@ -91,14 +100,28 @@ def fill_headers(
     encoding: str,
     keep_cookies: tuple[str, ...],
     keep_authorization: bool,
+    keep_headers: frozenset[str] = frozenset(),
 ) -> Headers:
-    """A fill: like a pass, minus cookies (but the kept ones), validators and credentials."""
-    headers = _base(view, trust, upstream, FILL_DROPS)
-    cookies = "; ".join(f"{n}={view.cookies[n]}" for n in keep_cookies if n in view.cookies)
+    """A fill: the allowlist, the key's and the rule's headers (`keep_headers`, lower-case),
+    kept cookies, Authorization only if the rule allows it, the normalised Accept-Encoding."""
+    allowed = FILL_ALLOWED | keep_headers
+    protect = frozenset({"host"}) | keep_headers
+    trusted = trust.trusts(view.peer)
+    kept = tuple(
+        (n, v)
+        for n, v in _client_headers(view, trust, upstream, protect)
+        if n.lower() in allowed or (trusted and _trusted_forwarding(n.lower()))
+    )
     extra: list[tuple[str, str]] = [("Accept-Encoding", encoding)]
+    cookies = "; ".join(f"{n}={view.cookies[n]}" for n in keep_cookies if n in view.cookies)
     if cookies:
         extra.append(("Cookie", cookies))
     authorization = view.header("authorization")
     if keep_authorization and authorization is not None:
         extra.append(("Authorization", authorization))
-    return headers + tuple(extra)
+    return kept + _host(upstream) + forwarded(view, trust) + tuple(extra)
+
+
+def _trusted_forwarding(name: str) -> bool:
+    """Forwarding headers a trusted proxy sent that a fill carries (the key carries them too)."""
+    return name in FORWARDING or name.startswith("x-forwarded-")

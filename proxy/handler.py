@@ -91,6 +91,7 @@ class Handler:
             encoding=lookup.encoding,
             keep_cookies=rule.keep_cookies,
             keep_authorization=authorized,
+            keep_headers=rule.fill_headers,
         )
         outcome = Outcome(cache="MISS", rule=rule.label)
         try:

@@ -56,9 +56,15 @@ def connection_tokens(headers: Headers) -> frozenset[str]:
     )
 
 
-def end_to_end(headers: Headers, *, drop: frozenset[str] = frozenset()) -> Headers:
-    """`headers` without hop-by-hop fields, framing, and any name in `drop` (lower-case)."""
-    remove = HOP_BY_HOP | FRAMING | connection_tokens(headers) | drop
+def end_to_end(
+    headers: Headers, *, drop: frozenset[str] = frozenset(), protect: frozenset[str] = frozenset()
+) -> Headers:
+    """`headers` without hop-by-hop fields, framing, and any name in `drop` (lower-case).
+
+    Names listed in Connection are hop-by-hop too, except those in `protect`: a client must not
+    be able to strip Host or a header the cache key reads from the request we send upstream.
+    """
+    remove = HOP_BY_HOP | FRAMING | (connection_tokens(headers) - protect) | drop
     return tuple(
         (n, v) for n, v in headers if n.lower() not in remove and not n.lower().startswith("proxy-")
     )

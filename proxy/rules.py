@@ -70,8 +70,14 @@ class Rule:
     ttl: float | None = None  # None: the cache's default ttl
     set_cookie: SetCookieMode = SetCookieMode.SKIP
     keep_cookies: tuple[str, ...] = ()
+    keep_headers: tuple[str, ...] = ()  # lower-case; sent on fills beyond the allowlist
     allow_authorization: bool = False
     key: KeyTemplate | None = None
+
+    @property
+    def fill_headers(self) -> frozenset[str]:
+        """Client headers a fill carries beyond the allowlist: kept ones and those keyed on."""
+        return frozenset(self.keep_headers) | (self.key.headers if self.key else frozenset())
 
     @property
     def label(self) -> str:

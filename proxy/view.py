@@ -98,7 +98,7 @@ class RequestView:
     @cached_property
     def forwarded_variant(self) -> str:
         """Forwarding headers a trusted proxy sent that can change the page (all X-Forwarded-*
-        but -For, X-Original-URL, X-Rewrite-URL), for the cache key; "" when untrusted.
+        but -For, Forwarded, X-Original-URL, X-Rewrite-URL), for the key; "" when untrusted.
         The client address headers stay out, or every client would get an entry of its own."""
         if not self.trusted:
             return ""
@@ -110,7 +110,7 @@ class RequestView:
         )
 
 
-_VARIANT_HEADERS = frozenset({"x-original-url", "x-rewrite-url"})
+_VARIANT_HEADERS = frozenset({"forwarded", "x-original-url", "x-rewrite-url"})
 
 
 def _first(value: str | None) -> str:

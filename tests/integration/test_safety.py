@@ -387,3 +387,31 @@ async def test_variants_a_trusted_proxy_forwards_do_not_share_an_entry(
     assert other.x_cache == "MISS"
     assert [header, second] in echoed(other.body)["headers"]
     assert one.body != other.body
+
+
+@pytest.mark.parametrize(
+    "attack",
+    [
+        pytest.param({"Connection": "keep-alive, Host"}, id="connection-names-host"),
+        pytest.param({"X_Forwarded_Host": "evil.example"}, id="underscore-forwarding-header"),
+        pytest.param({"X_Original_URL": "/admin"}, id="underscore-original-url"),
+        pytest.param({"X-Api-Key": "alice-secret"}, id="unknown-credential-header"),
+    ],
+)
+async def test_one_request_cannot_poison_the_entry_through_request_headers(
+    client: Client, upstream: FakeUpstream, attack: dict[str, str]
+) -> None:
+    # Product rule: what gets stored is what a brand-new visitor would see. Each of these once
+    # reached the fill (review of issue 2): Connection stripped the Host, WSGI servers read
+    # X_Forwarded_Host as X-Forwarded-Host, and unknown headers were forwarded on fills.
+    upstream.on("/", echo=True)
+
+    attacker = await client.get("/", {"Host": "www.example.com", **attack})
+    visitor = await client.get("/", {"Host": "www.example.com"})
+
+    assert (attacker.x_cache, visitor.x_cache) == ("MISS", "HIT")
+    fill = upstream.seen[0]
+    assert fill.values("Host") == ["www.example.com"]
+    assert {name.lower() for name in attack if name != "Connection"}.isdisjoint(fill.names)
+    assert visitor.body == attacker.body
+    assert len(upstream.seen) == 1

@@ -442,7 +442,9 @@ def test_rule_fields_parsed() -> None:
     assert rule.key is not None and rule.key.cookies == frozenset({"lang"})
     # a pass rule has no cache and, without `methods`, matches any method
     assert (passing.action, passing.cache, passing.methods) == (Action.PASS, "", None)
-    assert settings.warnings == ()
+    # `check` warns that allow_authorization shares credentialed responses (RFC 9111 §3.5)
+    assert len(settings.warnings) == 1
+    assert settings.warnings[0].startswith("about: allow_authorization shares a response")
 
 
 @pytest.mark.parametrize(

@@ -43,6 +43,7 @@ def fill(
     encoding: str = "identity",
     keep_cookies: tuple[str, ...] = (),
     keep_authorization: bool = False,
+    keep_headers: frozenset[str] = frozenset(),
 ) -> Headers:
     return fill_headers(
         request,
@@ -51,6 +52,7 @@ def fill(
         encoding=encoding,
         keep_cookies=keep_cookies,
         keep_authorization=keep_authorization,
+        keep_headers=keep_headers,
     )
 
 
@@ -119,10 +121,12 @@ def test_pass_https_scheme_is_vouched() -> None:
 
 
 def test_pass_unix_socket_peer() -> None:
-    # a unix-socket peer has no address: the proxy says "unix"
+    # a unix-socket peer has no address: the proxy vouches for none (an address header holding
+    # anything but an IP breaks apps that parse it)
     headers = pass_headers(view(peer=""), UNTRUSTED, KEEP_HOST)
-    assert named(headers, "X-Forwarded-For") == ["unix"]
-    assert named(headers, "X-Real-IP") == ["unix"]
+    assert named(headers, "X-Forwarded-For") == []
+    assert named(headers, "X-Real-IP") == []
+    assert named(headers, "X-Forwarded-Proto") == ["http"]
 
 
 # --- pass: trusted peer (a fronting load balancer) ------------------------------------------
@@ -325,3 +329,81 @@ def test_fill_trusted_appends_to_x_forwarded_for() -> None:
 def test_fill_host_rewritten() -> None:
     headers = fill(view(), upstream=REWRITE_HOST)
     assert named(headers, "Host") == ["app.internal"]
+
+
+# --- review fixes: Connection, underscores, the fill allowlist, client address --------------
+
+
+@pytest.mark.parametrize("build", ["pass", "fill"])
+def test_connection_cannot_strip_host(build: str) -> None:
+    # product rule: the key carries the Host; a `Connection: Host` must not make the upstream
+    # render the page for another host while it is stored under this one
+    request = view(("Connection", "keep-alive, Host, X-Hop"), ("X-Hop", "1"))
+    headers = pass_headers(request, UNTRUSTED, KEEP_HOST) if build == "pass" else fill(request)
+    assert named(headers, "Host") == ["Example.com"]
+    assert named(headers, "X-Hop") == []  # a real hop-by-hop name is still dropped
+
+
+def test_connection_cannot_strip_a_keyed_header_from_a_fill() -> None:
+    request = view(("Connection", "X-Lang"), ("X-Lang", "fr"))
+    assert named(fill(request, keep_headers=frozenset({"x-lang"})), "X-Lang") == ["fr"]
+
+
+@pytest.mark.parametrize(
+    "name", ["X_Forwarded_Prefix", "X_Original_URL", "x_forwarded_host", "X_Custom"]
+)
+@pytest.mark.parametrize("trust", [UNTRUSTED, TRUSTED], ids=["untrusted", "trusted"])
+def test_header_names_with_underscores_are_dropped(name: str, trust: Trust) -> None:
+    # nginx's underscores_in_headers off: WSGI maps "_" and "-" to one CGI variable
+    request = view((name, "/evil"), peer="10.1.2.3")
+    assert named(pass_headers(request, trust, KEEP_HOST), name) == []
+    assert named(fill(request, trust=trust), name) == []
+
+
+def test_fill_forwards_the_allowlist_only() -> None:
+    # product rule: what gets stored is what a brand-new visitor would see; a credential in a
+    # header the proxy does not know (X-Api-Key) must not personalise a stored page
+    request = view(
+        ("Accept", "text/html"),
+        ("Accept-Language", "fr"),
+        ("User-Agent", "ua/1"),
+        ("X-Api-Key", "alice-secret"),
+        ("X-Requested-With", "XMLHttpRequest"),
+    )
+    headers = fill(request)
+    assert named(headers, "Accept") == ["text/html"]
+    assert named(headers, "Accept-Language") == ["fr"]
+    assert named(headers, "User-Agent") == ["ua/1"]
+    assert named(headers, "X-Api-Key") == []
+    assert named(headers, "X-Requested-With") == []
+    kept = fill(request, keep_headers=frozenset({"x-requested-with"}))
+    assert named(kept, "X-Requested-With") == ["XMLHttpRequest"]
+
+
+def test_trusted_fill_carries_the_forwarding_headers_the_key_carries() -> None:
+    request = view(("Forwarded", "host=shop"), ("X-Forwarded-Prefix", "/p"), peer="10.1.2.3")
+    headers = fill(request, trust=TRUSTED)
+    assert named(headers, "Forwarded") == ["host=shop"]
+    assert named(headers, "X-Forwarded-Prefix") == ["/p"]
+
+
+@pytest.mark.parametrize(
+    ("extra", "peer", "real_ip"),
+    [
+        pytest.param((), "203.0.113.7", "203.0.113.7", id="untrusted-peer"),
+        # behind trusted proxies: the nearest untrusted hop of the chain is the visitor
+        pytest.param(
+            (("X-Forwarded-For", "6.6.6.6, 10.0.0.5"),), "10.1.2.3", "6.6.6.6", id="chain"
+        ),
+        pytest.param(
+            (("X-Forwarded-For", "6.6.6.6"), ("X-Real-IP", "7.7.7.7")),
+            "10.1.2.3",
+            "7.7.7.7",
+            id="trusted-real-ip",
+        ),
+        pytest.param((), "10.1.2.3", "10.1.2.3", id="trusted-no-chain"),
+    ],
+)
+def test_x_real_ip_is_the_visitor(extra: Headers, peer: str, real_ip: str) -> None:
+    headers = pass_headers(view(*extra, peer=peer), TRUSTED, KEEP_HOST)
+    assert named(headers, "X-Real-IP") == [real_ip]
