@@ -31,8 +31,15 @@ class ClientSide(Protocol):
     async def respond(self, status: int, reason: str, headers: Headers, body: bytes) -> None: ...
 
     async def start(
-        self, status: int, reason: str, headers: Headers, content_length: int | None
-    ) -> None: ...
+        self,
+        status: int,
+        reason: str,
+        headers: Headers,
+        content_length: int | None,
+        until_close: bool = False,
+    ) -> None:
+        """Send the status line and headers. `until_close`: the body has no length and is not
+        chunked upstream either, so it goes out close-delimited and the connection is closed."""
 
     async def write(self, chunk: bytes) -> None:
         """Send a body chunk; raise ClientGone if the client disconnected."""

@@ -91,11 +91,26 @@ class AiohttpClient:
             raise ClientGone() from exc
 
     async def start(
-        self, status: int, reason: str, headers: Headers, content_length: int | None
+        self,
+        status: int,
+        reason: str,
+        headers: Headers,
+        content_length: int | None,
+        until_close: bool = False,
     ) -> None:
         response = web.StreamResponse(status=status, reason=reason or None, headers=list(headers))
         if content_length is not None:
             response.content_length = content_length
+        elif until_close:
+            # Relay a close-delimited body as one (RFC 9112 §6.3): re-framing it as chunked would
+            # add a last-chunk that vouches for a body nobody knows is whole. aiohttp has no
+            # public switch for this; _length_check off is what it does for WebSockets.
+            response._length_check = False
+            response.force_close()
+        elif self.request.version < (1, 1):
+            # HTTP/1.0 has no chunking: the body ends at close. aiohttp leaves a keep-alive
+            # connection open here, so the client would wait for more until the idle timeout.
+            response.force_close()
         self.response = response
         try:
             await response.prepare(self.request)

@@ -179,7 +179,10 @@ class Handler:
         """Relay the upstream body; True when it ended cleanly on both sides."""
         head_only = client.view.method == "HEAD"
         try:
-            await client.start(response.status, response.reason, headers, response.content_length)
+            until_close = not response.framed and _has_body(client.view.method, response.status)
+            await client.start(
+                response.status, response.reason, headers, response.content_length, until_close
+            )
             async for chunk in response.chunks():
                 if recorder is not None:
                     recorder.feed(chunk)
@@ -215,6 +218,11 @@ class Handler:
             exc.status, reason, headers, f"{exc.status} {reason}: {exc.message}\n".encode()
         )
         return outcome
+
+
+def _has_body(method: str, status: int) -> bool:
+    """RFC 9110 §6.4.1: no body for HEAD, 1xx, 204 and 304."""
+    return method != "HEAD" and status >= 200 and status not in (204, 304)
 
 
 def _age(headers: Headers) -> int:

@@ -212,3 +212,57 @@ async def test_an_upload_with_expect_100_continue_is_forwarded(
     assert interim.status == 100
     assert (answer.status, answer.body) == (200, b"PUT /big #1")
     assert (upstream.seen[0].method, upstream.seen[0].body) == ("PUT", b"hello")
+
+
+async def _close_delimited_origin(body: bytes) -> tuple[asyncio.Server, str]:
+    """An origin that answers every request with a body ended only by closing the connection
+    (RFC 9112 §6.3 item 8): no Content-Length, no chunking."""
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\n" + body)
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    return server, f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+
+
+@pytest.mark.parametrize("via", ["fill", "pass"])
+async def test_a_close_delimited_body_is_relayed_close_delimited_and_not_stored(
+    sidecache: StartProxy, via: str
+) -> None:
+    # Issue 2: never a silently short 200. A close-delimited body cannot be told from a truncated
+    # one, so the proxy must not re-frame it as chunked (a last-chunk would vouch that it is
+    # whole): it relays it close-delimited, and stores nothing (unframed).
+    server, url = await _close_delimited_origin(b"A" * 1000)
+    async with server:
+        client = await sidecache(upstream_url=url)
+        cookie = b"" if via == "fill" else b"Cookie: remember_token=1\r\n"
+        answers = []
+        for _ in range(2):
+            async with client.connect() as connection:
+                await connection.send(b"GET /cd HTTP/1.1\r\nHost: a\r\n" + cookie + b"\r\n")
+                answers.append(await connection.response())
+
+    for answer in answers:
+        assert answer.status == 200
+        assert answer.header("Transfer-Encoding") is None
+        assert answer.header("Content-Length") is None
+        assert answer.header("Connection") == "close"
+        assert answer.body == b"A" * 1000
+    expected = {"fill": ["MISS", "MISS"], "pass": ["PASS", "PASS"]}[via]
+    assert [a.header("X-Cache") for a in answers] == expected
+
+
+async def test_an_http10_keep_alive_client_is_not_left_waiting_on_an_unsized_body(
+    client: Client, upstream: FakeUpstream
+) -> None:
+    # HTTP/1.0 has no chunking, so a body of unknown length ends at close; aiohttp alone left
+    # the keep-alive connection open and the client waited for more until the idle timeout.
+    upstream.on("/chunked", Reply(chunks=[b"a" * 50, b"b" * 50]))
+    async with client.connect() as connection:
+        await connection.send(b"GET /chunked HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+        answer = await connection.response()  # reads to EOF: bounded by WAIT
+    assert answer.status == 200
+    assert answer.body == b"a" * 50 + b"b" * 50
