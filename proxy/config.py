@@ -20,6 +20,7 @@ from proxy.rules import Action, Condition, Rule, SetCookieMode, Test
 from proxy.settings import CacheSettings, Headers, Listen, Settings, Trust, Upstream
 from proxy.tomltable import ConfigError, Table, choice, kind_of, text
 from proxy.units import parse_duration, parse_size
+from proxy.view import RequestView, request_problem
 
 __all__ = ["ConfigError", "load", "parse", "read_toml"]
 DEFAULT_SOURCE = "<embedded default.toml>"
@@ -121,15 +122,31 @@ def _upstream(table: Table) -> Upstream:
     upstream = Upstream(
         url=url,
         socket=socket,
-        connect_timeout=table.convert("connect_timeout", parse_duration, 5.0),
-        read_timeout=table.convert("read_timeout", parse_duration, 30.0),
+        connect_timeout=table.convert("connect_timeout", _timeout, 5.0),
+        read_timeout=table.convert("read_timeout", _timeout, 30.0),
         max_connections=table.get("max_connections", int, 100),
-        host=table.get("host", str, ""),
+        host=table.convert("host", text(_host_value), ""),
     )
     if upstream.max_connections < 1:
         raise table.error("max_connections", "must be at least 1")
     table.finish()
     return upstream
+
+
+def _timeout(value: object) -> float:
+    """aiohttp reads a timeout of 0 as "no timeout": a silent upstream would hang the client."""
+    seconds = parse_duration(value)
+    if seconds <= 0:
+        raise ValueError("a timeout must be longer than 0 (0 would mean: wait forever)")
+    return seconds
+
+
+def _host_value(value: str) -> str:
+    """upstream.host replaces the Host header: it must be a valid host[:port]."""
+    view = RequestView("GET", "/", (("Host", value),))
+    if not value or request_problem(view) is not None:
+        raise ValueError(f"invalid host {value!r} (use e.g. app.internal or app.internal:8000)")
+    return value
 
 
 def _identity(table: Table) -> IdentityPolicy:

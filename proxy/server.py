@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import stat
 import time
 from collections.abc import Callable
 
@@ -75,7 +76,10 @@ def _site(runner: web.ServerRunner, listen: Listen) -> web.BaseSite:
 
 
 def _is_stale_socket(path: str) -> bool:
-    """A socket file nobody listens on (left by a crash) may be replaced; anything else not."""
+    """A socket file nobody listens on (left by a crash) may be replaced; anything else not
+    (connecting to a regular file is refused too, so the file type is checked first)."""
+    if not stat.S_ISSOCK(os.lstat(path).st_mode):
+        return False
     probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         probe.connect(path)

@@ -6,6 +6,7 @@ them; a bare integer is bytes. Durations accept ms, s, m, h, d; a bare number is
 
 from __future__ import annotations
 
+import math
 import re
 
 _SIZE_UNITS = {
@@ -47,6 +48,8 @@ def parse_duration(value: object) -> float:
     if isinstance(value, bool):
         raise ValueError("expected a duration such as 30s, got a boolean")
     if isinstance(value, int | float):
+        if not math.isfinite(value):
+            raise ValueError(f"a duration must be a finite number of seconds, got {value}")
         if value < 0:
             raise ValueError("a duration cannot be negative")
         return float(value)

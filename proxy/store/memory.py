@@ -1,5 +1,9 @@
 """An in-process store: cachetools' time-aware LRU, bounded by items, item size and total bytes.
 
+Keys are held as 16-byte BLAKE2b digests (Varnish keeps a digest too): a key carries the raw
+target, which a visitor chooses and can make kilobytes long, so storing it would let memory run
+far past `max_bytes`. A 128-bit digest makes a collision as unlikely as guessing a random key.
+
 cachetools bounds one quantity (`maxsize` measured by `getsizeof`); we give it the byte budget and
 enforce the item count ourselves by evicting the least recently used entry before an insert.
 Expiry is per entry (`expires_at`, set from the rule's ttl), on the injected clock.
@@ -9,6 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from hashlib import blake2b
 
 from cachetools import TLRUCache
 
@@ -18,7 +23,11 @@ from proxy.store import CachedResponse, StoreStats
 Clock = Callable[[], float]
 
 
-def _expiry(_key: str, entry: CachedResponse, _now: float) -> float:
+def _digest(key: str) -> bytes:
+    return blake2b(key.encode("utf-8", "surrogateescape"), digest_size=16).digest()
+
+
+def _expiry(_key: bytes, entry: CachedResponse, _now: float) -> float:
     return entry.expires_at
 
 
@@ -30,13 +39,13 @@ class MemoryStore:
     def __init__(self, settings: CacheSettings, clock: Clock = time.monotonic) -> None:
         self.settings = settings
         self._clock = clock
-        self._cache: TLRUCache[str, CachedResponse] = TLRUCache(
+        self._cache: TLRUCache[bytes, CachedResponse] = TLRUCache(
             maxsize=settings.max_bytes, ttu=_expiry, timer=clock, getsizeof=_size
         )
         self._hits = self._misses = self._stores = self._evictions = 0
 
     async def get(self, key: str) -> CachedResponse | None:
-        entry = self._cache.get(key)
+        entry = self._cache.get(_digest(key))
         if entry is None:
             self._misses += 1
         else:
@@ -50,19 +59,20 @@ class MemoryStore:
             return False
         if entry.expires_at <= self._clock():  # ttl 0: cachetools would drop it at once
             return False
-        self._cache.pop(key, None)
+        key_digest = _digest(key)
+        self._cache.pop(key_digest, None)
         self._cache.expire()
         while len(self._cache) >= self.settings.items:
             self._cache.popitem()
             self._evictions += 1
         before = len(self._cache)
-        self._cache[key] = entry
+        self._cache[key_digest] = entry
         self._evictions += before + 1 - len(self._cache)
         self._stores += 1
         return True
 
     async def delete(self, key: str) -> bool:
-        return self._cache.pop(key, None) is not None
+        return self._cache.pop(_digest(key), None) is not None
 
     def stats(self) -> StoreStats:
         return StoreStats(

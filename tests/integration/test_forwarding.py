@@ -13,11 +13,15 @@ import shutil
 import tempfile
 import zlib
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from aiohttp import web
 
-from .conftest import StartProxy
+from proxy.config import parse
+from proxy.server import Proxy
+
+from .conftest import StartProxy, config
 from .support import WAIT, Client, FakeUpstream, Reply
 
 RAW_TARGETS = [
@@ -451,3 +455,22 @@ async def test_a_close_delimited_body_is_relayed_whole_and_not_stored(
     assert [(a.status, a.x_cache, a.body) for a in answers] == [(200, "MISS", UNFRAMED_BODY)] * 2
     assert answers[0].cache_status == 'sidecache; fwd=miss; detail="unframed"'
     assert len(heads) == 2
+
+
+async def test_a_unix_listen_path_that_is_a_regular_file_is_never_replaced(
+    upstream: FakeUpstream,
+) -> None:
+    # Review of issue 2: connecting to a regular file is refused like a stale socket, and the
+    # proxy deleted the file to bind its socket there. Only a dead socket file may be replaced.
+    directory = tempfile.mkdtemp(prefix="sc-", dir="/tmp")
+    path = os.path.join(directory, "data.txt")
+    Path(path).write_text("precious")
+    settings = parse(config(upstream.url, server={"listen": [f"unix:{path}"]}), "test.toml")
+    proxy = Proxy(settings)
+    try:
+        with pytest.raises(OSError):
+            await asyncio.wait_for(proxy.start(), 5)
+    finally:
+        await proxy.stop()
+    assert Path(path).read_text() == "precious"
+    shutil.rmtree(directory)

@@ -273,7 +273,23 @@ ERRORS = [
         "identity",
         "non-empty strings",
         "identity-empty-cookie-name",
+    ),  # review of issue 2: aiohttp reads a timeout of 0 as "wait forever"
+    ({"upstream": {"read_timeout": "0s"}}, "upstream.read_timeout", "longer than 0", "zero-read"),
+    (
+        {"upstream": {"connect_timeout": 0}},
+        "upstream.connect_timeout",
+        "longer than 0",
+        "zero-conn",
     ),
+    (
+        {"caches": {"default": {"ttl": float("nan")}}},
+        "caches.default.ttl",
+        "finite",
+        "nan-ttl",
+    ),
+    # upstream.host becomes the Host header: CR/LF or a path in it would be header injection
+    ({"upstream": {"host": "a\r\nX-Evil: 1"}}, "upstream.host", "invalid host", "crlf-host"),
+    ({"upstream": {"host": "a/b"}}, "upstream.host", "invalid host", "slash-host"),
 ]
 
 

@@ -319,3 +319,19 @@ async def test_async_protocol_in_a_running_loop() -> None:
     assert await store.put("k", entry(clock, b"body")) is True
     got = await store.get("k")
     assert got is not None and got.body == b"body"
+
+
+async def test_long_keys_are_held_as_fixed_size_digests() -> None:
+    # Review of issue 2: a key carries the raw target, which a visitor chooses; held whole, 20,000
+    # keys of 8 KiB used ~160 MiB while max_bytes counted 6 MiB. Digests keep keys at 16 bytes.
+    clock = Clock()
+    store = store_of(clock)
+    long_a, long_b = "/" + "a" * 8192 + "1", "/" + "a" * 8192 + "2"
+    assert await store.put(long_a, entry(clock, b"A"))
+    assert await store.put(long_b, entry(clock, b"B"))
+    got_a, got_b = await store.get(long_a), await store.get(long_b)
+    assert got_a is not None and got_a.body == b"A"
+    assert got_b is not None and got_b.body == b"B"
+    assert {len(k) for k in store._cache} == {16}
+    assert await store.delete(long_a) is True
+    assert await store.get(long_a) is None

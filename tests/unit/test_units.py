@@ -102,3 +102,10 @@ def test_parse_duration_rejects(value: object, message: str) -> None:
     with pytest.raises(ValueError) as caught:
         parse_duration(value)
     assert message in str(caught.value)
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")], ids=str)
+def test_parse_duration_rejects_non_finite_numbers(value: float) -> None:
+    # TOML allows nan and inf; a ttl of nan or inf is no duration
+    with pytest.raises(ValueError, match="finite"):
+        parse_duration(value)
