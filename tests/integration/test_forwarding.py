@@ -12,7 +12,7 @@ import os
 import shutil
 import tempfile
 import zlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -457,20 +457,25 @@ async def test_a_close_delimited_body_is_relayed_whole_and_not_stored(
     assert len(heads) == 2
 
 
+@pytest.fixture
+def regular_file() -> Iterator[Path]:
+    directory = Path(tempfile.mkdtemp(prefix="sc-", dir="/tmp"))
+    path = directory / "data.txt"
+    path.write_text("precious")
+    yield path
+    shutil.rmtree(directory)
+
+
 async def test_a_unix_listen_path_that_is_a_regular_file_is_never_replaced(
-    upstream: FakeUpstream,
+    upstream: FakeUpstream, regular_file: Path
 ) -> None:
     # Review of issue 2: connecting to a regular file is refused like a stale socket, and the
     # proxy deleted the file to bind its socket there. Only a dead socket file may be replaced.
-    directory = tempfile.mkdtemp(prefix="sc-", dir="/tmp")
-    path = os.path.join(directory, "data.txt")
-    Path(path).write_text("precious")
-    settings = parse(config(upstream.url, server={"listen": [f"unix:{path}"]}), "test.toml")
-    proxy = Proxy(settings)
+    listen = {"listen": [f"unix:{regular_file}"]}
+    proxy = Proxy(parse(config(upstream.url, server=listen), "test.toml"))
     try:
         with pytest.raises(OSError):
             await asyncio.wait_for(proxy.start(), 5)
     finally:
         await proxy.stop()
-    assert Path(path).read_text() == "precious"
-    shutil.rmtree(directory)
+    assert await asyncio.to_thread(regular_file.read_text) == "precious"
