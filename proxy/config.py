@@ -144,7 +144,7 @@ def _timeout(value: object) -> float:
 def _host_value(value: str) -> str:
     """upstream.host replaces the Host header ("" keeps the client's): a valid host[:port]."""
     view = RequestView("GET", "/", (("Host", value),))
-    if value and request_problem(view) is not None:
+    if value and request_problem(view) is not None:  # the Host checks, on this one value
         raise ValueError(f"invalid host {value!r} (use e.g. app.internal or app.internal:8000)")
     return value
 

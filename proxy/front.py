@@ -17,7 +17,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from proxy.exchange import ClientGone, Outcome
 from proxy.settings import Trust
 from proxy.upstream import CHUNK
-from proxy.view import Headers, RequestView, header_text, request_problem
+from proxy.view import Headers, RequestView, header_text, origin_form, request_problem
 
 Handle = Callable[["AiohttpClient"], Awaitable[Outcome]]
 LogAccess = Callable[[RequestView, Outcome, float], None]
@@ -42,17 +42,22 @@ server_log.addFilter(_OneLineBadRequests())
 
 
 def build_view(request: web.BaseRequest, scheme: str, trust: Trust) -> RequestView:
-    peer = request.transport.get_extra_info("peername") if request.transport else None
-    host = peer[0] if isinstance(peer, tuple) else ""
+    transport = request.transport
+    peer = transport.get_extra_info("peername") if transport is not None else None
+    # A unix-socket peer has no address (""); a connection already gone gets "-", which no
+    # trust setting matches (even when unix peers are trusted).
+    address = peer[0] if isinstance(peer, tuple) else "" if transport is not None else "-"
+    raw = tuple((header_text(n), header_text(v)) for n, v in request.raw_headers)
+    target, headers = origin_form(request.raw_path, raw)
     return RequestView(
         request.method,
-        request.raw_path,
-        tuple((header_text(n), header_text(v)) for n, v in request.raw_headers),
-        peer=host,
+        target,
+        headers,
+        peer=address,
         scheme=scheme,
         version=(request.version.major, request.version.minor),
         has_body=request.body_exists,
-        trusted=trust.trusts(host),
+        trusted=trust.trusts(address),
     )
 
 
@@ -150,8 +155,9 @@ def make_server(
         view = build_view(request, scheme, trust)
         problem = request_problem(view)
         if problem is not None:
-            log_access(view, Outcome(400, "ERROR", "bad-request"), time.perf_counter() - started)
-            return web.Response(status=400, text=f"400 Bad Request: {problem}\n")
+            status, text = problem
+            log_access(view, Outcome(status, "ERROR", "bad-request"), time.perf_counter() - started)
+            return web.Response(status=status, text=f"{status} {text}\n")
         client = AiohttpClient(request, view)
         try:
             outcome = await handle(client)

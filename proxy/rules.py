@@ -87,7 +87,7 @@ class Rule:
         """True when every condition the rule states holds for `view`."""
         if self.methods is not None and view.method not in self.methods:
             return False
-        if self.path is not None and self.path.search(view.path) is None:
+        if self.path is not None and self.path.search(view.decoded_path) is None:
             return False
         if not all(c.holds(view.cookies.get(c.name)) for c in self.cookies):
             return False

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from functools import cached_property
+from urllib.parse import unquote
 
 from proxy.identity import IdentityPolicy, conflicting_cookies, is_anonymous, parse_cookies
 
@@ -57,6 +58,12 @@ class RequestView:
         self.query = query
         if trusted:
             self.scheme = _first(self.header("x-forwarded-proto")) or scheme
+
+    @cached_property
+    def decoded_path(self) -> str:
+        """The path %-decoded, as the app sees it (WSGI's PATH_INFO): rules match on this, so
+        `/%61ccount` cannot slip past a pass rule for `^/account`. Keys keep the raw path."""
+        return unquote(self.path) if "%" in self.path else self.path
 
     @cached_property
     def header_map(self) -> Mapping[str, str]:
@@ -118,20 +125,41 @@ def _first(value: str | None) -> str:
     return value.split(",", 1)[0].strip().lower() if value else ""
 
 
-def request_problem(view: RequestView) -> str | None:
-    """Why `view` must be answered 400 before anything else happens, or None.
+_ABSOLUTE = re.compile(r"https?://([^/?#]*)([^#]*)", re.IGNORECASE)
+
+
+def origin_form(target: str, headers: Headers) -> tuple[str, Headers]:
+    """RFC 9112 §3.2.2: a server must accept an absolute-form target; its authority replaces
+    the Host header. Returns the origin-form target and the headers to use."""
+    match = _ABSOLUTE.fullmatch(target)
+    if match is None:
+        return target, headers
+    authority, rest = match.groups()
+    rest = rest if rest.startswith("/") else "/" + rest
+    kept = tuple((n, v) for n, v in headers if n.lower() != "host")
+    return rest, (("Host", authority), *kept)
+
+
+def request_problem(view: RequestView) -> tuple[int, str] | None:
+    """The status and reason to answer before anything else happens, or None.
 
     RFC 9112 §3.2: a server must reject an HTTP/1.1 request without Host, with several Host
-    lines, or with an invalid Host. For a cache it is also a key-poisoning guard: a Host holding
-    "/" or "?" could imitate another page's key. The target must be in origin-form (§3.2.1).
+    lines, or with an invalid Host (400). For a cache it is also a key-poisoning guard: a Host
+    holding "/" or "?" could imitate another page's key. The target must be in origin-form (an
+    absolute-form one is converted first, see origin_form). §6.1: a transfer coding other than
+    chunked is not understood (501): forwarding the decoded chunks without it would corrupt the
+    body.
     """
     if not view.target.startswith("/"):
-        return "the request target must be a path (origin-form)"
+        return 400, "the request target must be a path (origin-form)"
     hosts = [v for n, v in view.headers if n.lower() == "host"]
     if len(hosts) > 1:
-        return "more than one Host header"
-    if not hosts:
-        return "missing Host header" if view.version >= (1, 1) else None
-    if _HOST.fullmatch(hosts[0]) is None:
-        return "invalid Host header"
+        return 400, "more than one Host header"
+    if not hosts and view.version >= (1, 1):
+        return 400, "missing Host header"
+    if hosts and _HOST.fullmatch(hosts[0]) is None:
+        return 400, "invalid Host header"
+    coding = view.header("transfer-encoding")
+    if coding is not None and coding.strip().lower() != "chunked":
+        return 501, "only the chunked transfer coding is implemented"
     return None

@@ -479,3 +479,30 @@ async def test_a_unix_listen_path_that_is_a_regular_file_is_never_replaced(
     finally:
         await proxy.stop()
     assert await asyncio.to_thread(regular_file.read_text) == "precious"
+
+
+async def test_an_absolute_form_target_is_served_with_its_authority_as_host(
+    client: Client, upstream: FakeUpstream
+) -> None:
+    # RFC 9112 §3.2.2: a server must accept absolute-form; the authority replaces Host.
+    first = await client.raw(b"GET http://www.example.com/abs?q=1 HTTP/1.1\r\nHost: x\r\n\r\n")
+    second = await client.get("/abs?q=1", {"Host": "www.example.com"})
+
+    assert (first.status, first.header("X-Cache")) == (200, "MISS")
+    assert (second.x_cache, second.body) == ("HIT", first.body)
+    assert [(s.target, s.values("Host")) for s in upstream.seen] == [
+        ("/abs?q=1", ["www.example.com"])
+    ]
+
+
+async def test_a_transfer_coding_other_than_chunked_is_501(
+    client: Client, upstream: FakeUpstream
+) -> None:
+    # RFC 9112 §6.1: the front decodes chunked only; relaying the body without its other
+    # coding would hand the app corrupt data, so it is refused before anything is forwarded.
+    answer = await client.raw(
+        b"POST /te HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"
+        b"3\r\nabc\r\n0\r\n\r\n"
+    )
+    assert answer.status == 501
+    assert upstream.seen == []
