@@ -8,6 +8,7 @@ Order of checks, each with one reason (the way Varnish's builtin vcl_recv reads)
 5. remember cookie or logged-in session → pass, for every cache rule (product rule: a logged-in
    user is never answered from cache and their response is never stored)
 6. Range → pass (partial responses are not served from cache yet)
+7. Upgrade → pass (a WebSocket handshake is not a read; it is not relayed yet either)
 """
 
 from __future__ import annotations
@@ -70,4 +71,6 @@ def _refusal(view: RequestView, rule: Rule, identity: IdentityPolicy) -> PassRea
         return PassReason.AUTHENTICATED
     if view.header("range") is not None:
         return PassReason.RANGE
+    if view.header("upgrade") is not None:
+        return PassReason.UPGRADE
     return None

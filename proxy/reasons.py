@@ -20,6 +20,7 @@ class PassReason(StrEnum):
     AUTHENTICATED = "authenticated"  # remember cookie or logged-in session (identity.py)
     REQUEST_BODY = "request-body"  # a GET/HEAD with a body is not a plain read
     RANGE = "range"  # partial content is not served from cache yet
+    UPGRADE = "upgrade"  # a protocol switch (WebSocket) is never a cacheable read
 
 
 class NotStoredReason(StrEnum):

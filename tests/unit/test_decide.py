@@ -129,6 +129,13 @@ ALLOW_AUTH = settings_of({"caches": {"default": {}}, "rules": [{"allow_authoriza
         pytest.param(request(cookie="theme=dark"), PLAIN_SETTINGS, None, id="other-cookie"),
         # product rule: partial content is not served from cache yet
         pytest.param(request(range="bytes=0-9"), PLAIN_SETTINGS, PassReason.RANGE, id="range"),
+        # product rule: a WebSocket handshake is a protocol switch, never a cacheable read
+        pytest.param(
+            request(upgrade="websocket", connection="Upgrade"),
+            PLAIN_SETTINGS,
+            PassReason.UPGRADE,
+            id="upgrade",
+        ),
         # product rule: the default rule's anonymous condition sends logged-in users past it
         pytest.param(
             request(cookie="remember_token=1"), DEFAULT, PassReason.NO_RULE, id="default-remember"
