@@ -40,6 +40,14 @@ class Proxy:
         self._runner: web.ServerRunner | None = None
 
     async def start(self) -> None:
+        """Open the upstream session and bind every listener; on failure undo what was done."""
+        try:
+            await self._start()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start(self) -> None:
         await self.upstream.start()
         access = log_access if self.settings.headers.access_log else skip_access
         server = make_server(self.handler.handle, access, self.settings.trust)
