@@ -15,6 +15,7 @@ from proxy.exchange import ClientGone, ClientSide, Outcome
 from proxy.forwarding import fill_headers, pass_headers
 from proxy.policy import (
     DontStore,
+    Storability,
     Store,
     body_storability,
     cache_status,
@@ -27,7 +28,7 @@ from proxy.recorder import Recorder
 from proxy.settings import Settings
 from proxy.store import CachedResponse, CacheStore
 from proxy.upstream import UpstreamClient, UpstreamError, UpstreamResponse
-from proxy.view import Headers
+from proxy.view import Headers, RequestView
 
 _NO_SET_COOKIE = frozenset({"set-cookie"})
 
@@ -98,9 +99,24 @@ class Handler:
             response = await self.upstream.request("GET", view.target, headers)
         except UpstreamError as exc:
             return await self._fail(client, exc, outcome)
+        verdict = self._verdict(response, lookup, authorized)
+        recorder = Recorder(cache.item_size) if isinstance(verdict, Store) else None
+        outcome.status = response.status
+        outcome.detail = verdict.reason.value if isinstance(verdict, DontStore) else "stored"
+        shown = self._miss_headers(view, response, verdict)
+        if not await self._stream(client, response, shown, recorder, outcome):
+            return outcome
+        if recorder is not None and isinstance(verdict, Store):
+            outcome.detail = await self._store(store, lookup.key, response, recorder, verdict)
+        return outcome
+
+    def _verdict(self, response: UpstreamResponse, lookup: Lookup, authorized: bool) -> Storability:
+        """Storability from the status line and headers, then what they tell of the body."""
+        rule = lookup.rule
+        cache = self.settings.caches[rule.cache]
         ttl = cache.ttl if rule.ttl is None else rule.ttl
         keyed = rule.key.headers if rule.key else frozenset()
-        verdict = body_storability(
+        return body_storability(
             storability(response.status, response.headers, rule, ttl, keyed, authorized),
             response.headers,
             response.content_length,
@@ -108,24 +124,24 @@ class Handler:
             cache.item_size,
             lookup.encoding,
         )
+
+    def _miss_headers(
+        self, view: RequestView, response: UpstreamResponse, verdict: Storability
+    ) -> Headers:
+        """The fill response's end-to-end headers and the MISS tags.
+
+        A fill carries no cookies, so its Set-Cookie starts a session the client does not have
+        and would clobber the one it has. A client that sent no cookies would have been given
+        that session by the app itself: it gets it, unless the response is stored.
+        """
         stored = isinstance(verdict, Store)
         detail = verdict.reason.value if isinstance(verdict, DontStore) else ""
         # Claim "stored" only when the length is known to fit; a chunked body may yet overflow.
         sure = stored and response.content_length is not None
         tags = self._tags("MISS", cache_status(False, fwd="miss", stored=sure, detail=detail))
-        recorder = Recorder(cache.item_size) if stored else None
-        outcome.status, outcome.detail = response.status, detail or "stored"
-        # A fill carries no cookies, so its Set-Cookie starts a session the client does not have
-        # and would clobber the one it has. A client that sent no cookies made exactly the fill's
-        # request: that session is its own, and it gets it (never from a stored entry).
         own_session = not stored and "cookie" not in view.header_map
-        shown = end_to_end(response.headers, drop=frozenset() if own_session else _NO_SET_COOKIE)
-        shown += tags
-        if not await self._stream(client, response, shown, recorder, outcome):
-            return outcome
-        if recorder is not None and isinstance(verdict, Store):
-            outcome.detail = await self._store(store, lookup.key, response, recorder, verdict)
-        return outcome
+        drop = frozenset() if own_session else _NO_SET_COOKIE
+        return end_to_end(response.headers, drop=drop) + tags
 
     async def _store(
         self,
