@@ -24,6 +24,9 @@ from proxy.store.memory import MemoryStore
 from proxy.upstream import UpstreamClient
 
 log = logging.getLogger("sidecache")
+# How long a stop waits for requests in flight (aiohttp's default is 60 s, longer than systemd's
+# and Docker's stop timeouts). Configurable with the graceful-lifecycle work.
+SHUTDOWN_SECONDS = 10.0
 
 
 class Proxy:
@@ -51,7 +54,9 @@ class Proxy:
         await self.upstream.start()
         access = log_access if self.settings.headers.access_log else skip_access
         server = make_server(self.handler.handle, access, self.settings.trust)
-        self._runner = web.ServerRunner(server, handle_signals=False, access_log=None)
+        self._runner = web.ServerRunner(
+            server, handle_signals=False, access_log=None, shutdown_timeout=SHUTDOWN_SECONDS
+        )
         await self._runner.setup()
         for listen in self.settings.listen:
             site = _site(self._runner, listen)
