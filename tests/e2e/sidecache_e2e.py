@@ -198,11 +198,16 @@ async def _collect(stream: asyncio.StreamReader | None, into: list[str]) -> None
             into.append(line.decode("utf-8", "replace"))
 
 
-async def spawn(args: Sequence[str], base_url: str, cwd: Path | None = None) -> Sidecache:
-    """Start `sidecache ARGS` with its output captured; not yet waited for."""
+async def spawn(
+    args: Sequence[str],
+    base_url: str,
+    cwd: Path | None = None,
+    command: Sequence[str] | None = None,
+) -> Sidecache:
+    """Start `sidecache ARGS` (or `command ARGS`) with its output captured; not yet waited for."""
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     process = await asyncio.create_subprocess_exec(
-        *sidecache_command(*args),
+        *(list(command) + list(args) if command else sidecache_command(*args)),
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,

@@ -59,8 +59,8 @@ async def test_remember_token_always_reaches_upstream(upstream, client, start_si
 
     logged_in = await fetch(client, "GET", url, headers=REMEMBERED)
     assert (logged_in.x_cache, logged_in.body) == ("PASS", b"hello alice #1")
-    # The default rule is `anonymous = true`: a remembered user matches no rule at all.
-    assert logged_in.cache_status == 'sidecache; fwd=bypass; detail="no-rule"'
+    # The default rule matches; every cache rule passes logged-in visitors, and says why.
+    assert logged_in.cache_status == 'sidecache; fwd=bypass; detail="authenticated"'
 
     # The logged-in response was not stored: the first anonymous visitor is a miss.
     anonymous = await fetch(client, "GET", url)

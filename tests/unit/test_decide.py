@@ -136,12 +136,18 @@ ALLOW_AUTH = settings_of({"caches": {"default": {}}, "rules": [{"allow_authoriza
             PassReason.UPGRADE,
             id="upgrade",
         ),
-        # product rule: the default rule's anonymous condition sends logged-in users past it
+        # product rule: every cache rule (the default's too) passes logged-in visitors, saying why
         pytest.param(
-            request(cookie="remember_token=1"), DEFAULT, PassReason.NO_RULE, id="default-remember"
+            request(cookie="remember_token=1"),
+            DEFAULT,
+            PassReason.AUTHENTICATED,
+            id="default-remember",
         ),
         pytest.param(
-            request(authorization="Basic eDp5"), DEFAULT, PassReason.NO_RULE, id="default-auth"
+            request(authorization="Basic eDp5"),
+            DEFAULT,
+            PassReason.AUTHORIZATION,
+            id="default-auth",
         ),
         pytest.param(request(), DEFAULT, None, id="default-anonymous-get-is-cached"),
         pytest.param(request(method="HEAD"), DEFAULT, None, id="default-anonymous-head-cached"),
