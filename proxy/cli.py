@@ -78,8 +78,7 @@ def apply_flags(data: dict[str, Any], args: argparse.Namespace) -> bool:
     if args.cache:
         caches.setdefault("default", {})
         data["rules"] = [
-            {"name": f"--cache {regex}", "path": regex, "cache": "default"}
-            for regex in args.cache
+            {"name": f"--cache {regex}", "path": regex, "cache": "default"} for regex in args.cache
         ]
         changed = True
     return changed

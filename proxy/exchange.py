@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Protocol
 
+from proxy.store import CachedResponse
 from proxy.view import Headers, RequestView
 
 
@@ -19,8 +20,20 @@ class ClientGone(Exception):
     """The client went away while we were writing to it."""
 
 
+@dataclass(slots=True)
+class Outcome:
+    """What happened, for the access log (and later, metrics)."""
+
+    status: int = 0
+    cache: str = "PASS"  # HIT | MISS | PASS | ERROR
+    detail: str = ""  # a PassReason / NotStoredReason value, or "stored"
+    rule: str = "-"
+    sent: int = 0  # body bytes delivered
+
+
 class ClientSide(Protocol):
     view: RequestView
+    outcome: Outcome  # created by the front, filled in by the handler, logged by the front
 
     def body(self) -> AsyncIterator[bytes] | None:
         """The request body as it arrives, or None when the request has none."""
@@ -29,6 +42,9 @@ class ClientSide(Protocol):
         """The request's Content-Length, when it sent one."""
 
     async def respond(self, status: int, reason: str, headers: Headers, body: bytes) -> None: ...
+
+    async def respond_entry(self, entry: CachedResponse, extra: Headers) -> None:
+        """A hit: the stored response plus `extra` headers (Age, cache tags)."""
 
     async def start(
         self,
@@ -47,14 +63,3 @@ class ClientSide(Protocol):
     async def finish(self) -> None: ...
 
     def abort(self) -> None: ...
-
-
-@dataclass(slots=True)
-class Outcome:
-    """What happened, for the access log (and later, metrics)."""
-
-    status: int = 0
-    cache: str = "PASS"  # HIT | MISS | PASS | ERROR
-    detail: str = ""  # a PassReason / NotStoredReason value, or "stored"
-    rule: str = "-"
-    sent: int = 0  # body bytes delivered

@@ -16,6 +16,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from proxy.exchange import ClientGone, Outcome
 from proxy.settings import Trust
+from proxy.store import CachedResponse
 from proxy.upstream import CHUNK
 from proxy.view import Headers, RequestView, header_text, origin_form, request_problem
 
@@ -67,6 +68,7 @@ class AiohttpClient:
     def __init__(self, request: web.BaseRequest, view: RequestView) -> None:
         self.request = request
         self.view = view
+        self.outcome = Outcome()
         self.response: web.StreamResponse | None = None
 
     def body(self) -> AsyncIterator[bytes] | None:
@@ -94,6 +96,9 @@ class AiohttpClient:
             await response.write_eof()
         except (ConnectionError, RuntimeError) as exc:
             raise ClientGone() from exc
+
+    async def respond_entry(self, entry: CachedResponse, extra: Headers) -> None:
+        await self.respond(entry.status, entry.reason, entry.headers + extra, entry.body)
 
     async def start(
         self,

@@ -6,6 +6,7 @@ It turns decisions of the pure core into I/O through three seams: `ClientSide` (
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Mapping
 from typing import assert_never
@@ -74,11 +75,9 @@ class Handler:
     ) -> Outcome:
         """Stored status, headers and body, plus Age (RFC 9111 §5.1) and the cache tags."""
         age = (("Age", str(entry.age(self.clock()))),)
-        await client.respond(
-            entry.status, entry.reason, entry.headers + age + self._hit_tags, entry.body
-        )
+        await client.respond_entry(entry, age + self._hit_tags)
         sent = 0 if client.view.method == "HEAD" else len(entry.body)
-        return Outcome(entry.status, "HIT", "", lookup.rule.label, sent)
+        return _record(client.outcome, entry.status, "HIT", "", lookup.rule.label, sent)
 
     async def fetch_miss(self, client: ClientSide, lookup: Lookup, store: CacheStore) -> Outcome:
         """Fill as a brand-new visitor would, stream to the client, store if whole and storable."""
@@ -94,7 +93,7 @@ class Handler:
             keep_authorization=authorized,
             keep_headers=rule.fill_headers,
         )
-        outcome = Outcome(cache="MISS", rule=rule.label)
+        outcome = _record(client.outcome, 0, "MISS", "", rule.label)
         try:
             response = await self.upstream.request("GET", view.target, headers)
         except UpstreamError as exc:
@@ -170,8 +169,8 @@ class Handler:
     async def forward_pass(self, client: ClientSide, decision: Pass) -> Outcome:
         """Forward as is, bodies streamed both ways; the store is never touched."""
         view = client.view
-        outcome = Outcome(cache="PASS", detail=decision.reason.value)
-        outcome.rule = decision.rule.label if decision.rule else "-"
+        label = decision.rule.label if decision.rule else "-"
+        outcome = _record(client.outcome, 0, "PASS", decision.reason.value, label)
         headers = pass_headers(view, self.settings.trust, self.settings.upstream)
         try:
             response = await self.upstream.request(
@@ -218,9 +217,12 @@ class Handler:
             response.close()
             outcome.detail = NotStoredReason.INCOMPLETE.value
             return False
-        except ClientGone:
+        except (ClientGone, asyncio.CancelledError) as exc:
+            # The client went away (a front may cancel us for it): drop the upstream exchange.
             response.close()
             outcome.detail = NotStoredReason.INCOMPLETE.value
+            if isinstance(exc, asyncio.CancelledError):
+                raise
             return False
         response.release()
         return True
@@ -234,6 +236,14 @@ class Handler:
             exc.status, reason, headers, f"{exc.status} {reason}: {exc.message}\n".encode()
         )
         return outcome
+
+
+def _record(
+    outcome: Outcome, status: int, cache: str, detail: str, rule: str, sent: int = 0
+) -> Outcome:
+    outcome.status, outcome.cache, outcome.detail, outcome.rule = status, cache, detail, rule
+    outcome.sent = sent
+    return outcome
 
 
 def _has_body(method: str, status: int) -> bool:

@@ -6,18 +6,20 @@ production, over real sockets.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import socket
 import stat
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from aiohttp import web
 
 from proxy.accesslog import log_access, skip_access
-from proxy.front import make_server
+from proxy.front import LogAccess, make_server
 from proxy.handler import Handler
+from proxy.http1 import Http1Server
 from proxy.settings import Listen, Settings
 from proxy.store import CacheStore
 from proxy.store.memory import MemoryStore
@@ -41,19 +43,44 @@ class Proxy:
         self.handler = Handler(settings, self.stores, self.upstream, clock)
         self.addresses: list[str] = []
         self._runner: web.ServerRunner | None = None
+        self._http1: Http1Server | None = None
+        self._servers: list[asyncio.Server] = []
 
     async def start(self) -> None:
         """Open the upstream session and bind every listener; on failure undo what was done."""
         try:
-            await self._start()
+            await self.upstream.start()
+            if self.settings.front == "aiohttp":
+                await self._start_aiohttp()
+            else:
+                await self._start_http1()
         except BaseException:
             await self.stop()
             raise
+        for address in self.addresses:
+            log.info("listening on %s", address)
 
-    async def _start(self) -> None:
-        await self.upstream.start()
-        access = log_access if self.settings.headers.access_log else skip_access
-        server = make_server(self.handler.handle, access, self.settings.trust)
+    def _access(self) -> LogAccess:
+        return log_access if self.settings.headers.access_log else skip_access
+
+    async def _start_http1(self) -> None:
+        factory = Http1Server(self.handler.handle, self._access(), self.settings.trust)
+        self._http1 = factory
+        loop = asyncio.get_running_loop()
+        for listen in self.settings.listen:
+            server: asyncio.Server
+            if listen.path:
+                _remove_stale_socket(listen.path)
+                server = await loop.create_unix_server(factory, listen.path)
+            else:
+                server = await loop.create_server(
+                    factory, listen.host or None, listen.port, reuse_address=True
+                )
+            self._servers.append(server)
+            self.addresses.extend(_addresses(server.sockets, listen))
+
+    async def _start_aiohttp(self) -> None:
+        server = make_server(self.handler.handle, self._access(), self.settings.trust)
         self._runner = web.ServerRunner(
             server, handle_signals=False, access_log=None, shutdown_timeout=SHUTDOWN_SECONDS
         )
@@ -61,11 +88,19 @@ class Proxy:
         for listen in self.settings.listen:
             site = _site(self._runner, listen)
             await site.start()
-            self.addresses.extend(_bound(site, listen))
-        for address in self.addresses:
-            log.info("listening on %s", address)
+            sockets = getattr(getattr(site, "_server", None), "sockets", None) or []
+            self.addresses.extend(_addresses(sockets, listen))
 
     async def stop(self) -> None:
+        """Stop accepting, let requests in flight finish (SHUTDOWN_SECONDS at most), close."""
+        for server in self._servers:
+            server.close()
+        if self._http1 is not None:
+            await self._http1.shutdown(SHUTDOWN_SECONDS)
+            self._http1 = None
+        for server in self._servers:
+            await server.wait_closed()
+        self._servers = []
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -82,10 +117,14 @@ class Proxy:
 
 def _site(runner: web.ServerRunner, listen: Listen) -> web.BaseSite:
     if listen.path:
-        if os.path.exists(listen.path) and _is_stale_socket(listen.path):
-            os.unlink(listen.path)
+        _remove_stale_socket(listen.path)
         return web.UnixSite(runner, listen.path)
     return web.TCPSite(runner, listen.host, listen.port, reuse_address=True)
+
+
+def _remove_stale_socket(path: str) -> None:
+    if os.path.exists(path) and _is_stale_socket(path):
+        os.unlink(path)
 
 
 def _is_stale_socket(path: str) -> bool:
@@ -105,11 +144,9 @@ def _is_stale_socket(path: str) -> bool:
     return False
 
 
-def _bound(site: web.BaseSite, listen: Listen) -> list[str]:
+def _addresses(sockets: Iterable[socket.socket], listen: Listen) -> list[str]:
     if listen.path:
         return [f"unix:{listen.path}"]
-    server = getattr(site, "_server", None)
-    sockets = getattr(server, "sockets", None) or []
     found = []
     for sock in sockets:
         host, port = sock.getsockname()[:2]

@@ -57,6 +57,8 @@ class Trust:
     def trusts(self, peer: str) -> bool:
         if not peer:
             return self.unix
+        if not self.networks:  # the common case: nobody is trusted; skip parsing the address
+            return False
         try:
             address = ip_address(peer)
         except ValueError:
@@ -82,3 +84,4 @@ class Settings:
     caches: Mapping[str, CacheSettings]
     rules: tuple[Rule, ...]
     warnings: tuple[str, ...] = field(default=())
+    front: str = "http1"  # "http1" (the lean front) or "aiohttp" (aiohttp.web's server)

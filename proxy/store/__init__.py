@@ -29,10 +29,15 @@ class CachedResponse:
     expires_at: float
     initial_age: int = 0  # Age the upstream already reported (RFC 9111 §4.2.3)
     size: int = field(init=False)
+    # The headers as HTTP/1.1 field lines, serialised once at store time so a hit is one write.
+    header_block: bytes = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        header_bytes = sum(len(n) + len(v) + 4 for n, v in self.headers)
-        object.__setattr__(self, "size", len(self.body) + header_bytes + ENTRY_OVERHEAD)
+        block = b"".join(
+            f"{n}: {v}\r\n".encode("utf-8", "surrogateescape") for n, v in self.headers
+        )
+        object.__setattr__(self, "header_block", block)
+        object.__setattr__(self, "size", len(self.body) + len(block) + ENTRY_OVERHEAD)
 
     def age(self, now: float) -> int:
         return self.initial_age + max(0, int(now - self.stored_at))
