@@ -65,7 +65,7 @@ class KeyTemplate:
     headers: frozenset[str]  # lower-cased header names the key carries (Vary checks use this)
 
     def render(self, view: RequestView) -> str:
-        return "".join(p if isinstance(p, str) else p(view) for p in self.parts)
+        return "".join([p if isinstance(p, str) else p(view) for p in self.parts])
 
 
 def compile_key(source: str) -> KeyTemplate:

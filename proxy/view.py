@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from functools import cached_property
 from urllib.parse import unquote
 
 from proxy.identity import IdentityPolicy, conflicting_cookies, is_anonymous, parse_cookies
@@ -31,7 +30,28 @@ _HOST = re.compile(r"(?:[A-Za-z0-9\-._~!$&'()*+,;=%]*|\[[0-9A-Fa-f:.]+\])(?::[0-
 
 
 class RequestView:
-    """An HTTP request line and headers, exactly as received (target kept raw, never re-quoted)."""
+    """An HTTP request line and headers, exactly as received (target kept raw, never re-quoted).
+
+    Derived values (header map, cookies, host, decoded path) are computed on first use and kept:
+    a cache hit reads only a few of them, and this sits on the hit path.
+    """
+
+    __slots__ = (
+        "_cookies",
+        "_decoded",
+        "_host",
+        "_map",
+        "has_body",
+        "headers",
+        "method",
+        "path",
+        "peer",
+        "query",
+        "scheme",
+        "target",
+        "trusted",
+        "version",
+    )
 
     def __init__(
         self,
@@ -53,56 +73,72 @@ class RequestView:
         self.scheme = scheme
         self.version = version
         self.has_body = has_body
-        path, _, query = target.partition("?")
-        self.path = path
-        self.query = query
+        self.path, _, self.query = target.partition("?")
+        self._map: dict[str, str] | None = None
+        self._cookies: dict[str, str] | None = None
+        self._host: str | None = None
+        self._decoded: str | None = None
         if trusted:
             self.scheme = _first(self.header("x-forwarded-proto")) or scheme
 
-    @cached_property
+    @property
     def decoded_path(self) -> str:
         """The path %-decoded, as the app sees it (WSGI's PATH_INFO): rules match on this, so
         `/%61ccount` cannot slip past a pass rule for `^/account`. Keys keep the raw path."""
-        return unquote(self.path) if "%" in self.path else self.path
+        if self._decoded is None:
+            self._decoded = unquote(self.path) if "%" in self.path else self.path
+        return self._decoded
 
-    @cached_property
+    @property
     def header_map(self) -> Mapping[str, str]:
         """Lower-cased names; repeated fields joined with ", " as RFC 9110 §5.3 allows.
 
         Cookie is the exception (RFC 6265 §5.4 joins with "; "), but it is read via `cookies`.
         """
-        joined: dict[str, str] = {}
-        for name, value in self.headers:
-            key = name.lower()
-            joined[key] = f"{joined[key]}, {value}" if key in joined else value
-        return joined
+        if self._map is None:
+            joined: dict[str, str] = {}
+            for name, value in self.headers:
+                key = name.lower()
+                joined[key] = f"{joined[key]}, {value}" if key in joined else value
+            self._map = joined
+        return self._map
 
     def header(self, name: str) -> str | None:
-        """The (joined) value of header `name`, case-insensitive; None when absent."""
+        """The (joined) value of header `name` (lower-case name); None when absent."""
         return self.header_map.get(name.lower())
 
-    @cached_property
+    @property
     def cookies(self) -> Mapping[str, str]:
         """Cookies from every Cookie header, parsed tolerantly (see identity.py)."""
-        return parse_cookies(v for n, v in self.headers if n.lower() == "cookie")
+        if self._cookies is None:
+            self._cookies = (
+                parse_cookies(v for n, v in self.headers if n.lower() == "cookie")
+                if "cookie" in self.header_map
+                else {}
+            )
+        return self._cookies
 
     def is_anonymous(self, policy: IdentityPolicy, *, count_authorization: bool = True) -> bool:
         """identity.is_anonymous for this request; duplicate session cookies are looked at only
         when a session cookie is present, so the common request pays for one parse."""
-        authorized = count_authorization and self.header("authorization") is not None
+        authorized = count_authorization and "authorization" in self.header_map
+        if "cookie" not in self.header_map:
+            return not authorized  # no cookie at all: no remember cookie, no session
         conflicts: frozenset[str] = frozenset()
         if any(name in self.cookies for name in policy.session_cookies):
             conflicts = conflicting_cookies(v for n, v in self.headers if n.lower() == "cookie")
         return is_anonymous(self.cookies, authorized, policy, conflicts)
 
-    @cached_property
+    @property
     def host(self) -> str:
         """The host the visitor asked for, lower-cased (RFC 9110 §4.2.3): the Host header, or
         X-Forwarded-Host when a trusted proxy sent one."""
-        forwarded = _first(self.header("x-forwarded-host")) if self.trusted else ""
-        return (forwarded or self.header_map.get("host") or "").lower()
+        if self._host is None:
+            forwarded = _first(self.header("x-forwarded-host")) if self.trusted else ""
+            self._host = (forwarded or self.header_map.get("host") or "").lower()
+        return self._host
 
-    @cached_property
+    @property
     def forwarded_variant(self) -> str:
         """Forwarding headers a trusted proxy sent that can change the page (all X-Forwarded-*
         but -For, Forwarded, X-Original-URL, X-Rewrite-URL), for the key; "" when untrusted.
@@ -152,14 +188,15 @@ def request_problem(view: RequestView) -> tuple[int, str] | None:
     """
     if not view.target.startswith("/"):
         return 400, "the request target must be a path (origin-form)"
-    hosts = [v for n, v in view.headers if n.lower() == "host"]
-    if len(hosts) > 1:
+    host = view.header_map.get("host")
+    if host is None:
+        if view.version >= (1, 1):
+            return 400, "missing Host header"
+    elif "," in host and sum(n.lower() == "host" for n, _ in view.headers) > 1:
         return 400, "more than one Host header"
-    if not hosts and view.version >= (1, 1):
-        return 400, "missing Host header"
-    if hosts and _HOST.fullmatch(hosts[0]) is None:
+    elif _HOST.fullmatch(host) is None:
         return 400, "invalid Host header"
-    coding = view.header("transfer-encoding")
+    coding = view.header_map.get("transfer-encoding")
     if coding is not None and coding.strip().lower() != "chunked":
         return 501, "only the chunked transfer coding is implemented"
     return None
