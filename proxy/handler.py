@@ -156,7 +156,7 @@ class Handler:
         entry = CachedResponse(
             status=response.status,
             reason=response.reason,
-            headers=stored_headers(response.headers),
+            headers=stored_headers(response.headers, time.time()),
             body=recorder.body(),
             stored_at=now,
             expires_at=now + verdict.ttl,

@@ -41,6 +41,7 @@ log = logging.getLogger("sidecache.front")
 MAX_TARGET = 8190
 MAX_FIELD = 8190
 MAX_HEADERS = 128
+MAX_HEAD = 64 * 1024  # request line and all header fields together (nginx: 4 x 8 KiB buffers)
 BODY_HIGH_WATER = 256 * 1024
 BODY_LOW_WATER = 64 * 1024
 KEEPALIVE_SECONDS = 75.0  # nginx's keepalive_timeout default
@@ -134,6 +135,8 @@ class _Request:
         self.content_length: int | None = None
         self.body = _Body(connection)
         self.problem: tuple[int, str] | None = None
+        self.in_head = True  # until the parser has the whole head
+        self.head_bytes = 0
 
 
 class Http1Client:
@@ -171,6 +174,8 @@ class Http1Client:
 
     # --- the response ------------------------------------------------------------------------
     def _head(self, status: int, reason: str, headers: Headers, framing: list[bytes]) -> bytes:
+        if self.request.has_body and not self.request.body.done:
+            self._close_after = True  # answering before the body is in: the stream is out of step
         parts = [_status_line(status, reason), *_header_block(headers), *framing]
         if not any(n.lower() == "date" for n, _ in headers):
             parts.append(b"Date: " + _Clock.date() + b"\r\n")
@@ -319,6 +324,20 @@ class Http1Connection(asyncio.Protocol):
             self._upgrade(data[upgrade.args[0] :] if upgrade.args else b"")
         except httptools.HttpParserError as exc:
             self._reject(400, f"malformed request: {exc}")
+        else:
+            self._check_head(len(data))
+
+    def _check_head(self, received: int) -> None:
+        """Refuse an oversized head while it is still arriving: httptools hands over a header
+        only once it is complete, so without this a client could stream megabytes into it."""
+        request = self._current
+        if request is None or not request.in_head:
+            return
+        request.head_bytes += received
+        if request.problem is None and request.head_bytes > MAX_HEAD:
+            request.problem = (431, "request header fields too large")
+        if request.problem is not None:
+            self._reject(*request.problem)
 
     def pause_writing(self) -> None:
         self._can_write.clear()
@@ -349,6 +368,7 @@ class Http1Connection(asyncio.Protocol):
     def on_headers_complete(self) -> None:
         request = self._current
         assert request is not None
+        request.in_head = False
         request.method = self.parser.get_method().decode("ascii", "replace")
         major, _, minor = self.parser.get_http_version().partition(".")
         request.version = (int(major or 1), int(minor or 1))
@@ -513,11 +533,12 @@ class Http1Connection(asyncio.Protocol):
 
     def _reject(self, status: int, text: str) -> None:
         """Malformed input: answer once (if no response is under way) and close."""
-        log.info("%s from %s", text, self.peer or "unix")
+        log.info("%s: %s from %s", status, text, self.peer or "unix")
         self._broken = True
         self.pause_reading()
         request = _Request(self)
         request.problem = (status, text.split(":", 1)[0])
+        request.in_head = False
         request.method, request.target = "-", b"/"
         request.raw_headers = [(b"Host", b"-")]
         request.keep_alive = False
@@ -530,8 +551,8 @@ class Http1Connection(asyncio.Protocol):
     def _upgrade(self, rest: bytes) -> None:
         """The parser stops at an Upgrade request (already queued, its head complete)."""
         request = self._queue[-1] if self._queue else None
-        tokens = dict(request.raw_headers) if request else {}
-        wanted = (tokens.get(b"Upgrade") or tokens.get(b"upgrade") or b"").lower()
+        headers = request.raw_headers if request else []
+        wanted = b",".join(v for n, v in headers if n.lower() == b"upgrade").lower()
         if request is not None and b"websocket" in wanted:
             request.problem = (501, "WebSocket is not supported by sidecache yet")
             self.pause_reading()

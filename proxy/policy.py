@@ -7,6 +7,7 @@ reads: status, Cache-Control, Set-Cookie, Vary, then size and framing.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from email.utils import formatdate
 
 from proxy.reasons import NotStoredReason
 from proxy.rules import Rule, SetCookieMode
@@ -162,9 +163,14 @@ def body_storability(
     return verdict
 
 
-def stored_headers(headers: Headers) -> Headers:
-    """What an entry keeps: end-to-end headers without Set-Cookie or Age (recomputed on hits)."""
-    return end_to_end(headers, drop=frozenset({"set-cookie", "age"}))
+def stored_headers(headers: Headers, received: float) -> Headers:
+    """What an entry keeps: end-to-end headers without Set-Cookie or Age (recomputed on hits),
+    and a Date if the origin sent none: RFC 9110 §6.6.1, a cache records when it received the
+    response (`received`, seconds since the epoch) so every hit can say how old it is."""
+    kept = end_to_end(headers, drop=frozenset({"set-cookie", "age"}))
+    if any(n.lower() == "date" for n, _ in kept):
+        return kept
+    return (*kept, ("Date", formatdate(received, usegmt=True)))
 
 
 def cache_status(hit: bool, *, fwd: str = "", stored: bool = False, detail: str = "") -> str:

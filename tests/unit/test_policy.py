@@ -281,8 +281,21 @@ def test_stored_headers() -> None:
         ("Keep-Alive", "timeout=5"),
         ("ETag", '"v1"'),
         ("set-cookie", "b=2"),
+        ("Date", "Sat, 28 Nov 2026 09:00:00 GMT"),
     )
-    assert stored_headers(headers) == (("Content-Type", "text/html"), ("ETag", '"v1"'))
+    assert stored_headers(headers, 0.0) == (
+        ("Content-Type", "text/html"),
+        ("ETag", '"v1"'),
+        ("Date", "Sat, 28 Nov 2026 09:00:00 GMT"),
+    )
+
+
+def test_stored_headers_add_the_date_of_receipt_when_the_origin_sent_none() -> None:
+    # RFC 9110 §6.6.1: a cache that stores a response without Date records when it received it
+    assert stored_headers((("Content-Type", "text/html"),), 1795856400.0) == (
+        ("Content-Type", "text/html"),
+        ("Date", "Sat, 28 Nov 2026 09:00:00 GMT"),
+    )
 
 
 @pytest.mark.parametrize(
