@@ -61,9 +61,6 @@ def parse(data: Mapping[str, Any], source: str) -> Settings:
         cache_status=server.get("cache_status", bool, True),
         access_log=server.get("access_log", bool, True),
     )
-    front = server.get("front", str, "http1")
-    if front not in ("http1", "aiohttp"):
-        raise server.error("front", f'expected "http1" or "aiohttp", got {front!r}')
     server.finish()
     upstream = _upstream(root.table("upstream"))
     identity = _identity(root.table("identity"))
@@ -74,9 +71,7 @@ def parse(data: Mapping[str, Any], source: str) -> Settings:
     )
     root.finish()
     warnings = tuple(w for rule in rules for w in _warnings(rule))
-    return Settings(
-        source, listen, upstream, trust, headers, identity, caches, rules, warnings, front
-    )
+    return Settings(source, listen, upstream, trust, headers, identity, caches, rules, warnings)
 
 
 def parse_listen(text: str) -> Listen:

@@ -14,10 +14,7 @@ import stat
 import time
 from collections.abc import Callable, Iterable
 
-from aiohttp import web
-
 from proxy.accesslog import log_access, skip_access
-from proxy.front import LogAccess, make_server
 from proxy.handler import Handler
 from proxy.http1 import Http1Server
 from proxy.settings import Listen, Settings
@@ -26,7 +23,7 @@ from proxy.store.memory import MemoryStore
 from proxy.upstream import UpstreamClient
 
 log = logging.getLogger("sidecache")
-# How long a stop waits for requests in flight (aiohttp's default is 60 s, longer than systemd's
+# How long a stop waits for requests in flight (aiohttp's 60 s would outlast systemd's
 # and Docker's stop timeouts). Configurable with the graceful-lifecycle work.
 SHUTDOWN_SECONDS = 10.0
 
@@ -42,7 +39,6 @@ class Proxy:
         self.upstream = UpstreamClient(settings.upstream)
         self.handler = Handler(settings, self.stores, self.upstream, clock)
         self.addresses: list[str] = []
-        self._runner: web.ServerRunner | None = None
         self._http1: Http1Server | None = None
         self._servers: list[asyncio.Server] = []
 
@@ -50,21 +46,16 @@ class Proxy:
         """Open the upstream session and bind every listener; on failure undo what was done."""
         try:
             await self.upstream.start()
-            if self.settings.front == "aiohttp":
-                await self._start_aiohttp()
-            else:
-                await self._start_http1()
+            await self._listen()
         except BaseException:
             await self.stop()
             raise
         for address in self.addresses:
             log.info("listening on %s", address)
 
-    def _access(self) -> LogAccess:
-        return log_access if self.settings.headers.access_log else skip_access
-
-    async def _start_http1(self) -> None:
-        factory = Http1Server(self.handler.handle, self._access(), self.settings.trust)
+    async def _listen(self) -> None:
+        access = log_access if self.settings.headers.access_log else skip_access
+        factory = Http1Server(self.handler.handle, access, self.settings.trust)
         self._http1 = factory
         loop = asyncio.get_running_loop()
         for listen in self.settings.listen:
@@ -79,18 +70,6 @@ class Proxy:
             self._servers.append(server)
             self.addresses.extend(_addresses(server.sockets, listen))
 
-    async def _start_aiohttp(self) -> None:
-        server = make_server(self.handler.handle, self._access(), self.settings.trust)
-        self._runner = web.ServerRunner(
-            server, handle_signals=False, access_log=None, shutdown_timeout=SHUTDOWN_SECONDS
-        )
-        await self._runner.setup()
-        for listen in self.settings.listen:
-            site = _site(self._runner, listen)
-            await site.start()
-            sockets = getattr(getattr(site, "_server", None), "sockets", None) or []
-            self.addresses.extend(_addresses(sockets, listen))
-
     async def stop(self) -> None:
         """Stop accepting, let requests in flight finish (SHUTDOWN_SECONDS at most), close."""
         for server in self._servers:
@@ -101,9 +80,6 @@ class Proxy:
         for server in self._servers:
             await server.wait_closed()
         self._servers = []
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
         await self.upstream.close()
 
     @property
@@ -113,13 +89,6 @@ class Proxy:
             if address.startswith("http://"):
                 return int(address.rsplit(":", 1)[1])
         raise LookupError("no TCP listener")
-
-
-def _site(runner: web.ServerRunner, listen: Listen) -> web.BaseSite:
-    if listen.path:
-        _remove_stale_socket(listen.path)
-        return web.UnixSite(runner, listen.path)
-    return web.TCPSite(runner, listen.host, listen.port, reuse_address=True)
 
 
 def _remove_stale_socket(path: str) -> None:

@@ -84,4 +84,3 @@ class Settings:
     caches: Mapping[str, CacheSettings]
     rules: tuple[Rule, ...]
     warnings: tuple[str, ...] = field(default=())
-    front: str = "http1"  # "http1" (the lean front) or "aiohttp" (aiohttp.web's server)

@@ -1,6 +1,6 @@
 """The request as the pure core sees it: plain values, no server objects.
 
-One adapter per front (today `front.py` over aiohttp.web) builds a `RequestView`; everything that
+The front (`http1.py`) builds a `RequestView`; everything that
 decides works on it alone, so a different front can be swapped in without touching the core.
 """
 
