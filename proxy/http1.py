@@ -209,9 +209,13 @@ class Http1Client:
         parts.append(b"Content-Length: %d\r\n" % len(entry.body))
         parts.append(self._connection_header())
         parts.append(b"\r\n")
-        if self.view.method != "HEAD":
-            parts.append(entry.body)
-        self._send(b"".join(parts))
+        head = b"".join(parts)
+        if self.view.method == "HEAD":
+            self._send(head)
+        elif len(entry.body) <= 4096:
+            self._send(head + entry.body)  # one small copy beats a second buffer
+        else:
+            self._send_lines((head, entry.body))  # no copy of a large body: one writev
         await self.finish()
 
     async def start(
@@ -262,6 +266,12 @@ class Http1Client:
             raise ClientGone()
         self.started = True
         self.connection.write(data)
+
+    def _send_lines(self, data: tuple[bytes, ...]) -> None:
+        if self.connection.closed:
+            raise ClientGone()
+        self.started = True
+        self.connection.writelines(data)
 
 
 class Http1Connection(asyncio.Protocol):
@@ -481,6 +491,10 @@ class Http1Connection(asyncio.Protocol):
     def write(self, data: bytes) -> None:
         if self.transport is not None and not self.closed:
             self.transport.write(data)
+
+    def writelines(self, data: tuple[bytes, ...]) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.writelines(data)
 
     async def drain(self) -> None:
         if self.closed:
