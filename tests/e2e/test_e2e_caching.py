@@ -368,9 +368,8 @@ async def test_upstream_dying_mid_body_aborts_the_client_and_stores_nothing(
         with pytest.raises(aiohttp.ClientPayloadError):
             await fetch(client, "GET", proxy.base_url + "/dies")
 
+    # Both reached the upstream: the first, cut short, was not stored.
     assert upstream.count("/dies") == 2
-    after = await fetch(client, "GET", proxy.base_url + "/")
-    assert (after.status, after.x_cache) == (200, "MISS")
 
 
 def flask_session(payload: dict[str, object], *, compressed: bool = False) -> str:

@@ -262,3 +262,36 @@ async def test_the_readme_demo_command_runs_with_arguments(client, tmp_path):
 
     assert [first.x_cache, second.x_cache] == ["MISS", "HIT"]
     assert code == 0
+
+
+def test_check_prints_the_kept_cookie_warning(tmp_path):
+    # Issue 2: "`sidecache check` warns when a kept cookie is not part of the key".
+    path = tmp_path / "lang.toml"
+    path.write_text('[caches.default]\n[[rules]]\nname = "pages"\nkeep_cookies = ["lang"]\n')
+
+    result = run("check", str(path), cwd=tmp_path)
+
+    assert result.returncode == 0
+    assert (
+        "sidecache: warning: pages: keep_cookies 'lang' is sent on fills but is not part of the key"
+    ) in result.stderr
+    assert "warning: pages: keep_cookies 'lang'" in result.stdout
+
+
+def test_cache_bound_flags_reach_the_default_cache(tmp_path):
+    # Issue 2: --ttl, --items, --item-size, --max-bytes set the bounds of the flags' cache.
+    result = run(
+        "check",
+        "--items",
+        "5",
+        "--item-size",
+        "1KiB",
+        "--max-bytes",
+        "1MiB",
+        "--ttl",
+        "2m",
+        cwd=tmp_path,
+    )
+
+    assert (result.returncode, result.stderr) == (0, "")
+    assert "  default: items=5 item_size=1024B max_bytes=1048576B ttl=120s" in result.stdout

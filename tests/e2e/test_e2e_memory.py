@@ -22,7 +22,7 @@ from sidecache_e2e import Seen, Sidecache, Upstream, generated, new_session, pro
 MIB = 1024 * 1024
 STREAM_BYTES = 1024 * MIB
 WARM_UP_BYTES = 16 * MIB
-MAX_GROWTH = 16 * MIB
+MAX_GROWTH = 8 * MIB  # measured ~1 MiB; the issue allows "a few MiB"
 MAX_SECONDS = 30.0  # per transfer; ~1.6 s here
 PATTERN = os.urandom(256 * 1024 + 7)  # odd size: proxy chunks never line up with it
 

@@ -45,6 +45,7 @@ class Seen:
     headers: Pairs
     body: bytes = b""
     complete: bool = False
+    peer: tuple[str, int] = ("", 0)  # the proxy's end of the upstream connection
 
     @property
     def path(self) -> str:
@@ -112,6 +113,8 @@ class FakeUpstream:
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         seen = Seen(request.method, request.raw_path, _pairs(request.raw_headers))
+        peer = request.transport.get_extra_info("peername") if request.transport else None
+        seen.peer = tuple(peer[:2]) if isinstance(peer, tuple) else ("", 0)
         self.seen.append(seen)
         async for chunk in request.content.iter_any():
             seen.body += chunk

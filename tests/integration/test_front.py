@@ -475,7 +475,9 @@ async def test_a_slow_client_holds_the_upstream_back(sidecache: StartProxy, via:
                 received += len(data)
 
     expected = hashlib.sha256(b"".join(block(i) for i in range(blocks))).hexdigest()
-    assert 0 < held < 8 * MIB, f"the upstream wrote {held / MIB:.1f} MiB to a client not reading"
+    # Kernel socket buffers (tcp_rmem/wmem, up to 32 MiB here) hold some; the proxy must not
+    # hold the rest of the 50 MiB. 24 MiB leaves room for a loaded machine (13 MiB was seen).
+    assert 0 < held < 24 * MIB, f"the upstream wrote {held / MIB:.1f} MiB to a client not reading"
     assert head.startswith(b"HTTP/1.1 200 ")
     assert b"\r\nX-Cache: %b\r\n" % via.replace("fill", "miss").upper().encode() in head + b"\r\n"
     assert (received, digest.hexdigest()) == (blocks * 64 * KIB, expected)

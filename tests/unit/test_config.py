@@ -561,3 +561,15 @@ def test_int_accepted_for_durations_and_sizes() -> None:
     settings = parse({"caches": {"c": {"item_size": 100, "max_bytes": 1000, "ttl": 3}}}, SOURCE)
     cache = settings.caches["c"]
     assert (cache.item_size, cache.max_bytes, cache.ttl) == (100, 1000, 3.0)
+
+
+def test_cache_defaults_when_a_cache_table_is_empty() -> None:
+    # product rule: item_size defaults to 64 KiB as uWSGI's cache2 blocksize; the other bounds
+    # to what default.toml documents
+    cache = parse({"caches": {"pages": {}}}, SOURCE).caches["pages"]
+    assert (cache.items, cache.item_size, cache.max_bytes, cache.ttl) == (
+        1000,
+        64 * 1024,
+        64 * 1024 * 1024,
+        10.0,
+    )

@@ -44,7 +44,7 @@ def logged_in_session() -> str:
 
 
 CASES = [
-    # --- path: a regex searched in the raw path, never in the query (product rule) ---
+    # --- path: a regex searched in the %-decoded path, never in the query (product rule) ---
     ({"path": "^/about$"}, request("/about"), True, "path-anchored-match"),
     ({"path": "^/about$"}, request("/about/team"), False, "path-anchored-no-match"),
     ({"path": "^/about$"}, request("/about?x=1"), True, "path-ignores-query"),
