@@ -55,13 +55,17 @@ _STATUS_LINES: dict[tuple[int, str], bytes] = {}
 def _status_line(status: int, reason: str) -> bytes:
     line = _STATUS_LINES.get((status, reason))
     if line is None:
-        phrase = reason or (
-            HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else ""
-        )
-        line = f"HTTP/1.1 {status} {phrase}\r\n".encode("latin-1", "replace")
+        line = f"HTTP/1.1 {status} {reason or _phrase(status)}\r\n".encode("latin-1", "replace")
         if len(_STATUS_LINES) < 512:
             _STATUS_LINES[(status, reason)] = line
     return line
+
+
+def _phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:  # a status code no RFC names: the reason phrase may be empty (§4)
+        return ""
 
 
 class _Clock:
@@ -127,7 +131,6 @@ class _Request:
     def __init__(self, connection: Http1Connection) -> None:
         self.target = b""
         self.raw_headers: list[tuple[bytes, bytes]] = []
-        self.header_bytes = 0
         self.method = ""
         self.version = (1, 1)
         self.keep_alive = True
@@ -297,7 +300,6 @@ class Http1Connection(asyncio.Protocol):
         self._idle: asyncio.TimerHandle | None = None
         self._last_active = 0.0
         self.trusted = False
-        self._last_header: bytes | None = None
 
     # --- asyncio.Protocol --------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -358,7 +360,6 @@ class Http1Connection(asyncio.Protocol):
     # --- httptools callbacks -----------------------------------------------------------------
     def on_message_begin(self) -> None:
         self._current = _Request(self)
-        self._last_header = None
 
     def on_url(self, url: bytes) -> None:
         assert self._current is not None
@@ -369,7 +370,6 @@ class Http1Connection(asyncio.Protocol):
     def on_header(self, name: bytes, value: bytes) -> None:
         request = self._current
         assert request is not None
-        request.header_bytes += len(name) + len(value)
         if len(name) + len(value) > MAX_FIELD or len(request.raw_headers) >= MAX_HEADERS:
             request.problem = request.problem or (431, "request header fields too large")
             return
