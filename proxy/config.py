@@ -27,7 +27,7 @@ DEFAULT_SOURCE = "<embedded default.toml>"
 CACHEABLE = frozenset({"GET", "HEAD"})
 
 
-def defaulttext() -> str:
+def default_text() -> str:
     return files("proxy").joinpath("default.toml").read_text(encoding="utf-8")
 
 
@@ -35,7 +35,7 @@ def read_toml(path: str | None) -> tuple[dict[str, Any], str]:
     """The raw table of `path` (or of the embedded default) and the source name for messages."""
     source = path or DEFAULT_SOURCE
     try:
-        text = Path(path).read_text(encoding="utf-8") if path else defaulttext()
+        text = Path(path).read_text(encoding="utf-8") if path else default_text()
         return tomllib.loads(text), source
     except OSError as exc:
         raise ConfigError(source, "", f"cannot read file: {exc.strerror or exc}") from None

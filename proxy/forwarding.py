@@ -74,8 +74,7 @@ def _client_headers(
     """The client's end-to-end headers that may go upstream at all."""
     removed = set(_VOUCHED)
     if not trust.trusts(view.peer):
-        removed |= FORWARDING
-        removed |= {n.lower() for n, _ in view.headers if n.lower().startswith("x-forwarded-")}
+        removed |= FORWARDING | {n.lower() for n, _ in view.headers if _is_forwarding(n.lower())}
     if upstream.host:
         removed.add("host")
     kept = end_to_end(view.headers, drop=frozenset(removed), protect=protect)
@@ -110,7 +109,7 @@ def fill_headers(
     kept = tuple(
         (n, v)
         for n, v in _client_headers(view, trust, upstream, protect)
-        if n.lower() in allowed or (trusted and _trusted_forwarding(n.lower()))
+        if n.lower() in allowed or (trusted and _is_forwarding(n.lower()))
     )
     extra: list[tuple[str, str]] = [("Accept-Encoding", encoding)]
     cookies = "; ".join(f"{n}={view.cookies[n]}" for n in keep_cookies if n in view.cookies)
@@ -122,6 +121,7 @@ def fill_headers(
     return kept + _host(upstream) + forwarded(view, trust) + tuple(extra)
 
 
-def _trusted_forwarding(name: str) -> bool:
-    """Forwarding headers a trusted proxy sent that a fill carries (the key carries them too)."""
+def _is_forwarding(name: str) -> bool:
+    """A forwarding header: dropped from untrusted peers; from trusted ones a fill carries it
+    (and the key carries it too, see RequestView.forwarded_variant)."""
     return name in FORWARDING or name.startswith("x-forwarded-")

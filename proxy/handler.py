@@ -21,6 +21,7 @@ from proxy.policy import (
     body_storability,
     cache_status,
     end_to_end,
+    response_has_body,
     storability,
     stored_headers,
 )
@@ -194,7 +195,9 @@ class Handler:
         """Relay the upstream body; True when it ended cleanly on both sides."""
         head_only = client.view.method == "HEAD"
         try:
-            until_close = not response.framed and _has_body(client.view.method, response.status)
+            until_close = not response.framed and response_has_body(
+                client.view.method, response.status
+            )
             await client.start(
                 response.status, response.reason, headers, response.content_length, until_close
             )
@@ -244,11 +247,6 @@ def _record(
     outcome.status, outcome.cache, outcome.detail, outcome.rule = status, cache, detail, rule
     outcome.sent = sent
     return outcome
-
-
-def _has_body(method: str, status: int) -> bool:
-    """RFC 9110 §6.4.1: no body for HEAD, 1xx, 204 and 304."""
-    return method != "HEAD" and status >= 200 and status not in (204, 304)
 
 
 def _age(headers: Headers) -> int:

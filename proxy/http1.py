@@ -31,6 +31,7 @@ from http import HTTPStatus
 import httptools
 
 from proxy.exchange import ClientGone, Outcome
+from proxy.policy import response_has_body, status_has_body
 from proxy.settings import Trust
 from proxy.store import CachedResponse
 from proxy.view import Headers, RequestView, header_text, origin_form, request_problem
@@ -48,7 +49,6 @@ KEEPALIVE_SECONDS = 75.0  # nginx's keepalive_timeout default
 
 Handle = Callable[["Http1Client"], Awaitable[Outcome]]
 LogAccess = Callable[[RequestView, Outcome, float], None]
-_BODYLESS = frozenset({204, 304})
 _STATUS_LINES: dict[tuple[int, str], bytes] = {}
 
 
@@ -191,15 +191,12 @@ class Http1Client:
             return b"Connection: close\r\n" if self.view.version >= (1, 1) else b""
         return b"Connection: keep-alive\r\n" if self.view.version < (1, 1) else b""
 
-    def _bodyless(self, status: int) -> bool:
-        return self.view.method == "HEAD" or status in _BODYLESS or status < 200
-
     async def respond(self, status: int, reason: str, headers: Headers, body: bytes) -> None:
-        framing = (
-            [] if status in _BODYLESS or status < 200 else [b"Content-Length: %d\r\n" % len(body)]
-        )
+        # A HEAD answer keeps the Content-Length a GET would get; 1xx/204/304 have none.
+        framing = [b"Content-Length: %d\r\n" % len(body)] if status_has_body(status) else []
         head = self._head(status, reason, headers, framing)
-        self._send(head if self._bodyless(status) else head + body)
+        sent = response_has_body(self.view.method, status)
+        self._send(head + body if sent else head)
         await self.finish()
 
     async def respond_entry(self, entry: CachedResponse, extra: Headers) -> None:
@@ -232,7 +229,7 @@ class Http1Client:
         framing: list[bytes] = []
         if content_length is not None:
             framing.append(b"Content-Length: %d\r\n" % content_length)
-        elif self._bodyless(status):
+        elif not response_has_body(self.view.method, status):
             pass
         elif until_close or self.view.version < (1, 1):
             self._close_after = True  # the body ends when the connection does (RFC 9112 §6.3)
@@ -242,16 +239,13 @@ class Http1Client:
         self._send(self._head(status, reason, headers, framing))
 
     async def write(self, chunk: bytes) -> None:
-        if not chunk or self._bodyless_request():
+        if not chunk or self.view.method == "HEAD":
             return
         if self._chunked:
             self._send(b"%x\r\n%b\r\n" % (len(chunk), chunk))
         else:
             self._send(chunk)
         await self.connection.drain()
-
-    def _bodyless_request(self) -> bool:
-        return self.view.method == "HEAD"
 
     async def finish(self) -> None:
         if self._chunked:

@@ -163,6 +163,16 @@ def body_storability(
     return verdict
 
 
+def status_has_body(status: int) -> bool:
+    """RFC 9110 §6.4.1 / RFC 9112 §6.3: 1xx, 204 and 304 responses never have a body."""
+    return status >= 200 and status not in (204, 304)
+
+
+def response_has_body(method: str, status: int) -> bool:
+    """Whether this response carries body bytes on the wire: never for HEAD (§9.3.2)."""
+    return method != "HEAD" and status_has_body(status)
+
+
 def stored_headers(headers: Headers, received: float) -> Headers:
     """What an entry keeps: end-to-end headers without Set-Cookie or Age (recomputed on hits),
     and a Date if the origin sent none: RFC 9110 §6.6.1, a cache records when it received the

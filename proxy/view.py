@@ -112,11 +112,12 @@ class RequestView:
         """Cookies from every Cookie header, parsed tolerantly (see identity.py)."""
         if self._cookies is None:
             self._cookies = (
-                parse_cookies(v for n, v in self.headers if n.lower() == "cookie")
-                if "cookie" in self.header_map
-                else {}
+                parse_cookies(self._cookie_lines()) if "cookie" in self.header_map else {}
             )
         return self._cookies
+
+    def _cookie_lines(self) -> list[str]:
+        return [v for n, v in self.headers if n.lower() == "cookie"]
 
     def is_anonymous(self, policy: IdentityPolicy, *, count_authorization: bool = True) -> bool:
         """identity.is_anonymous for this request; duplicate session cookies are looked at only
@@ -126,7 +127,7 @@ class RequestView:
             return not authorized  # no cookie at all: no remember cookie, no session
         conflicts: frozenset[str] = frozenset()
         if any(name in self.cookies for name in policy.session_cookies):
-            conflicts = conflicting_cookies(v for n, v in self.headers if n.lower() == "cookie")
+            conflicts = conflicting_cookies(self._cookie_lines())
         return is_anonymous(self.cookies, authorized, policy, conflicts)
 
     @property
