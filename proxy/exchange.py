@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Protocol
 
+from proxy.decide import Decision
 from proxy.store import CachedResponse
 from proxy.view import Headers, RequestView
 
@@ -43,8 +44,9 @@ class ClientSide(Protocol):
 
     async def respond(self, status: int, reason: str, headers: Headers, body: bytes) -> None: ...
 
-    async def respond_entry(self, entry: CachedResponse, extra: Headers) -> None:
-        """A hit: the stored response plus `extra` headers (Age, cache tags)."""
+    async def respond_entry(self, entry: CachedResponse, age: int, tags: Headers) -> None:
+        """A hit: the stored response plus Age and `tags` (the same tuple on every hit, so a
+        front may keep it serialised)."""
 
     async def start(
         self,
@@ -63,3 +65,16 @@ class ClientSide(Protocol):
     async def finish(self) -> None: ...
 
     def abort(self) -> None: ...
+
+
+class Driver(Protocol):
+    """What a front calls: the handler."""
+
+    def answer_now(
+        self, view: RequestView, outcome: Outcome
+    ) -> tuple[Decision, CachedResponse | None, int, Headers]:
+        """Decide and, when the entry is in memory, fill `outcome` and return it with its Age
+        and the hit tags (a hit); else the entry is None."""
+
+    async def handle(self, client: ClientSide, decision: Decision | None = None) -> Outcome:
+        """Serve the request, taking `decision` when `answer_now` already made it."""

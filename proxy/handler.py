@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import assert_never
 
-from proxy.decide import Lookup, Pass, decide
+from proxy.decide import Decision, Lookup, Pass, decide
 from proxy.exchange import ClientGone, ClientSide, Outcome
 from proxy.forwarding import fill_headers, pass_headers
 from proxy.policy import (
@@ -57,28 +57,43 @@ class Handler:
             tags.append(("X-Cache", x_cache))
         return tuple(tags)
 
-    async def handle(self, client: ClientSide) -> Outcome:
-        decision = decide(client.view, self.settings.rules, self.settings.identity)
+    def answer_now(
+        self, view: RequestView, outcome: Outcome
+    ) -> tuple[Decision, CachedResponse | None, int, Headers]:
+        """The synchronous hit path a front may take before it starts any task: the decision,
+        and when a store holds the entry in memory, the entry, its Age and the cache tags, with
+        `outcome` filled in. Otherwise the front passes the decision on to `handle`."""
+        decision = decide(view, self.settings.rules, self.settings.identity)
+        if isinstance(decision, Lookup):
+            entry = self.stores[decision.rule.cache].get_now(decision.key)
+            if entry is not None:
+                return decision, entry, self._hit(view, entry, decision, outcome), self._hit_tags
+        return decision, None, 0, ()
+
+    async def handle(self, client: ClientSide, decision: Decision | None = None) -> Outcome:
+        if decision is None:
+            decision = decide(client.view, self.settings.rules, self.settings.identity)
         match decision:
             case Lookup():
                 store = self.stores[decision.rule.cache]
                 entry = await store.get(decision.key)
                 if entry is not None:
-                    return await self.deliver_hit(client, entry, decision)
+                    age = self._hit(client.view, entry, decision, client.outcome)
+                    await client.respond_entry(entry, age, self._hit_tags)
+                    return client.outcome
                 return await self.fetch_miss(client, decision, store)
             case Pass():
                 return await self.forward_pass(client, decision)
             case _:
                 assert_never(decision)
 
-    async def deliver_hit(
-        self, client: ClientSide, entry: CachedResponse, lookup: Lookup
-    ) -> Outcome:
-        """Stored status, headers and body, plus Age (RFC 9111 §5.1) and the cache tags."""
-        age = (("Age", str(entry.age(self.clock()))),)
-        await client.respond_entry(entry, age + self._hit_tags)
-        sent = 0 if client.view.method == "HEAD" else len(entry.body)
-        return _record(client.outcome, entry.status, "HIT", "", lookup.rule.label, sent)
+    def _hit(
+        self, view: RequestView, entry: CachedResponse, lookup: Lookup, outcome: Outcome
+    ) -> int:
+        """Record a hit; return the entry's Age (RFC 9111 §5.1)."""
+        sent = 0 if view.method == "HEAD" else len(entry.body)
+        _record(outcome, entry.status, "HIT", "", lookup.rule.label, sent)
+        return entry.age(self.clock())
 
     async def fetch_miss(self, client: ClientSide, lookup: Lookup, store: CacheStore) -> Outcome:
         """Fill as a brand-new visitor would, stream to the client, store if whole and storable."""

@@ -15,6 +15,11 @@ stays the one driver. What it owns (RFC 9112):
 - Upgrade: a WebSocket handshake is refused with 501; other upgrades (h2c) are ignored, which
   RFC 9110 §7.8 allows;
 - a client that disconnects cancels its request, and with it the upstream exchange.
+
+A cache hit takes no task at all: when the connection's worker is idle, a complete body-less
+request is decided and looked up in `data_received` itself (`Driver.answer_now`), and a hit is
+written there and then. Anything else (a miss, a pass, a problem) goes to the worker with the
+view and decision already made.
 """
 
 from __future__ import annotations
@@ -24,13 +29,14 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from email.utils import formatdate
 from http import HTTPStatus
 
 import httptools
 
-from proxy.exchange import ClientGone, Outcome
+from proxy.decide import Decision
+from proxy.exchange import ClientGone, Driver, Outcome
 from proxy.policy import response_has_body, status_has_body
 from proxy.settings import Trust
 from proxy.store import CachedResponse
@@ -46,8 +52,8 @@ MAX_HEAD = 64 * 1024  # request line and all header fields together (nginx: 4 x 
 BODY_HIGH_WATER = 256 * 1024
 BODY_LOW_WATER = 64 * 1024
 KEEPALIVE_SECONDS = 75.0  # nginx's keepalive_timeout default
+_READS = frozenset({"GET", "HEAD"})  # the methods a hit can answer
 
-Handle = Callable[["Http1Client"], Awaitable[Outcome]]
 LogAccess = Callable[[RequestView, Outcome, float], None]
 _STATUS_LINES: dict[tuple[int, str], bytes] = {}
 
@@ -87,8 +93,40 @@ def _header_block(headers: Headers) -> list[bytes]:
     return [f"{n}: {v}\r\n".encode("utf-8", "surrogateescape") for n, v in headers]
 
 
+def _connection_header(version: tuple[int, int], close: bool) -> bytes:
+    if close:
+        return b"Connection: close\r\n" if version >= (1, 1) else b""
+    return b"Connection: keep-alive\r\n" if version < (1, 1) else b""
+
+
+def _entry_response(
+    entry: CachedResponse, age: int, tags: bytes, view: RequestView, close: bool
+) -> tuple[bytes, ...]:
+    """A hit on the wire: the entry's header block was serialised when it was stored, the
+    tags once per server; only Age and the framing are formatted per hit. A small body rides
+    in the same bytes (one small copy beats a second buffer); a large one is passed as is, for
+    one writev."""
+    head = b"".join(
+        (
+            _status_line(entry.status, entry.reason),
+            entry.header_block,
+            b"Age: %d\r\nContent-Length: %d\r\n" % (age, len(entry.body)),
+            tags,
+            _connection_header(view.version, close),
+            b"\r\n",
+        )
+    )
+    if view.method == "HEAD":
+        return (head,)
+    if len(entry.body) <= 4096:
+        return (head + entry.body,)
+    return (head, entry.body)
+
+
 class _Body:
     """A request body on its way upstream: chunks queued by the parser, read by the handler."""
+
+    __slots__ = ("chunks", "connection", "done", "failed", "size", "waiter")
 
     def __init__(self, connection: Http1Connection) -> None:
         self.connection = connection
@@ -96,18 +134,22 @@ class _Body:
         self.size = 0
         self.done = False
         self.failed = False
-        self.ready = asyncio.Event()
+        self.waiter: asyncio.Future[None] | None = None  # made only when the reader must wait
 
     def feed(self, chunk: bytes) -> None:
         self.chunks.append(chunk)
         self.size += len(chunk)
-        self.ready.set()
+        self._wake()
         if self.size > BODY_HIGH_WATER:
             self.connection.pause_reading()
 
     def end(self, failed: bool = False) -> None:
         self.done, self.failed = True, failed
-        self.ready.set()
+        self._wake()
+
+    def _wake(self) -> None:
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(None)
 
     async def read(self) -> bytes:
         """The next chunk, b"" at the end; raises ClientGone if the client went away mid-body."""
@@ -116,8 +158,11 @@ class _Body:
                 if self.failed:
                     raise ClientGone()
                 return b""
-            self.ready.clear()
-            await self.ready.wait()
+            self.waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self.waiter
+            finally:
+                self.waiter = None
         chunk = self.chunks.popleft()
         self.size -= len(chunk)
         if self.size < BODY_LOW_WATER:
@@ -128,6 +173,22 @@ class _Body:
 class _Request:
     """A parsed request head, and its body as it arrives."""
 
+    __slots__ = (
+        "body",
+        "content_length",
+        "decision",
+        "has_body",
+        "head_bytes",
+        "in_head",
+        "keep_alive",
+        "method",
+        "problem",
+        "raw_headers",
+        "target",
+        "version",
+        "view",
+    )
+
     def __init__(self, connection: Http1Connection) -> None:
         self.target = b""
         self.raw_headers: list[tuple[bytes, bytes]] = []
@@ -136,10 +197,21 @@ class _Request:
         self.keep_alive = True
         self.has_body = False
         self.content_length: int | None = None
-        self.body = _Body(connection)
+        self.body: _Body | None = None  # made when the head says a body follows
         self.problem: tuple[int, str] | None = None
         self.in_head = True  # until the parser has the whole head
         self.head_bytes = 0
+        self.view: RequestView | None = None  # made once, by the hit path or the worker
+        self.decision: Decision | None = None
+
+    @property
+    def body_pending(self) -> bool:
+        """The request has a body that was not received to its end."""
+        return self.body is not None and not self.body.done
+
+    def fail_body(self) -> None:
+        if self.body is not None:
+            self.body.end(failed=True)
 
 
 class Http1Client:
@@ -163,7 +235,9 @@ class Http1Client:
         if not self._expect_answered and self._expects_continue():
             self._expect_answered = True
             self.connection.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-        while chunk := await self.request.body.read():
+        body = self.request.body
+        assert body is not None, "a request with a body has a _Body from its head"
+        while chunk := await body.read():
             yield chunk
 
     def _expects_continue(self) -> bool:
@@ -177,7 +251,7 @@ class Http1Client:
 
     # --- the response ------------------------------------------------------------------------
     def _head(self, status: int, reason: str, headers: Headers, framing: list[bytes]) -> bytes:
-        if self.request.has_body and not self.request.body.done:
+        if self.request.body_pending:
             self._close_after = True  # answering before the body is in: the stream is out of step
         parts = [_status_line(status, reason), *_header_block(headers), *framing]
         if not any(n.lower() == "date" for n, _ in headers):
@@ -187,9 +261,7 @@ class Http1Client:
         return b"".join(parts)
 
     def _connection_header(self) -> bytes:
-        if self._close_after:
-            return b"Connection: close\r\n" if self.view.version >= (1, 1) else b""
-        return b"Connection: keep-alive\r\n" if self.view.version < (1, 1) else b""
+        return _connection_header(self.view.version, self._close_after)
 
     async def respond(self, status: int, reason: str, headers: Headers, body: bytes) -> None:
         # A HEAD answer keeps the Content-Length a GET would get; 1xx/204/304 have none.
@@ -199,23 +271,10 @@ class Http1Client:
         self._send(head + body if sent else head)
         await self.finish()
 
-    async def respond_entry(self, entry: CachedResponse, extra: Headers) -> None:
-        """A hit: the entry's header block was serialised when it was stored."""
-        parts = [
-            _status_line(entry.status, entry.reason),
-            entry.header_block,
-            *_header_block(extra),
-        ]
-        parts.append(b"Content-Length: %d\r\n" % len(entry.body))
-        parts.append(self._connection_header())
-        parts.append(b"\r\n")
-        head = b"".join(parts)
-        if self.view.method == "HEAD":
-            self._send(head)
-        elif len(entry.body) <= 4096:
-            self._send(head + entry.body)  # one small copy beats a second buffer
-        else:
-            self._send_lines((head, entry.body))  # no copy of a large body: one writev
+    async def respond_entry(self, entry: CachedResponse, age: int, tags: Headers) -> None:
+        """A hit served by the worker (the store had to be waited for)."""
+        block = self.connection.server.tag_block(tags)
+        self._send_lines(_entry_response(entry, age, block, self.view, self._close_after))
         await self.finish()
 
     async def start(
@@ -276,7 +335,7 @@ class Http1Connection(asyncio.Protocol):
 
     def __init__(self, server: Http1Server) -> None:
         self.server = server
-        self.handle, self.log_access = server.handle, server.log_access
+        self.driver, self.log_access = server.driver, server.log_access
         self.trust, self.scheme = server.trust, server.scheme
         self.parser = httptools.HttpRequestParser(self)
         self.busy = False  # a request is being served
@@ -311,9 +370,9 @@ class Http1Connection(asyncio.Protocol):
         self.server.connections.discard(self)
         self._can_write.set()
         if self._current is not None:
-            self._current.body.end(failed=True)
+            self._current.fail_body()
         for request in self._queue:
-            request.body.end(failed=True)
+            request.fail_body()
         if self._idle is not None:
             self._idle.cancel()
             self._idle = None
@@ -332,6 +391,45 @@ class Http1Connection(asyncio.Protocol):
             self._reject(400, f"malformed request: {exc}")
         else:
             self._check_head(len(data))
+        self._dispatch()
+
+    def _dispatch(self) -> None:
+        """Answer hits at once, in order, while the worker is idle; wake it for the rest."""
+        queue = self._queue
+        while queue and not self.busy and self._can_write.is_set() and not self.closed:
+            request = queue[0]
+            if request.has_body or request.problem is not None or request.method not in _READS:
+                break
+            if not self._answer_now(request):
+                break
+            queue.popleft()
+            if not request.keep_alive:  # answered "Connection: close": nothing after it is
+                queue.clear()
+                break
+        if queue:
+            self._wakeup.set()
+
+    def _answer_now(self, request: _Request) -> bool:
+        """Serve `request` from memory if it is a hit; False leaves it to the worker."""
+        started = time.perf_counter()
+        view = request.view = self._view(request)
+        if request_problem(view) is not None:
+            return False
+        outcome = Outcome()
+        try:
+            request.decision, entry, age, tags = self.driver.answer_now(view, outcome)
+        except Exception:  # the worker tries again, and answers 500 if it fails too
+            log.exception("error in the hit path for %s %s", view.method, view.target)
+            return False
+        if entry is None:
+            return False
+        close = not request.keep_alive
+        self.writelines(_entry_response(entry, age, self.server.tag_block(tags), view, close))
+        self.log_access(view, outcome, time.perf_counter() - started)
+        if close:
+            self._broken = True
+            self.close()
+        return True
 
     def _check_head(self, received: int) -> None:
         """Refuse an oversized head while it is still arriving: httptools hands over a header
@@ -373,23 +471,24 @@ class Http1Connection(asyncio.Protocol):
         request = self._current
         assert request is not None
         request.in_head = False
-        request.method = self.parser.get_method().decode("ascii", "replace")
-        major, _, minor = self.parser.get_http_version().partition(".")
-        request.version = (int(major or 1), int(minor or 1))
-        request.keep_alive = _keep_alive(request.version, request.raw_headers)
-        request.content_length, request.has_body = _body_framing(request.raw_headers)
-        self._queue.append(request)
-        self._wakeup.set()
+        method = self.parser.get_method()
+        request.method = _METHODS.get(method) or method.decode("ascii", "replace")
+        request.version = _version(self.parser.get_http_version())
+        _read_framing(request)
+        if request.has_body:
+            request.body = _Body(self)
+        self._queue.append(request)  # data_received dispatches it when the feed is done
         if len(self._queue) > 16:  # a pipelining client that does not read: stop taking more
             self.pause_reading()
 
     def on_body(self, body: bytes) -> None:
-        assert self._current is not None
+        assert self._current is not None and self._current.body is not None
         self._current.body.feed(body)
 
     def on_message_complete(self) -> None:
         assert self._current is not None
-        self._current.body.end()
+        if self._current.body is not None:
+            self._current.body.end()
         self._current = None
 
     # --- the worker --------------------------------------------------------------------------
@@ -414,11 +513,10 @@ class Http1Connection(asyncio.Protocol):
             if not self._queue:
                 self._arm_idle()
 
-    async def _serve(self, request: _Request) -> bool:
-        started = time.perf_counter()
-        raw = tuple((header_text(n), header_text(v)) for n, v in request.raw_headers)
+    def _view(self, request: _Request) -> RequestView:
+        raw = tuple([(header_text(n), header_text(v)) for n, v in request.raw_headers])
         target, headers = origin_form(header_text(request.target), raw)
-        view = RequestView(
+        return RequestView(
             request.method,
             target,
             headers,
@@ -428,13 +526,17 @@ class Http1Connection(asyncio.Protocol):
             has_body=request.has_body,
             trusted=self.trusted,
         )
+
+    async def _serve(self, request: _Request) -> bool:
+        started = time.perf_counter()
+        view = request.view or self._view(request)
         client = Http1Client(self, request, view)
         problem = request.problem or request_problem(view)
         if problem is not None:
             await self._answer_problem(client, problem, view, started)
             return False
         try:
-            outcome = await self.handle(client)
+            outcome = await self.driver.handle(client, request.decision)
         except (ClientGone, asyncio.CancelledError):
             # The client left (connection_lost cancels the worker, and the upstream exchange).
             outcome = client.outcome
@@ -449,7 +551,7 @@ class Http1Connection(asyncio.Protocol):
             self.log_access(view, outcome, time.perf_counter() - started)
             return False
         self.log_access(view, outcome, time.perf_counter() - started)
-        if request.has_body and not request.body.done:
+        if request.body_pending:
             return False  # the body was not read to its end: the stream is out of step
         return not client._close_after and not self.closed
 
@@ -551,10 +653,9 @@ class Http1Connection(asyncio.Protocol):
         request.raw_headers = [(b"Host", b"-")]
         request.keep_alive = False
         if self._current is not None:
-            self._current.body.end(failed=True)
+            self._current.fail_body()
             self._current = None
         self._queue.append(request)
-        self._wakeup.set()
 
     def _upgrade(self, rest: bytes) -> None:
         """The parser stops at an Upgrade request (already queued, its head complete)."""
@@ -564,6 +665,7 @@ class Http1Connection(asyncio.Protocol):
         if request is not None and b"websocket" in wanted:
             request.problem = (501, "WebSocket is not supported by sidecache yet")
             self.pause_reading()
+            self._broken = True  # nothing after the handshake is read
             return
         # Any other protocol (h2c): ignore the offer and go on parsing HTTP/1.1.
         self.parser = httptools.HttpRequestParser(self)
@@ -571,38 +673,63 @@ class Http1Connection(asyncio.Protocol):
             self.data_received(rest)
 
 
-def _keep_alive(version: tuple[int, int], headers: list[tuple[bytes, bytes]]) -> bool:
-    """RFC 9112 §9.3: HTTP/1.1 persists unless "close"; HTTP/1.0 only with "keep-alive"."""
-    tokens = {
-        t.strip().lower() for n, v in headers if n.lower() == b"connection" for t in v.split(b",")
-    }
-    if version >= (1, 1):
-        return b"close" not in tokens
-    return b"keep-alive" in tokens
+_METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")}
+_VERSIONS = {"1.1": (1, 1), "1.0": (1, 0)}
 
 
-def _body_framing(headers: list[tuple[bytes, bytes]]) -> tuple[int | None, bool]:
-    """(Content-Length, has a body) from the head the parser accepted."""
+def _version(text: str) -> tuple[int, int]:
+    version = _VERSIONS.get(text)
+    if version is None:
+        major, _, minor = text.partition(".")
+        version = (int(major or 1), int(minor or 1))
+    return version
+
+
+def _read_framing(request: _Request) -> None:
+    """Keep-alive (RFC 9112 §9.3: HTTP/1.1 persists unless "close"; HTTP/1.0 only with
+    "keep-alive"), Content-Length and whether a body follows, in one pass over the head the
+    parser accepted."""
     length: int | None = None
     chunked = False
-    for name, value in headers:
+    tokens: set[bytes] = set()
+    for name, value in request.raw_headers:
+        if len(name) not in _FRAMING_LENGTHS:
+            continue
         lower = name.lower()
         if lower == b"content-length" and value.strip().isdigit():
             length = int(value)
         elif lower == b"transfer-encoding":
             chunked = True
-    return (None if chunked else length), chunked or bool(length)
+        elif lower == b"connection":
+            tokens.update(t.strip().lower() for t in value.split(b","))
+    if request.version >= (1, 1):
+        request.keep_alive = b"close" not in tokens
+    else:
+        request.keep_alive = b"keep-alive" in tokens
+    request.content_length = None if chunked else length
+    request.has_body = chunked or bool(length)
+
+
+_FRAMING_LENGTHS = frozenset(len(n) for n in ("content-length", "transfer-encoding", "connection"))
 
 
 class Http1Server:
     """The protocol factory for every listener; tracks connections for a graceful stop."""
 
     def __init__(
-        self, handle: Handle, log_access: LogAccess, trust: Trust, scheme: str = "http"
+        self, driver: Driver, log_access: LogAccess, trust: Trust, scheme: str = "http"
     ) -> None:
-        self.handle, self.log_access, self.trust, self.scheme = handle, log_access, trust, scheme
+        self.driver, self.log_access, self.trust, self.scheme = driver, log_access, trust, scheme
         self.connections: set[Http1Connection] = set()
         self.settled = asyncio.Event()  # set whenever a connection finishes a request
+        self._tags: Headers = ()
+        self._tag_block = b""
+
+    def tag_block(self, tags: Headers) -> bytes:
+        """`tags` as header lines, serialised again only when the tuple is another one."""
+        if tags is not self._tags:
+            self._tags, self._tag_block = tags, b"".join(_header_block(tags))
+        return self._tag_block
 
     def __call__(self) -> Http1Connection:
         return Http1Connection(self)

@@ -89,9 +89,9 @@ class Rule:
             return False
         if self.path is not None and self.path.search(view.decoded_path) is None:
             return False
-        if not all(c.holds(view.cookies.get(c.name)) for c in self.cookies):
+        if self.cookies and not all(c.holds(view.cookies.get(c.name)) for c in self.cookies):
             return False
-        if not all(c.holds(view.header(c.name)) for c in self.headers):
+        if self.headers and not all(c.holds(view.header(c.name)) for c in self.headers):
             return False
         if self.anonymous is not None:
             anonymous = view.is_anonymous(

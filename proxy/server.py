@@ -55,7 +55,7 @@ class Proxy:
 
     async def _listen(self) -> None:
         access = log_access if self.settings.headers.access_log else skip_access
-        factory = Http1Server(self.handler.handle, access, self.settings.trust)
+        factory = Http1Server(self.handler, access, self.settings.trust)
         self._http1 = factory
         loop = asyncio.get_running_loop()
         for listen in self.settings.listen:

@@ -95,17 +95,19 @@ class RequestView:
 
         Cookie is the exception (RFC 6265 §5.4 joins with "; "), but it is read via `cookies`.
         """
-        if self._map is None:
-            joined: dict[str, str] = {}
-            for name, value in self.headers:
-                key = name.lower()
-                joined[key] = f"{joined[key]}, {value}" if key in joined else value
-            self._map = joined
-        return self._map
+        return self._map if self._map is not None else self._join()
+
+    def _join(self) -> dict[str, str]:
+        joined: dict[str, str] = {}
+        for name, value in self.headers:
+            key = name.lower()
+            joined[key] = f"{joined[key]}, {value}" if key in joined else value
+        self._map = joined
+        return joined
 
     def header(self, name: str) -> str | None:
-        """The (joined) value of header `name` (lower-case name); None when absent."""
-        return self.header_map.get(name.lower())
+        """The (joined) value of header `name` (any case); None when absent."""
+        return (self._map if self._map is not None else self._join()).get(name.lower())
 
     @property
     def cookies(self) -> Mapping[str, str]:
@@ -168,6 +170,8 @@ _ABSOLUTE = re.compile(r"https?://([^/?#]*)([^#]*)", re.IGNORECASE)
 def origin_form(target: str, headers: Headers) -> tuple[str, Headers]:
     """RFC 9112 §3.2.2: a server must accept an absolute-form target; its authority replaces
     the Host header. Returns the origin-form target and the headers to use."""
+    if target.startswith("/"):  # origin-form already: the common case
+        return target, headers
     match = _ABSOLUTE.fullmatch(target)
     if match is None:
         return target, headers

@@ -1,4 +1,4 @@
-"""The store seam: a four-method protocol that knows nothing of caching rules.
+"""The store seam: a five-method protocol that knows nothing of caching rules.
 
 `MemoryStore` (cachetools LRU) implements it today; a Redis tier will implement the same protocol
 without touching callers. Entries are immutable: cachetools measures an entry's size when it is
@@ -56,6 +56,9 @@ class StoreStats:
 
 
 class CacheStore(Protocol):
+    def get_now(self, key: str) -> CachedResponse | None:
+        """The entry if it can be had without waiting (memory), else None; `get` decides."""
+
     async def get(self, key: str) -> CachedResponse | None: ...
 
     async def put(self, key: str, entry: CachedResponse) -> bool: ...

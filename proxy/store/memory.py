@@ -44,6 +44,16 @@ class MemoryStore:
         )
         self._hits = self._misses = self._stores = self._evictions = 0
 
+    def get_now(self, key: str) -> CachedResponse | None:
+        """The entry, found without waiting (the front's synchronous hit path). Only a hit is
+        counted: a miss here is followed by the `get` that counts it."""
+        try:  # one lookup: get() would test membership first, then look up again
+            entry = self._cache[_digest(key)]
+        except KeyError:
+            return None
+        self._hits += 1
+        return entry
+
     async def get(self, key: str) -> CachedResponse | None:
         entry = self._cache.get(_digest(key))
         if entry is None:

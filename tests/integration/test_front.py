@@ -815,6 +815,60 @@ async def test_head_of_a_hit_has_the_get_length_and_no_body(
     assert [(s.method, s.path) for s in upstream.seen] == [("GET", "/page"), ("GET", "/other")]
 
 
+@pytest.mark.parametrize("version", [b"HTTP/1.1", b"HTTP/1.0"])
+async def test_nothing_pipelined_after_a_hit_that_closes_is_answered(
+    client: Client, upstream: FakeUpstream, version: bytes
+) -> None:
+    # A hit is answered as soon as its head is read; the requests after it in the same read
+    # must still be dropped when it ends the connection.
+    assert (await client.get("/page", {"Host": "example.com"})).x_cache == "MISS"
+    close = b"Connection: close\r\n" if version == b"HTTP/1.1" else b""
+
+    async with client.connect() as connection:
+        await connection.send(
+            request("GET", "/page", close, version=version)
+            + request("GET", "/page")
+            + request("GET", "/after")
+        )
+        hit = await connection.response()
+        closed = await closed_by_peer(connection)
+
+    assert (hit.status, hit.header("X-Cache"), hit.body) == (200, "HIT", b"GET /page #1")
+    assert closed
+    assert [s.path for s in upstream.seen] == ["/page"]
+
+
+async def test_hits_wait_their_turn_behind_a_slow_request_on_the_connection(
+    client: Client, upstream: FakeUpstream, caplog: pytest.LogCaptureFixture
+) -> None:
+    upstream.on("/slow", delay=0.3)
+    assert (await client.get("/page", {"Host": "example.com"})).x_cache == "MISS"
+    caplog.set_level(logging.INFO, logger=ACCESS)
+
+    async with client.connect() as connection:
+        await connection.send(request("GET", "/slow"))
+        await eventually(lambda: len(upstream.to("/slow")) == 1)
+        await connection.send(request("GET", "/page") + request("HEAD", "/page"))  # while busy
+        answers = [await connection.response(), await connection.response()]
+        answers.append(await connection.response(head=True))
+        await connection.send(request("GET", "/page"))  # idle again
+        answers.append(await connection.response())
+
+    assert [(a.status, a.header("X-Cache")) for a in answers] == [
+        (200, "MISS"),
+        (200, "HIT"),
+        (200, "HIT"),
+        (200, "HIT"),
+    ]
+    assert [a.body for a in answers] == [b"GET /slow #1", b"GET /page #1", b"", b"GET /page #1"]
+    assert [line[:4] for line in access_lines(caplog)] == [
+        ("GET", "/slow", 200, "MISS"),
+        ("GET", "/page", 200, "HIT"),
+        ("HEAD", "/page", 200, "HIT"),
+        ("GET", "/page", 200, "HIT"),
+    ]
+
+
 # --- 10. Date ------------------------------------------------------------------------------
 
 ORIGIN_DATE = "Tue, 15 Nov 1994 08:12:31 GMT"

@@ -64,6 +64,33 @@ def test_get_returns_what_was_put() -> None:
     assert run(store.get("other")) is None
 
 
+def test_get_now_answers_like_get_and_counts_each_lookup_once() -> None:
+    # The front's synchronous hit path asks get_now first; on a miss the handler's get follows,
+    # so get_now counts hits only and a miss is counted once, by get.
+    clock = Clock()
+    store = store_of(clock)
+    value = entry(clock, b"hello", ttl=60)
+    run(store.put("k", value))
+    assert store.get_now("k") is value
+    assert store.get_now("other") is None
+    assert run(store.get("other")) is None
+    clock.now += 60  # expired: neither answers with it
+    assert store.get_now("k") is None
+    assert run(store.get("k")) is None
+    stats = store.stats()
+    assert (stats.hits, stats.misses) == (1, 2)
+
+
+def test_get_now_refreshes_recency_like_get() -> None:
+    clock = Clock()
+    store = store_of(clock, items=2)
+    run(store.put("a", entry(clock)))
+    run(store.put("b", entry(clock)))
+    assert store.get_now("a") is not None  # "a" is now the most recently used
+    run(store.put("c", entry(clock)))
+    assert run(keys_present(store, "a", "b", "c")) == ["a", "c"]
+
+
 # --- items bound: least recently used goes first -------------------------------------------
 
 
