@@ -1,13 +1,13 @@
 """The hit path's Python cost, without sockets: what `bench/run`'s CPU figures are made of.
 
-    .venv/bin/python bench/profile_hit.py [--requests N] [--connections C] [--profile]
+    .venv/bin/python bench/profile_hit.py [--requests N] [--connections C] [--browser] [--profile]
 
 Builds the real `Proxy` wiring (config parse, handler, store, HTTP/1.1 front) on uvloop, fills
-the cache through a real upstream on 127.0.0.1 once, then feeds wrk-like requests to C front
-connections whose transports only count what is written. It prints the CPU µs per hit spent in
-Python (the user time `bench/run` measures, minus the kernel's share), and with --profile the
-functions that take it (cProfile, sorted by own time). Nothing here is a test: numbers vary by
-machine; compare runs made one after the other.
+the cache through a real upstream on 127.0.0.1 once, then feeds wrk's request (with --browser,
+a browser's) to C front connections whose transports only count what is written. It prints the
+CPU µs per hit spent in Python (the user time `bench/run` measures, minus the kernel's share),
+and with --profile the functions that take it (cProfile, sorted by own time). Nothing here is
+a test: numbers vary by machine; compare runs made one after the other.
 """
 
 from __future__ import annotations
@@ -26,7 +26,17 @@ from proxy.config import parse
 from proxy.http1 import Http1Connection
 from proxy.server import Proxy
 
-REQUEST = b"GET /page HTTP/1.1\r\nHost: 127.0.0.1:18090\r\n\r\n"
+REQUEST = b"GET /page HTTP/1.1\r\nHost: 127.0.0.1:18090\r\n\r\n"  # what wrk sends
+BROWSER = (  # what a browser sends: more headers, compression, an anonymous visitor's cookies
+    b"GET /page HTTP/1.1\r\nHost: www.example.com\r\nConnection: keep-alive\r\n"
+    b"User-Agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    b"Chrome/131.0.0.0 Safari/537.36\r\n"
+    b"Accept: text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8\r\n"
+    b"Accept-Encoding: gzip, deflate, br, zstd\r\nAccept-Language: en-GB,en;q=0.9\r\n"
+    b"Cookie: _ga=GA1.1.123456789.1700000000; theme=dark\r\n"
+    b"Sec-Fetch-Dest: document\r\nSec-Fetch-Mode: navigate\r\nUpgrade-Insecure-Requests: 1\r\n"
+    b"\r\n"
+)
 PAGE = b"x" * 2048
 
 
@@ -76,7 +86,7 @@ async def _serve_origin(reader: asyncio.StreamReader, writer: asyncio.StreamWrit
         await writer.drain()
 
 
-async def main(requests: int, connections: int, profile: bool) -> None:
+async def main(requests: int, connections: int, profile: bool, request: bytes) -> None:
     upstream = await asyncio.start_server(origin, "127.0.0.1", 0)
     port = upstream.sockets[0].getsockname()[1]
     settings = parse(
@@ -104,7 +114,7 @@ async def main(requests: int, connections: int, profile: bool) -> None:
         batch[0] = len(conns)
         done.clear()
         for connection in conns:
-            connection.data_received(REQUEST)
+            connection.data_received(request)
         await done.wait()
 
     await round_trip(front[:1])  # the miss that fills the cache
@@ -134,5 +144,7 @@ if __name__ == "__main__":
     parser.add_argument("--requests", type=int, default=200_000)
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--browser", action="store_true", help="a browser's request, not wrk's")
     args = parser.parse_args()
-    uvloop.run(main(args.requests, args.connections, args.profile))
+    request = BROWSER if args.browser else REQUEST
+    uvloop.run(main(args.requests, args.connections, args.profile, request))

@@ -5,7 +5,7 @@
 # Needs wrk (apt-get install wrk) and sidecache on PATH (scripts/demo or pip install .).
 set -euo pipefail
 cd "$(dirname "$0")"
-UP=15099 PX=18090 SECONDS_EACH=${SECONDS_EACH:-8}
+UP=${UP:-15099} PX=${PX:-18090} SECONDS_EACH=${SECONDS_EACH:-8}
 command -v wrk >/dev/null || { echo "wrk not found: apt-get install wrk" >&2; exit 1; }
 python3 upstream.py $UP 2048 & up_pid=$!
 taskset -c 0 sidecache --upstream http://127.0.0.1:$UP --listen 127.0.0.1:$PX --ttl 1h \

@@ -8,10 +8,13 @@ exactly the normalised set, so every client sharing the key can decode the store
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 _DISTINGUISHED = ("br", "gzip")  # in the order the fill lists them
 IDENTITY = "identity"
 
 
+@lru_cache(maxsize=256)  # browsers send a handful of distinct values: parse each once
 def normalise_accept_encoding(header: str | None) -> str:
     """ "br, gzip", "br", "gzip" or "identity" for an Accept-Encoding (RFC 9110 §12.5.3)."""
     if not header:

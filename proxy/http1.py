@@ -29,7 +29,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from email.utils import formatdate
 from http import HTTPStatus
 
@@ -349,6 +349,7 @@ class Http1Connection(asyncio.Protocol):
         self._can_write = asyncio.Event()
         self._can_write.set()
         self._reading_paused = False
+        self._fed = 0  # bytes in the feed being parsed
         self._worker: asyncio.Task[None] | None = None
         self._idle: asyncio.TimerHandle | None = None
         self._last_active = 0.0
@@ -383,6 +384,7 @@ class Http1Connection(asyncio.Protocol):
         self._disarm_idle()
         if self._broken:
             return
+        self._fed = len(data)
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as upgrade:
@@ -412,8 +414,8 @@ class Http1Connection(asyncio.Protocol):
     def _answer_now(self, request: _Request) -> bool:
         """Serve `request` from memory if it is a hit; False leaves it to the worker."""
         started = time.perf_counter()
-        view = request.view = self._view(request)
-        if request_problem(view) is not None:
+        view = request.view
+        if view is None or request_problem(view) is not None:
             return False
         outcome = Outcome()
         try:
@@ -460,12 +462,8 @@ class Http1Connection(asyncio.Protocol):
             self._current.problem = (414, "request target too long")
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        request = self._current
-        assert request is not None
-        if len(name) + len(value) > MAX_FIELD or len(request.raw_headers) >= MAX_HEADERS:
-            request.problem = request.problem or (431, "request header fields too large")
-            return
-        request.raw_headers.append((name, value))
+        assert self._current is not None
+        self._current.raw_headers.append((name, value))  # sizes are checked with the framing
 
     def on_headers_complete(self) -> None:
         request = self._current
@@ -474,7 +472,11 @@ class Http1Connection(asyncio.Protocol):
         method = self.parser.get_method()
         request.method = _METHODS.get(method) or method.decode("ascii", "replace")
         request.version = _version(self.parser.get_http_version())
-        _read_framing(request)
+        view = request.view = self._view(request)
+        _read_framing(request, view.header_map)
+        view.has_body = request.has_body
+        if request.head_bytes + self._fed > MAX_FIELD or len(request.raw_headers) > MAX_HEADERS:
+            _check_fields(request)  # only a head this large can break the field limits
         if request.has_body:
             request.body = _Body(self)
         self._queue.append(request)  # data_received dispatches it when the feed is done
@@ -514,7 +516,10 @@ class Http1Connection(asyncio.Protocol):
                 self._arm_idle()
 
     def _view(self, request: _Request) -> RequestView:
-        raw = tuple([(header_text(n), header_text(v)) for n, v in request.raw_headers])
+        try:  # UTF-8 (and so ASCII) as almost every request is; header_text handles the rest
+            raw = tuple([(n.decode(), v.decode()) for n, v in request.raw_headers])
+        except UnicodeDecodeError:
+            raw = tuple([(header_text(n), header_text(v)) for n, v in request.raw_headers])
         target, headers = origin_form(header_text(request.target), raw)
         return RequestView(
             request.method,
@@ -685,32 +690,32 @@ def _version(text: str) -> tuple[int, int]:
     return version
 
 
-def _read_framing(request: _Request) -> None:
+def _read_framing(request: _Request, fields: Mapping[str, str]) -> None:
     """Keep-alive (RFC 9112 §9.3: HTTP/1.1 persists unless "close"; HTTP/1.0 only with
-    "keep-alive"), Content-Length and whether a body follows, in one pass over the head the
-    parser accepted."""
-    length: int | None = None
-    chunked = False
-    tokens: set[bytes] = set()
-    for name, value in request.raw_headers:
-        if len(name) not in _FRAMING_LENGTHS:
-            continue
-        lower = name.lower()
-        if lower == b"content-length" and value.strip().isdigit():
-            length = int(value)
-        elif lower == b"transfer-encoding":
-            chunked = True
-        elif lower == b"connection":
-            tokens.update(t.strip().lower() for t in value.split(b","))
+    "keep-alive"), Content-Length and whether a body follows, from the joined fields."""
+    connection = fields.get("connection")
+    tokens = {t.strip().lower() for t in connection.split(",")} if connection else set()
     if request.version >= (1, 1):
-        request.keep_alive = b"close" not in tokens
+        request.keep_alive = "close" not in tokens
     else:
-        request.keep_alive = b"keep-alive" in tokens
-    request.content_length = None if chunked else length
-    request.has_body = chunked or bool(length)
+        request.keep_alive = "keep-alive" in tokens
+    chunked = "transfer-encoding" in fields  # any coding but chunked is refused (501)
+    length = fields.get("content-length")
+    if length is not None and not length.strip().isdigit():
+        # Several lengths (joined "5, 5") or junk: llhttp refuses these itself; should one get
+        # through, no guess is made about where the body ends.
+        request.problem = request.problem or (400, "invalid Content-Length")
+        request.keep_alive = False
+        length = None
+    request.content_length = None if chunked or length is None else int(length)
+    request.has_body = chunked or bool(request.content_length)
 
 
-_FRAMING_LENGTHS = frozenset(len(n) for n in ("content-length", "transfer-encoding", "connection"))
+def _check_fields(request: _Request) -> None:
+    """The field limits: MAX_HEADERS fields of MAX_FIELD bytes at most (431)."""
+    too_many = len(request.raw_headers) > MAX_HEADERS
+    if too_many or any(len(n) + len(v) > MAX_FIELD for n, v in request.raw_headers):
+        request.problem = request.problem or (431, "request header fields too large")
 
 
 class Http1Server:

@@ -175,10 +175,13 @@ def is_anonymous(
     """
     if has_authorization:
         return False
-    if any(name in cookies for name in policy.remember_cookies):
+    names = cookies.keys()
+    if not names.isdisjoint(policy.remember_cookies):
         return False
-    if any(name in conflicts for name in policy.session_cookies):
+    if conflicts and not conflicts.isdisjoint(policy.session_cookies):
         return False
+    if names.isdisjoint(policy.session_cookies):  # the common visitor: no session at all
+        return True
     return not any(
         name in cookies and session_has_user(cookies[name], policy.session_user_keys)
         for name in policy.session_cookies

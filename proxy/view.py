@@ -128,7 +128,7 @@ class RequestView:
         if "cookie" not in self.header_map:
             return not authorized  # no cookie at all: no remember cookie, no session
         conflicts: frozenset[str] = frozenset()
-        if any(name in self.cookies for name in policy.session_cookies):
+        if not self.cookies.keys().isdisjoint(policy.session_cookies):
             conflicts = conflicting_cookies(self._cookie_lines())
         return is_anonymous(self.cookies, authorized, policy, conflicts)
 
