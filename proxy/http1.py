@@ -341,6 +341,7 @@ class Http1Connection(asyncio.Protocol):
         self.busy = False  # a request is being served
         self._broken = False  # the parser failed: nothing more is read
         self.transport: asyncio.Transport | None = None
+        self._loop: asyncio.AbstractEventLoop  # set in connection_made
         self.peer = ""
         self.closed = False
         self._current: _Request | None = None
@@ -363,7 +364,8 @@ class Http1Connection(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         self.peer = peer[0] if isinstance(peer, tuple) else ""
         self.trusted = self.trust.trusts(self.peer)  # once per connection, not per request
-        self._worker = asyncio.get_running_loop().create_task(self._work())
+        self._loop = asyncio.get_running_loop()
+        self._worker = self._loop.create_task(self._work())
         self._arm_idle()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -625,19 +627,20 @@ class Http1Connection(asyncio.Protocol):
     def _arm_idle(self) -> None:
         """Note activity; the one idle timer of the connection checks it when it fires (a timer
         per request would cost a schedule and a cancel on every hit)."""
-        loop = asyncio.get_running_loop()
-        self._last_active = loop.time()
+        self._last_active = self._loop.time()
         if self._idle is None:
-            self._idle = loop.call_later(KEEPALIVE_SECONDS, self._idle_timeout)
+            self._idle = self._loop.call_later(KEEPALIVE_SECONDS, self._idle_timeout)
 
     def _disarm_idle(self) -> None:
-        self._last_active = asyncio.get_running_loop().time()
+        # The loop is kept from connection_made: on Python 3.11 get_running_loop() costs a
+        # getpid() system call, which this per-read path would pay on every request.
+        self._last_active = self._loop.time()
 
     def _idle_timeout(self) -> None:
         self._idle = None
         if self.closed:
             return
-        loop = asyncio.get_running_loop()
+        loop = self._loop
         quiet = loop.time() - self._last_active
         if self.busy or self._queue or self._current is not None:
             self._idle = loop.call_later(KEEPALIVE_SECONDS, self._idle_timeout)
