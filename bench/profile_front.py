@@ -1,0 +1,179 @@
+"""The Python cost of a request in the front, without client sockets: what `bench/run`'s CPU
+figures are made of, minus the kernel's share.
+
+    .venv/bin/python bench/profile_front.py [--requests N] [--connections C]
+                                            [--browser | --pass] [--profile]
+
+Builds the real `Proxy` wiring (config parse, handler, store, HTTP/1.1 front, upstream client)
+on uvloop, with bench/upstream.py as the origin in a process of its own on 127.0.0.1. It fills
+the cache once, then feeds C front connections, whose transports drop what is written, wrk's
+request for the page (with --browser a browser's; with --pass a logged-in one, which goes
+upstream over real sockets) and prints the CPU µs per request this process spent; with
+--profile also the functions that take it (cProfile, by own time; its overhead inflates the
+total). Nothing here is a test: numbers vary by machine; compare runs made one after another.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import pstats
+import socket
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import uvloop
+
+from proxy.config import parse
+from proxy.exchange import Outcome
+from proxy.http1 import Http1Connection
+from proxy.server import Proxy
+from proxy.view import RequestView
+
+REQUEST = b"GET /page HTTP/1.1\r\nHost: 127.0.0.1:18090\r\n\r\n"  # what wrk sends
+BROWSER = (  # what a browser sends: more headers, compression, an anonymous visitor's cookies
+    b"GET /page HTTP/1.1\r\nHost: www.example.com\r\nConnection: keep-alive\r\n"
+    b"User-Agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    b"Chrome/131.0.0.0 Safari/537.36\r\n"
+    b"Accept: text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8\r\n"
+    b"Accept-Encoding: gzip, deflate, br, zstd\r\nAccept-Language: en-GB,en;q=0.9\r\n"
+    b"Cookie: _ga=GA1.1.123456789.1700000000; theme=dark\r\n"
+    b"Sec-Fetch-Dest: document\r\nSec-Fetch-Mode: navigate\r\nUpgrade-Insecure-Requests: 1\r\n"
+    b"\r\n"
+)
+PASS = b"GET /page HTTP/1.1\r\nHost: 127.0.0.1:18090\r\nCookie: remember_token=1\r\n\r\n"
+
+
+class NullTransport:
+    """Just enough of asyncio.Transport for the front: drops what is written."""
+
+    def __init__(self) -> None:
+        self.closing = False
+
+    def write(self, data: bytes) -> None:
+        pass
+
+    def writelines(self, data: Any) -> None:
+        pass
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return ("127.0.0.1", 40000) if name == "peername" else default
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+    def close(self) -> None:
+        self.closing = True
+
+    def abort(self) -> None:
+        self.closing = True
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+
+class Rounds:
+    """Counts finished requests (the front logs each one) and wakes the driver at zero."""
+
+    def __init__(self) -> None:
+        self.left = 0
+        self.done = asyncio.Event()
+        self.statuses: dict[str, int] = {}
+
+    def log_access(self, view: RequestView, outcome: Outcome, seconds: float) -> None:
+        self.statuses[outcome.cache] = self.statuses.get(outcome.cache, 0) + 1
+        self.left -= 1
+        if self.left == 0:
+            self.done.set()
+
+
+async def start_origin() -> tuple[asyncio.subprocess.Process, int]:
+    """bench/upstream.py in a process of its own, so its CPU time is not counted here."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    script = Path(__file__).with_name("upstream.py")
+    origin = await asyncio.create_subprocess_exec(sys.executable, str(script), str(port))
+    for _ in range(100):
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+        except OSError:
+            await asyncio.sleep(0.05)
+            continue
+        writer.close()
+        return origin, port
+    origin.kill()
+    raise SystemExit("bench/upstream.py did not start")
+
+
+async def main(requests: int, connections: int, profile: bool, request: bytes) -> None:
+    origin, port = await start_origin()
+    settings = parse(
+        {
+            "server": {"listen": ["127.0.0.1:0"]},
+            "upstream": {"url": f"http://127.0.0.1:{port}"},
+            "caches": {"default": {"ttl": "1h"}},
+            "rules": [{"name": "anonymous-reads", "action": "cache"}],
+        },
+        "profile_front.py",
+    )
+    proxy = Proxy(settings)
+    await proxy.start()
+    factory = proxy._http1
+    assert factory is not None
+    rounds = Rounds()
+    factory.log_access = rounds.log_access
+    front: list[Http1Connection] = []
+    for _ in range(connections):
+        connection = factory()
+        connection.connection_made(NullTransport())  # type: ignore[arg-type]
+        front.append(connection)
+
+    async def round_trip(conns: list[Http1Connection]) -> None:
+        rounds.left = len(conns)
+        rounds.done.clear()
+        for connection in conns:
+            connection.data_received(request)
+        await rounds.done.wait()
+
+    await round_trip(front[:1])  # the miss that fills the cache
+    await round_trip(front)  # warm (and the upstream pool, for passes)
+    rounds.statuses.clear()
+    count = max(1, requests // connections)
+    profiler = cProfile.Profile() if profile else None
+    cpu = time.process_time()
+    if profiler:
+        profiler.enable()
+    for _ in range(count):
+        await round_trip(front)
+    if profiler:
+        profiler.disable()
+    cpu = time.process_time() - cpu
+    served = count * connections
+    kinds = ", ".join(f"{n:,} {kind}" for kind, n in sorted(rounds.statuses.items()))
+    print(f"{kinds}; {connections} connections: {cpu / served * 1e6:.2f} µs CPU per request")
+    for connection in front:
+        connection.connection_lost(None)
+    await proxy.stop()
+    origin.terminate()
+    await origin.wait()
+    if profiler:
+        pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--requests", type=int, default=200_000)
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--browser", action="store_true", help="a browser's request, not wrk's")
+    parser.add_argument("--pass", dest="pass_", action="store_true", help="a logged-in request")
+    args = parser.parse_args()
+    request = PASS if args.pass_ else BROWSER if args.browser else REQUEST
+    uvloop.run(main(args.requests, args.connections, args.profile, request))
