@@ -250,6 +250,13 @@ class Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._lose(exc)
 
+    def eof_received(self) -> None:
+        """The upstream closed its side: the connection is lost now, not when the transport has
+        closed; bytes still unsent have nobody to read them."""
+        self._lose(None)
+        if self.transport is not None:
+            self.transport.abort()
+
     def data_received(self, data: bytes) -> None:
         self._since = self.loop.time()
         if not self.busy:  # nothing was asked: the stream is out of step
