@@ -32,10 +32,12 @@ class Peer:
         self.index = server.accepted  # 1 for the first connection
 
     async def request(self) -> bytes | None:
-        """The next request (head and body, a chunked body decoded), None at EOF."""
+        """The next request (head and body, a chunked body decoded), None once the client closed
+        the connection."""
         try:
             head = await self.reader.readuntil(b"\r\n\r\n")
         except (asyncio.IncompleteReadError, ConnectionError):
+            self._closed_by_client()
             return None
         lower = head.lower()
         length = re.search(rb"\r\ncontent-length: *(\d+)", lower)
@@ -59,6 +61,9 @@ class Peer:
         with contextlib.suppress(ConnectionError):
             while await self.reader.read(65536):
                 pass
+        self._closed_by_client()
+
+    def _closed_by_client(self) -> None:
         self.server.closed_by_client += 1
         self.server.changed.set()
 
@@ -124,14 +129,13 @@ async def serve(tmp_path: Path) -> AsyncIterator[Start]:
         if unix:
             path = str(tmp_path / "upstream.sock")
             raw.server = await asyncio.start_unix_server(raw._on_connection, path)
-            upstream = Upstream(url="http://localhost", socket=path)
+            url = "http://localhost"
         else:
+            path = ""
             raw.server = await asyncio.start_server(raw._on_connection, "127.0.0.1", 0)
-            port = raw.server.sockets[0].getsockname()[1]
-            upstream = Upstream(url=f"http://127.0.0.1:{port}")
+            url = f"http://127.0.0.1:{raw.server.sockets[0].getsockname()[1]}"
         values = {"connect_timeout": 2.0, "read_timeout": 2.0, **settings}
-        upstream = Upstream(**{**_fields(upstream), **values})
-        client = UpstreamClient(upstream, idle_seconds=idle_seconds)
+        client = UpstreamClient(Upstream(url=url, socket=path, **values), idle_seconds)
         await client.start()
         clients.append(client)
         return raw, client
@@ -141,10 +145,6 @@ async def serve(tmp_path: Path) -> AsyncIterator[Start]:
         await client.close()
     for raw in servers:
         await raw.stop()
-
-
-def _fields(upstream: Upstream) -> dict[str, Any]:
-    return {name: getattr(upstream, name) for name in Upstream.__dataclass_fields__}
 
 
 def keep_answering(*responses: bytes) -> Serve:
@@ -236,13 +236,6 @@ async def test_a_request_saying_connection_close_is_not_reused(serve: Start) -> 
 
 async def test_an_idle_connection_is_closed_after_the_idle_timeout(serve: Start) -> None:
     server, client = await serve(keep_answering(OK), idle_seconds=0.2)
-
-    async def handler_until_closed(peer: Peer) -> None:
-        await keep_answering(OK)(peer)
-        server.closed_by_client += 1
-        server.changed.set()
-
-    server.serve = handler_until_closed
     await get(client)
     await eventually(server, lambda: server.closed_by_client == 1)  # the client closed it, idle
     await get(client)
