@@ -4,8 +4,9 @@ Our own client on httptools (`h1conn.py`), as the front is: aiohttp's `ClientSes
 nginx's CPU per forwarded request. What it does, and what it deliberately does not:
 
 - Requests go out as given: the request line, then the headers the handler built, byte for byte
-  (text encoded as UTF-8, as the front does). Nothing is added but the framing: no Accept,
-  Accept-Encoding, User-Agent or Content-Type; no cookie jar, no decompression, no redirects.
+  (text encoded as UTF-8, as the front does). Nothing is added but the framing, and `Host` when
+  there is none (an HTTP/1.0 client's; RFC 9112 §3.2): no Accept, Accept-Encoding, User-Agent
+  or Content-Type. No cookie jar, no decompression, no redirects.
 - A body with a known length is sent with `Content-Length` (in the head's write when it is at
   most SMALL_BODY, read whole first), any other with `Transfer-Encoding: chunked`.
 - At most `max_connections` connections, busy or idle; idle ones are reused last in, first out,
@@ -13,7 +14,7 @@ nginx's CPU per forwarded request. What it does, and what it deliberately does n
   counts toward `connect_timeout` (a 504), as aiohttp's connect timeout counts its pool wait.
 - A request that fails on a reused connection before any response byte (the upstream closed it
   as we wrote) is sent once more on a new connection, if that is safe: an idempotent method
-  (RFC 9110 §9.2.2) whose body, if any, is still in hand. aiohttp retries the same way.
+  (RFC 9110 §9.2.2) whose body, if any, is still in hand (aiohttp, too, retries only those).
 - Errors become `UpstreamError`, carrying the status to answer: 504 for timeouts, 502 else.
 """
 
