@@ -134,10 +134,11 @@ def _upstream(table: Table) -> Upstream:
 
 
 def _timeout(value: object) -> float:
-    """aiohttp reads a timeout of 0 as "no timeout": a silent upstream would hang the client."""
+    """A timeout of 0 is refused: it would fail every request at once (and aiohttp, which
+    sidecache used before, read it as "no timeout": a silent upstream would hang the client)."""
     seconds = parse_duration(value)
     if seconds <= 0:
-        raise ValueError("a timeout must be longer than 0 (0 would mean: wait forever)")
+        raise ValueError("a timeout must be longer than 0")
     return seconds
 
 

@@ -16,8 +16,9 @@ Headers = tuple[tuple[str, str], ...]
 
 
 def header_text(raw: bytes) -> str:
-    """Header bytes as text that aiohttp writes back byte for byte: it encodes header text as
-    UTF-8, so valid UTF-8 (and ASCII) round-trips exactly; other bytes fall back to latin-1."""
+    """Header bytes as text that the front and the upstream client write back byte for byte:
+    they encode header text as UTF-8, so valid UTF-8 (and ASCII) round-trips exactly; other
+    bytes fall back to latin-1 (and so go out re-encoded as UTF-8)."""
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError:

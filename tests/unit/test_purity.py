@@ -79,9 +79,9 @@ def test_importing_the_whole_core_together_does_not_import_aiohttp() -> None:
 
 
 def test_the_probe_would_notice_aiohttp() -> None:
-    # guard against a probe that can never fail: the I/O edge does import aiohttp
+    # guard against a probe that can never fail: the demo site is an aiohttp.web app
     result = subprocess.run(
-        [sys.executable, "-c", PROBE, "proxy.upstream"],
+        [sys.executable, "-c", PROBE, "proxy.demo"],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
@@ -89,4 +89,4 @@ def test_the_probe_would_notice_aiohttp() -> None:
         timeout=60,
     )
     assert result.returncode == 0, result.stderr
-    assert "aiohttp" in json.loads(result.stdout)["proxy.upstream"]
+    assert "aiohttp" in json.loads(result.stdout)["proxy.demo"]
