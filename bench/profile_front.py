@@ -2,7 +2,7 @@
 figures are made of, minus the kernel's share.
 
     .venv/bin/python bench/profile_front.py [--requests N] [--connections C]
-                                            [--browser | --pass] [--profile]
+                                            [--browser | --pass] [--profile [SORT]]
 
 Builds the real `Proxy` wiring (config parse, handler, store, HTTP/1.1 front, upstream client)
 on uvloop, with bench/upstream.py as the origin in a process of its own on 127.0.0.1. It fills
@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import os
 import pstats
 import socket
 import sys
@@ -112,7 +113,7 @@ async def start_origin() -> tuple[asyncio.subprocess.Process, int]:
     raise SystemExit("bench/upstream.py did not start")
 
 
-async def main(requests: int, connections: int, profile: bool, request: bytes) -> None:
+async def main(requests: int, connections: int, profile: str, request: bytes) -> None:
     origin, port = await start_origin()
     settings = parse(
         {
@@ -147,31 +148,37 @@ async def main(requests: int, connections: int, profile: bool, request: bytes) -
     rounds.statuses.clear()
     count = max(1, requests // connections)
     profiler = cProfile.Profile() if profile else None
-    cpu = time.process_time()
+    cpu, times = time.process_time(), os.times()
     if profiler:
         profiler.enable()
     for _ in range(count):
         await round_trip(front)
     if profiler:
         profiler.disable()
-    cpu = time.process_time() - cpu
+    cpu, after = time.process_time() - cpu, os.times()
     served = count * connections
     kinds = ", ".join(f"{n:,} {kind}" for kind, n in sorted(rounds.statuses.items()))
-    print(f"{kinds}; {connections} connections: {cpu / served * 1e6:.2f} µs CPU per request")
+    user, system = ((b - a) / served * 1e6 for a, b in zip(times[:2], after[:2], strict=True))
+    print(
+        f"{kinds}; {connections} connections: {cpu / served * 1e6:.2f} µs CPU per request"
+        f" (user {user:.1f}, system {system:.1f})"
+    )
     for connection in front:
         connection.connection_lost(None)
     await proxy.stop()
     origin.terminate()
     await origin.wait()
     if profiler:
-        pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
+        pstats.Stats(profiler).sort_stats(profile).print_stats(30)
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=200_000)
     parser.add_argument("--connections", type=int, default=64)
-    parser.add_argument("--profile", action="store_true")
+    parser.add_argument(
+        "--profile", nargs="?", const="tottime", default="", metavar="SORT", help="e.g. cumtime"
+    )
     parser.add_argument("--browser", action="store_true", help="a browser's request, not wrk's")
     parser.add_argument("--pass", dest="pass_", action="store_true", help="a logged-in request")
     args = parser.parse_args()

@@ -32,6 +32,7 @@ FORWARDING = frozenset(
 )
 # Always written by the proxy (from the trusted chain, or from scratch).
 _VOUCHED = frozenset({"x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "x-real-ip"})
+_UNTRUSTED_DROP = _VOUCHED | FORWARDING  # and every other x-forwarded-* name
 # What a fill forwards from the client when nothing else asks for more.
 FILL_ALLOWED = frozenset({"host", "accept", "accept-language", "user-agent"})
 
@@ -72,13 +73,18 @@ def _client_headers(
     view: RequestView, trust: Trust, upstream: Upstream, protect: frozenset[str]
 ) -> Headers:
     """The client's end-to-end headers that may go upstream at all."""
-    removed = set(_VOUCHED)
-    if not trust.trusts(view.peer):
-        removed |= FORWARDING | {n.lower() for n, _ in view.headers if _is_forwarding(n.lower())}
+    untrusted = not trust.trusts(view.peer)
+    removed = _UNTRUSTED_DROP if untrusted else _VOUCHED
     if upstream.host:
-        removed.add("host")
-    kept = end_to_end(view.headers, drop=frozenset(removed), protect=protect)
-    return tuple((n, v) for n, v in kept if "_" not in n)
+        removed = removed | {"host"}
+    kept = end_to_end(view.headers, drop=removed, protect=protect)
+    return tuple(
+        [
+            (n, v)
+            for n, v in kept
+            if "_" not in n and not (untrusted and n.lower().startswith("x-forwarded-"))
+        ]
+    )
 
 
 def _host(upstream: Upstream) -> Headers:

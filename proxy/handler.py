@@ -47,9 +47,17 @@ class Handler:
         self.stores = stores
         self.upstream = upstream
         self.clock = clock
+        self._tag_memo: dict[tuple[str, str], Headers] = {}
         self._hit_tags = self._tags("HIT", cache_status(True))
 
     def _tags(self, x_cache: str, status: str) -> Headers:
+        """The X-Cache and Cache-Status headers, made once per distinct pair (a handful)."""
+        tags = self._tag_memo.get((x_cache, status))
+        if tags is None:
+            tags = self._tag_memo[(x_cache, status)] = self._make_tags(x_cache, status)
+        return tags
+
+    def _make_tags(self, x_cache: str, status: str) -> Headers:
         tags: list[tuple[str, str]] = []
         if self.settings.headers.cache_status:
             tags.append(("Cache-Status", status))

@@ -89,8 +89,8 @@ class _Clock:
         return cls.value
 
 
-def _header_block(headers: Headers) -> list[bytes]:
-    return [f"{n}: {v}\r\n".encode("utf-8", "surrogateescape") for n, v in headers]
+def _header_block(headers: Headers) -> bytes:
+    return "".join([f"{n}: {v}\r\n" for n, v in headers]).encode("utf-8", "surrogateescape")
 
 
 def _connection_header(version: tuple[int, int], close: bool) -> bytes:
@@ -224,6 +224,7 @@ class Http1Client:
         self.outcome = Outcome()
         self.started = False
         self._chunked = False
+        self._held = b""  # a response head not written yet
         self._close_after = not request.keep_alive
         self._expect_answered = False
 
@@ -253,7 +254,7 @@ class Http1Client:
     def _head(self, status: int, reason: str, headers: Headers, framing: list[bytes]) -> bytes:
         if self.request.body_pending:
             self._close_after = True  # answering before the body is in: the stream is out of step
-        parts = [_status_line(status, reason), *_header_block(headers), *framing]
+        parts = [_status_line(status, reason), _header_block(headers), *framing]
         if not any(n.lower() == "date" for n, _ in headers):
             parts.append(b"Date: " + _Clock.date() + b"\r\n")
         parts.append(self._connection_header())
@@ -295,26 +296,43 @@ class Http1Client:
         else:
             self._chunked = True
             framing.append(b"Transfer-Encoding: chunked\r\n")
-        self._send(self._head(status, reason, headers, framing))
+        head = self._head(status, reason, headers, framing)
+        if self.connection.closed:
+            raise ClientGone()
+        # Held until this task step ends, so a body already at hand (the common small response)
+        # goes out in the same write; a body that has to be waited for finds the head sent.
+        self.started, self._held = True, head
+        self.connection.loop.call_soon(self._send_held)
+
+    def _send_held(self) -> None:
+        if self._held:
+            held, self._held = self._held, b""
+            self.connection.write(held)
 
     async def write(self, chunk: bytes) -> None:
         if not chunk or self.view.method == "HEAD":
             return
         if self._chunked:
-            self._send(b"%x\r\n%b\r\n" % (len(chunk), chunk))
+            chunk = b"%x\r\n%b\r\n" % (len(chunk), chunk)
+        if self._held:
+            self._send_lines((self._held, chunk))
+            self._held = b""
         else:
             self._send(chunk)
         await self.connection.drain()
 
     async def finish(self) -> None:
-        if self._chunked:
-            self._send(b"0\r\n\r\n")
-            self._chunked = False
+        end = b"0\r\n\r\n" if self._chunked else b""
+        self._chunked = False
+        if self._held or end:
+            self._send(self._held + end)
+            self._held = b""
         await self.connection.drain()
         if self._close_after:
             self.connection.close()
 
     def abort(self) -> None:
+        self._held = b""
         self.connection.abort()
 
     def _send(self, data: bytes) -> None:
@@ -341,12 +359,12 @@ class Http1Connection(asyncio.Protocol):
         self.busy = False  # a request is being served
         self._broken = False  # the parser failed: nothing more is read
         self.transport: asyncio.Transport | None = None
-        self._loop: asyncio.AbstractEventLoop  # set in connection_made
+        self.loop: asyncio.AbstractEventLoop  # set in connection_made
         self.peer = ""
         self.closed = False
         self._current: _Request | None = None
         self._queue: deque[_Request] = deque()
-        self._wakeup = asyncio.Event()
+        self._wakeup: asyncio.Future[None] | None = None  # the idle worker waits on it
         self._can_write = asyncio.Event()
         self._can_write.set()
         self._reading_paused = False
@@ -364,8 +382,8 @@ class Http1Connection(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         self.peer = peer[0] if isinstance(peer, tuple) else ""
         self.trusted = self.trust.trusts(self.peer)  # once per connection, not per request
-        self._loop = asyncio.get_running_loop()
-        self._worker = self._loop.create_task(self._work())
+        self.loop = asyncio.get_running_loop()
+        self._worker = self.loop.create_task(self._work())
         self._arm_idle()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -410,8 +428,8 @@ class Http1Connection(asyncio.Protocol):
             if not request.keep_alive:  # answered "Connection: close": nothing after it is
                 queue.clear()
                 break
-        if queue:
-            self._wakeup.set()
+        if queue and self._wakeup is not None and not self._wakeup.done():
+            self._wakeup.set_result(None)
 
     def _answer_now(self, request: _Request) -> bool:
         """Serve `request` from memory if it is a hit; False leaves it to the worker."""
@@ -499,8 +517,13 @@ class Http1Connection(asyncio.Protocol):
     async def _work(self) -> None:
         while not self.closed:
             if not self._queue:
-                self._wakeup.clear()
-                await self._wakeup.wait()
+                # A future of our loop, not an asyncio.Event: Event.wait() looks the loop up,
+                # which on Python 3.11 is a getpid() system call per request.
+                self._wakeup = self.loop.create_future()
+                try:
+                    await self._wakeup
+                finally:
+                    self._wakeup = None
                 continue
             request = self._queue.popleft()
             if len(self._queue) <= 8 and not self._broken:
@@ -627,20 +650,20 @@ class Http1Connection(asyncio.Protocol):
     def _arm_idle(self) -> None:
         """Note activity; the one idle timer of the connection checks it when it fires (a timer
         per request would cost a schedule and a cancel on every hit)."""
-        self._last_active = self._loop.time()
+        self._last_active = self.loop.time()
         if self._idle is None:
-            self._idle = self._loop.call_later(KEEPALIVE_SECONDS, self._idle_timeout)
+            self._idle = self.loop.call_later(KEEPALIVE_SECONDS, self._idle_timeout)
 
     def _disarm_idle(self) -> None:
         # The loop is kept from connection_made: on Python 3.11 get_running_loop() costs a
         # getpid() system call, which this per-read path would pay on every request.
-        self._last_active = self._loop.time()
+        self._last_active = self.loop.time()
 
     def _idle_timeout(self) -> None:
         self._idle = None
         if self.closed:
             return
-        loop = self._loop
+        loop = self.loop
         quiet = loop.time() - self._last_active
         if self.busy or self._queue or self._current is not None:
             self._idle = loop.call_later(KEEPALIVE_SECONDS, self._idle_timeout)
@@ -736,7 +759,7 @@ class Http1Server:
     def tag_block(self, tags: Headers) -> bytes:
         """`tags` as header lines, serialised again only when the tuple is another one."""
         if tags is not self._tags:
-            self._tags, self._tag_block = tags, b"".join(_header_block(tags))
+            self._tags, self._tag_block = tags, _header_block(tags)
         return self._tag_block
 
     def __call__(self) -> Http1Connection:

@@ -31,6 +31,7 @@ HOP_BY_HOP = frozenset(
 )
 # Framing is the front's job: it sets Content-Length or chunking itself.
 FRAMING = frozenset({"content-length", "transfer-encoding"})
+_NOT_END_TO_END = HOP_BY_HOP | FRAMING
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,9 +66,12 @@ def end_to_end(
     Names listed in Connection are hop-by-hop too, except those in `protect`: a client must not
     be able to strip Host or a header the cache key reads from the request we send upstream.
     """
-    remove = HOP_BY_HOP | FRAMING | (connection_tokens(headers) - protect) | drop
+    lowered = [(n.lower(), n, v) for n, v in headers]  # on every forwarded response: one pass
+    remove = _NOT_END_TO_END | drop
+    if "connection" in remove and any(low == "connection" for low, _, _ in lowered):
+        remove = remove | (connection_tokens(headers) - protect)
     return tuple(
-        (n, v) for n, v in headers if n.lower() not in remove and not n.lower().startswith("proxy-")
+        [(n, v) for low, n, v in lowered if low not in remove and not low.startswith("proxy-")]
     )
 
 

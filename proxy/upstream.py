@@ -183,9 +183,11 @@ class UpstreamResponse:
         self._connection: Connection | None = connection
         self.status = connection.status
         self.reason = header_text(connection.reason)
-        self.headers: Headers = tuple(
-            (header_text(n), header_text(v)) for n, v in connection.raw_headers
-        )
+        raw = connection.raw_headers
+        try:  # UTF-8 (and so ASCII), as almost every response is; header_text does the rest
+            self.headers: Headers = tuple([(n.decode(), v.decode()) for n, v in raw])
+        except UnicodeDecodeError:
+            self.headers = tuple([(header_text(n), header_text(v)) for n, v in raw])
         self.content_length = connection.content_length
         # Close-delimited bodies cannot be told apart from truncated ones (RFC 9112 §6.3).
         self.framed = connection.chunked or connection.content_length is not None
