@@ -140,23 +140,21 @@ class Pool:
             connection.abort()
 
     def discard(self, connection: Connection) -> None:
-        if not connection.counted:
-            return
-        connection.counted = False
-        self._open.discard(connection)
-        if connection.idle:
-            connection.idle = False
-            self._idle.remove(connection)
-        self._free()
+        if connection.counted:
+            self._forget(connection)
+            self._free()
 
     def _steal(self, connection: Connection) -> None:
         """Close `connection` and keep its slot for a new one."""
+        self._forget(connection)
+        connection.abort()
+
+    def _forget(self, connection: Connection) -> None:
         connection.counted = False
         self._open.discard(connection)
         if connection.idle:
             connection.idle = False
             self._idle.remove(connection)
-        connection.abort()
 
     def _free(self) -> None:
         """A slot is free: to the first in line, else back to the count."""

@@ -452,23 +452,16 @@ async def test_a_body_stalling_beyond_the_read_timeout_is_a_504_from_chunks(
     assert (failed.value.status, failed.value.kind) == (504, "upstream-timeout")
 
 
-async def test_a_refused_connection_is_a_502_upstream_refused(serve: Start) -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    client = UpstreamClient(Upstream(url=f"http://127.0.0.1:{port}"))
-    await client.start()
-    try:
-        with pytest.raises(UpstreamError) as failed:
-            await get(client)
-    finally:
-        await client.close()
-    assert (failed.value.status, failed.value.kind) == (502, "upstream-refused")
-
-
-async def test_a_missing_unix_socket_is_a_502_upstream_refused(tmp_path: Path) -> None:
-    missing = str(tmp_path / "nobody.sock")
-    client = UpstreamClient(Upstream(url="http://localhost", socket=missing))
+@pytest.mark.parametrize("where", ["closed-port", "missing-unix-socket"])
+async def test_a_refused_connection_is_a_502_upstream_refused(tmp_path: Path, where: str) -> None:
+    if where == "closed-port":
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        settings = Upstream(url=f"http://127.0.0.1:{port}")
+    else:
+        settings = Upstream(url="http://localhost", socket=str(tmp_path / "nobody.sock"))
+    client = UpstreamClient(settings)
     await client.start()
     try:
         with pytest.raises(UpstreamError) as failed:
