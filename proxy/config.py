@@ -14,6 +14,7 @@ from ipaddress import ip_network
 from pathlib import Path
 from typing import Any
 
+from proxy.freshness import REQUEST_DIRECTIVES, TtlMode
 from proxy.identity import IdentityPolicy
 from proxy.keys import DEFAULT_KEY, compile_key
 from proxy.rules import Action, Condition, Rule, SetCookieMode, Test
@@ -61,6 +62,7 @@ def parse(data: Mapping[str, Any], source: str) -> Settings:
         cache_status=server.get("cache_status", bool, True),
         access_log=server.get("access_log", bool, True),
     )
+    honoured = _request_directives(server)
     server.finish()
     upstream = _upstream(root.table("upstream"))
     identity = _identity(root.table("identity"))
@@ -71,7 +73,33 @@ def parse(data: Mapping[str, Any], source: str) -> Settings:
     )
     root.finish()
     warnings = tuple(w for rule in rules for w in _warnings(rule))
-    return Settings(source, listen, upstream, trust, headers, identity, caches, rules, warnings)
+    return Settings(
+        source,
+        listen,
+        upstream,
+        trust,
+        headers,
+        identity,
+        caches,
+        rules,
+        warnings,
+        request_directives=honoured,
+    )
+
+
+def _request_directives(server: Table) -> frozenset[str]:
+    """Which request Cache-Control directives are honoured (RFC 9111 §5.2.1). Not no-cache nor
+    max-age by default: browsers send them on every reload, and a cache in front of an app is
+    there to protect it (nginx and Varnish ignore them all)."""
+    names = server.strings("request_cache_control", DEFAULT_REQUEST_DIRECTIVES)
+    unknown = sorted(set(names) - REQUEST_DIRECTIVES)
+    if unknown:
+        known = ", ".join(sorted(REQUEST_DIRECTIVES))
+        raise server.error("request_cache_control", f"unknown directive {unknown[0]!r} ({known})")
+    return frozenset(names)
+
+
+DEFAULT_REQUEST_DIRECTIVES = ("no-store", "max-stale", "min-fresh", "only-if-cached")
 
 
 def parse_listen(text: str) -> Listen:
@@ -175,6 +203,7 @@ def _cache(table: Table, name: str) -> CacheSettings:
         item_size=table.convert("item_size", parse_size, 64 * 1024),
         max_bytes=table.convert("max_bytes", parse_size, 64 * 1024 * 1024),
         ttl=table.convert("ttl", parse_duration, 10.0),
+        keep=table.convert("keep", parse_duration, 600.0),
     )
     if cache.items < 1:
         raise table.error("items", "must be at least 1")
@@ -187,6 +216,13 @@ def _cache(table: Table, name: str) -> CacheSettings:
 def _rule(table: Table, number: int, caches: Mapping[str, CacheSettings]) -> Rule:
     name = table.get("name", str, "")
     action = table.convert("action", choice(Action, '"cache", "pass"'), Action.CACHE)
+    no_ttl: tuple[TtlMode, float | None] = (TtlMode.FORCE, None)
+    mode, ttl = table.convert("ttl", _ttl, no_ttl)
+    fallback = table.convert("fallback_ttl", parse_duration, None)
+    if fallback is not None:
+        if mode is not TtlMode.ORIGIN:
+            raise table.error("fallback_ttl", 'only means something with ttl = "origin"')
+        ttl = fallback
     methods = _methods(table, action)
     rule = Rule(
         number=number,
@@ -198,7 +234,12 @@ def _rule(table: Table, number: int, caches: Mapping[str, CacheSettings]) -> Rul
         cookies=_conditions(table.table("cookie")),
         headers=_conditions(table.table("header")),
         cache=_cache_name(table, action, caches),
-        ttl=table.convert("ttl", parse_duration, None),
+        ttl_mode=mode,
+        ttl=ttl,
+        max_ttl=table.convert("max_ttl", parse_duration, None),
+        heuristic=table.get("heuristic", bool, False),
+        keep=table.convert("keep", parse_duration, None),
+        statuses=_statuses(table),
         set_cookie=table.convert(
             "set_cookie", choice(SetCookieMode, '"skip", "strip"'), SetCookieMode.SKIP
         ),
@@ -209,6 +250,24 @@ def _rule(table: Table, number: int, caches: Mapping[str, CacheSettings]) -> Rul
     )
     table.finish()
     return rule
+
+
+def _ttl(value: object) -> tuple[TtlMode, float | None]:
+    """`ttl = "origin"` (the origin's headers decide) or a duration (forced)."""
+    if value == "origin":
+        return TtlMode.ORIGIN, None
+    return TtlMode.FORCE, parse_duration(value)
+
+
+def _statuses(table: Table) -> frozenset[int]:
+    """Statuses a rule stores: 200 unless it opts into more (e.g. 301, 404 for a short ttl)."""
+    statuses = table.get("statuses", list, [200])
+    if not all(isinstance(s, int) and not isinstance(s, bool) for s in statuses):
+        raise table.error("statuses", "expected a list of status codes")
+    bad = [s for s in statuses if not 200 <= s <= 599 or s in (206, 304)]
+    if bad:
+        raise table.error("statuses", f"{bad[0]} can never be stored (200-599, not 206 or 304)")
+    return frozenset(statuses)
 
 
 def _methods(table: Table, action: Action) -> frozenset[str] | None:

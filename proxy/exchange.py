@@ -44,9 +44,12 @@ class ClientSide(Protocol):
 
     async def respond(self, status: int, reason: str, headers: Headers, body: bytes) -> None: ...
 
-    async def respond_entry(self, entry: CachedResponse, age: int, tags: Headers) -> None:
+    async def respond_entry(
+        self, entry: CachedResponse, age: int, tags: Headers, status: int
+    ) -> None:
         """A hit: the stored response plus Age and `tags` (the same tuple on every hit, so a
-        front may keep it serialised)."""
+        front may keep it serialised). `status` is the entry's, or 304 when the client's copy
+        is current: then only the headers RFC 9110 §15.4.5 names go out, and no body."""
 
     async def start(
         self,
@@ -73,8 +76,9 @@ class Driver(Protocol):
     def answer_now(
         self, view: RequestView, outcome: Outcome
     ) -> tuple[Decision, CachedResponse | None, int, Headers]:
-        """Decide and, when the entry is in memory, fill `outcome` and return it with its Age
-        and the hit tags (a hit); else the entry is None."""
+        """Decide and, when a usable entry is in memory, fill `outcome` (its status is 304 when
+        the client's copy is current) and return the entry with its Age and the hit tags; else
+        the entry is None."""
 
     async def handle(self, client: ClientSide, decision: Decision | None = None) -> Outcome:
         """Serve the request, taking `decision` when `answer_now` already made it."""

@@ -11,22 +11,35 @@ import time
 from collections.abc import Callable, Mapping
 from typing import assert_never
 
+from proxy.conditional import not_modified
 from proxy.decide import Decision, Lookup, Pass, decide
 from proxy.exchange import ClientGone, ClientSide, Outcome
 from proxy.forwarding import fill_headers, pass_headers
+from proxy.freshness import (
+    NO_DIRECTIVES,
+    RequestDirectives,
+    TtlMode,
+    TtlPolicy,
+    acceptable,
+    initial_age,
+    request_directives,
+)
 from proxy.policy import (
     DontStore,
     Storability,
     Store,
     body_storability,
+    cache_control,
     cache_status,
     end_to_end,
+    refreshed_headers,
     response_has_body,
     storability,
     stored_headers,
 )
 from proxy.reasons import NotStoredReason
 from proxy.recorder import Recorder
+from proxy.rules import Rule
 from proxy.settings import Settings
 from proxy.store import CachedResponse, CacheStore
 from proxy.upstream import UpstreamClient, UpstreamError, UpstreamResponse
@@ -48,7 +61,9 @@ class Handler:
         self.upstream = upstream
         self.clock = clock
         self._tag_memo: dict[tuple[str, str], Headers] = {}
+        self._policies: dict[int, TtlPolicy] = {}
         self._hit_tags = self._tags("HIT", cache_status(True))
+        self._revalidated_tags = self._tags("HIT", "sidecache; fwd=stale; fwd-status=304")
 
     def _tags(self, x_cache: str, status: str) -> Headers:
         """The X-Cache and Cache-Status headers, made once per distinct pair (a handful)."""
@@ -69,13 +84,16 @@ class Handler:
         self, view: RequestView, outcome: Outcome
     ) -> tuple[Decision, CachedResponse | None, int, Headers]:
         """The synchronous hit path a front may take before it starts any task: the decision,
-        and when a store holds the entry in memory, the entry, its Age and the cache tags, with
-        `outcome` filled in. Otherwise the front passes the decision on to `handle`."""
+        and when a store holds a usable entry in memory, the entry, its Age and the cache tags,
+        with `outcome` filled in (`outcome.status` is 304 when the client's copy is current).
+        Otherwise the front passes the decision on to `handle`."""
         decision = decide(view, self.settings.rules, self.settings.identity)
         if isinstance(decision, Lookup):
             entry = self.stores[decision.rule.cache].get_now(decision.key)
-            if entry is not None:
-                return decision, entry, self._hit(view, entry, decision, outcome), self._hit_tags
+            now = self.clock()
+            if entry is not None and self._usable(view, entry, now):
+                age = self._hit(view, entry, decision, outcome, now)
+                return decision, entry, age, self._hit_tags
         return decision, None, 0, ()
 
     async def handle(self, client: ClientSide, decision: Decision | None = None) -> Outcome:
@@ -83,30 +101,64 @@ class Handler:
             decision = decide(client.view, self.settings.rules, self.settings.identity)
         match decision:
             case Lookup():
-                store = self.stores[decision.rule.cache]
-                entry = await store.get(decision.key)
-                if entry is not None:
-                    age = self._hit(client.view, entry, decision, client.outcome)
-                    await client.respond_entry(entry, age, self._hit_tags)
-                    return client.outcome
-                return await self.fetch_miss(client, decision, store)
+                return await self.lookup(client, decision)
             case Pass():
                 return await self.forward_pass(client, decision)
             case _:
                 assert_never(decision)
 
-    def _hit(
-        self, view: RequestView, entry: CachedResponse, lookup: Lookup, outcome: Outcome
-    ) -> int:
-        """Record a hit; return the entry's Age (RFC 9111 §5.1)."""
-        sent = 0 if view.method == "HEAD" else len(entry.body)
-        _record(outcome, entry.status, "HIT", "", lookup.rule.label, sent)
-        return entry.age(self.clock())
+    async def lookup(self, client: ClientSide, lookup: Lookup) -> Outcome:
+        """A usable entry is a hit; a stale one with a validator is revalidated; else a miss."""
+        view = client.view
+        store = self.stores[lookup.rule.cache]
+        entry = await store.get(lookup.key)
+        now = self.clock()
+        if entry is not None and self._usable(view, entry, now):
+            age = self._hit(view, entry, lookup, client.outcome, now)
+            await client.respond_entry(entry, age, self._hit_tags, client.outcome.status)
+            return client.outcome
+        asked = self._request_directives(view)
+        if asked.only_if_cached:  # RFC 9111 §5.2.1.7
+            return await self._not_cached(client, lookup)
+        if entry is not None and (entry.etag or entry.last_modified):
+            return await self.revalidate(client, lookup, store, entry)
+        return await self.fetch_miss(client, lookup, store)
 
-    async def fetch_miss(self, client: ClientSide, lookup: Lookup, store: CacheStore) -> Outcome:
-        """Fill as a brand-new visitor would, stream to the client, store if whole and storable."""
-        view, rule = client.view, lookup.rule
-        cache = self.settings.caches[rule.cache]
+    def _request_directives(self, view: RequestView) -> RequestDirectives:
+        if "cache-control" not in view.header_map:
+            return NO_DIRECTIVES
+        return request_directives(cache_control(view.headers), self.settings.request_directives)
+
+    def _usable(self, view: RequestView, entry: CachedResponse, now: float) -> bool:
+        """Fresh, or acceptable to what the request's Cache-Control asks (RFC 9111 §4.2)."""
+        if "cache-control" not in view.header_map:
+            return entry.fresh(now)
+        age = entry.initial_age + max(0.0, now - entry.stored_at)
+        fresh_for = age + entry.fresh_until - now
+        asked = self._request_directives(view)
+        return acceptable(age, fresh_for, asked, entry.must_revalidate)
+
+    def _hit(
+        self,
+        view: RequestView,
+        entry: CachedResponse,
+        lookup: Lookup,
+        outcome: Outcome,
+        now: float,
+        detail: str = "",
+    ) -> int:
+        """Record a hit (a 304 when the client's copy is current); return the entry's Age."""
+        if _conditional(view) and not_modified(view, entry.etag, entry.last_modified):
+            _record(outcome, 304, "HIT", detail, lookup.rule.label, 0)
+        else:
+            sent = 0 if view.method == "HEAD" else len(entry.body)
+            _record(outcome, entry.status, "HIT", detail, lookup.rule.label, sent)
+        return entry.age(now)
+
+    def _fill_headers(self, view: RequestView, lookup: Lookup) -> tuple[Headers, bool]:
+        """What a fill sends (as a brand-new visitor would), and whether it carries
+        Authorization (the rule allows it and the client sent one)."""
+        rule = lookup.rule
         authorized = rule.allow_authorization and view.header("authorization") is not None
         headers = fill_headers(
             view,
@@ -117,12 +169,74 @@ class Handler:
             keep_authorization=authorized,
             keep_headers=rule.fill_headers,
         )
-        outcome = _record(client.outcome, 0, "MISS", "", rule.label)
+        return headers, authorized
+
+    async def fetch_miss(self, client: ClientSide, lookup: Lookup, store: CacheStore) -> Outcome:
+        """Fill as a brand-new visitor would, stream to the client, store if whole and storable."""
+        headers, authorized = self._fill_headers(client.view, lookup)
+        outcome = _record(client.outcome, 0, "MISS", "", lookup.rule.label)
+        asked = time.time()
         try:
-            response = await self.upstream.request("GET", view.target, headers)
+            response = await self.upstream.request("GET", client.view.target, headers)
         except UpstreamError as exc:
             return await self._fail(client, exc, outcome)
+        return await self._fill(client, lookup, store, response, authorized, asked)
+
+    async def revalidate(
+        self, client: ClientSide, lookup: Lookup, store: CacheStore, entry: CachedResponse
+    ) -> Outcome:
+        """A stale entry with a validator: ask the origin whether it changed (RFC 9111 §4.3).
+        304: the entry is refreshed and answers; anything else is a fill."""
+        headers, authorized = self._fill_headers(client.view, lookup)
+        outcome = _record(client.outcome, 0, "MISS", "", lookup.rule.label)
+        asked = time.time()
+        try:
+            response = await self.upstream.request(
+                "GET", client.view.target, headers + _validators(entry)
+            )
+        except UpstreamError as exc:
+            return await self._fail(client, exc, outcome)
+        if response.status != 304:
+            return await self._fill(client, lookup, store, response, authorized, asked)
+        response.release()  # a 304 has no body
+        merged = refreshed_headers(entry.headers, response.headers)
+        verdict = storability(
+            entry.status, merged, lookup.rule, self._ttl_policy(lookup.rule), _keyed(lookup), False
+        )
+        now = self.clock()
+        if isinstance(verdict, Store):
+            status_line = (entry.status, entry.reason)
+            entry = self._entry(lookup, status_line, response, merged, entry.body, verdict, asked)
+            if not await store.put(lookup.key, entry):
+                await store.delete(lookup.key)
+        else:  # the origin no longer allows storing it: this client still gets the checked copy
+            await store.delete(lookup.key)
+        age = self._hit(client.view, entry, lookup, outcome, now, detail="revalidated")
+        await client.respond_entry(entry, age, self._revalidated_tags, outcome.status)
+        return outcome
+
+    async def _not_cached(self, client: ClientSide, lookup: Lookup) -> Outcome:
+        """only-if-cached and nothing usable: 504 (RFC 9111 §5.2.1.7)."""
+        outcome = _record(client.outcome, 504, "MISS", "only-if-cached", lookup.rule.label)
+        headers = (("Content-Type", "text/plain; charset=utf-8"), ("Cache-Control", "no-store"))
+        await client.respond(504, "Gateway Timeout", headers, b"504 not in cache\n")
+        return outcome
+
+    async def _fill(
+        self,
+        client: ClientSide,
+        lookup: Lookup,
+        store: CacheStore,
+        response: UpstreamResponse,
+        authorized: bool,
+        asked: float,
+    ) -> Outcome:
+        """Stream a fill response to the client; store it if it arrived whole and may be."""
+        view, outcome = client.view, client.outcome
+        cache = self.settings.caches[lookup.rule.cache]
         verdict = self._verdict(response, lookup, authorized)
+        if self._request_directives(view).no_store and isinstance(verdict, Store):
+            verdict = DontStore(NotStoredReason.REQUEST_NO_STORE)
         recorder = Recorder(cache.item_size) if isinstance(verdict, Store) else None
         outcome.status = response.status
         outcome.detail = verdict.reason.value if isinstance(verdict, DontStore) else "stored"
@@ -130,17 +244,70 @@ class Handler:
         if not await self._stream(client, response, shown, recorder, outcome):
             return outcome
         if recorder is not None and isinstance(verdict, Store):
-            outcome.detail = await self._store(store, lookup.key, response, recorder, verdict)
+            if recorder.overflowed:
+                outcome.detail = NotStoredReason.TOO_BIG.value
+                return outcome
+            headers = stored_headers(response.headers, time.time())
+            status_line = (response.status, response.reason)
+            body = recorder.body()
+            entry = self._entry(lookup, status_line, response, headers, body, verdict, asked)
+            stored = await store.put(lookup.key, entry)
+            outcome.detail = "stored" if stored else NotStoredReason.NO_SPACE.value
         return outcome
+
+    def _entry(
+        self,
+        lookup: Lookup,
+        status_line: tuple[int, str],
+        response: UpstreamResponse,
+        headers: Headers,
+        body: bytes,
+        verdict: Store,
+        asked: float,
+    ) -> CachedResponse:
+        """An entry received now in `response` (a fill, or the 304 that revalidated it), asked
+        for at `asked` (epoch seconds): fresh for the
+        verdict's lifetime, less the age it already had (§4.2.3) when the origin's headers
+        decide (a forced ttl counts from now: an origin clock that is off must not cut it),
+        then kept for revalidation."""
+        now = self.clock()
+        age = initial_age(response.headers, asked, time.time())  # its Date and Age
+        by_origin = self._ttl_policy(lookup.rule).mode is TtlMode.ORIGIN
+        fresh_until = now + max(0.0, verdict.fresh_for - (age if by_origin else 0.0))
+        return CachedResponse(
+            status=status_line[0],
+            reason=status_line[1],
+            headers=headers,
+            body=body,
+            stored_at=now,
+            expires_at=fresh_until + verdict.keep,
+            initial_age=age,
+            fresh_until=fresh_until,
+            must_revalidate=verdict.must_revalidate,
+        )
+
+    def _ttl_policy(self, rule: Rule) -> TtlPolicy:
+        policy = self._policies.get(rule.number)
+        if policy is None:
+            cache = self.settings.caches[rule.cache]
+            policy = self._policies[rule.number] = TtlPolicy(
+                mode=rule.ttl_mode,
+                ttl=cache.ttl if rule.ttl is None else rule.ttl,
+                max_ttl=rule.max_ttl,
+                heuristic=rule.heuristic,
+                keep=cache.keep if rule.keep is None else rule.keep,
+            )
+        return policy
 
     def _verdict(self, response: UpstreamResponse, lookup: Lookup, authorized: bool) -> Storability:
         """Storability from the status line and headers, then what they tell of the body."""
         rule = lookup.rule
         cache = self.settings.caches[rule.cache]
-        ttl = cache.ttl if rule.ttl is None else rule.ttl
-        keyed = rule.key.headers if rule.key else frozenset()
+        policy = self._ttl_policy(rule)
         return body_storability(
-            storability(response.status, response.headers, rule, ttl, keyed, authorized),
+            storability(
+                response.status, response.headers, rule, policy, _keyed(lookup), authorized
+            ),
             response.headers,
             response.content_length,
             response.framed,
@@ -165,30 +332,6 @@ class Handler:
         own_session = not stored and "cookie" not in view.header_map
         drop = frozenset() if own_session else _NO_SET_COOKIE
         return end_to_end(response.headers, drop=drop) + tags
-
-    async def _store(
-        self,
-        store: CacheStore,
-        key: str,
-        response: UpstreamResponse,
-        recorder: Recorder,
-        verdict: Store,
-    ) -> str:
-        if recorder.overflowed:
-            return NotStoredReason.TOO_BIG.value
-        now = self.clock()
-        entry = CachedResponse(
-            status=response.status,
-            reason=response.reason,
-            headers=stored_headers(response.headers, time.time()),
-            body=recorder.body(),
-            stored_at=now,
-            expires_at=now + verdict.ttl,
-            initial_age=_age(response.headers),
-        )
-        if not await store.put(key, entry):
-            return NotStoredReason.NO_SPACE.value
-        return "stored"
 
     async def forward_pass(self, client: ClientSide, decision: Pass) -> Outcome:
         """Forward as is, bodies streamed both ways; the store is never touched."""
@@ -272,9 +415,20 @@ def _record(
     return outcome
 
 
-def _age(headers: Headers) -> int:
-    """The Age the upstream reported (RFC 9111 §5.1); invalid values count as 0."""
-    for name, value in headers:
-        if name.lower() == "age" and value.strip().isdigit():
-            return int(value.strip())
-    return 0
+def _keyed(lookup: Lookup) -> frozenset[str]:
+    return lookup.rule.key.headers if lookup.rule.key else frozenset()
+
+
+def _conditional(view: RequestView) -> bool:
+    fields = view.header_map
+    return "if-none-match" in fields or "if-modified-since" in fields
+
+
+def _validators(entry: CachedResponse) -> Headers:
+    """The conditional headers that ask the origin whether `entry` is still current."""
+    found: list[tuple[str, str]] = []
+    if entry.etag is not None:
+        found.append(("If-None-Match", entry.etag))
+    if entry.last_modified is not None:
+        found.append(("If-Modified-Since", entry.last_modified))
+    return tuple(found)

@@ -100,12 +100,24 @@ def _connection_header(version: tuple[int, int], close: bool) -> bytes:
 
 
 def _entry_response(
-    entry: CachedResponse, age: int, tags: bytes, view: RequestView, close: bool
+    entry: CachedResponse, age: int, tags: bytes, view: RequestView, close: bool, status: int
 ) -> tuple[bytes, ...]:
     """A hit on the wire: the entry's header block was serialised when it was stored, the
     tags once per server; only Age and the framing are formatted per hit. A small body rides
     in the same bytes (one small copy beats a second buffer); a large one is passed as is, for
-    one writev."""
+    one writev. A 304 carries the entry's 304 subset of headers and nothing else."""
+    if status == 304:
+        head = b"".join(
+            (
+                _status_line(304, "Not Modified"),
+                entry.not_modified_block,
+                b"Age: %d\r\n" % age,
+                tags,
+                _connection_header(view.version, close),
+                b"\r\n",
+            )
+        )
+        return (head,)
     head = b"".join(
         (
             _status_line(entry.status, entry.reason),
@@ -272,10 +284,13 @@ class Http1Client:
         self._send(head + body if sent else head)
         await self.finish()
 
-    async def respond_entry(self, entry: CachedResponse, age: int, tags: Headers) -> None:
-        """A hit served by the worker (the store had to be waited for)."""
+    async def respond_entry(
+        self, entry: CachedResponse, age: int, tags: Headers, status: int
+    ) -> None:
+        """A hit served by the worker (the store had to be waited for, or revalidated)."""
         block = self.connection.server.tag_block(tags)
-        self._send_lines(_entry_response(entry, age, block, self.view, self._close_after))
+        response = _entry_response(entry, age, block, self.view, self._close_after, status)
+        self._send_lines(response)
         await self.finish()
 
     async def start(
@@ -446,7 +461,8 @@ class Http1Connection(asyncio.Protocol):
         if entry is None:
             return False
         close = not request.keep_alive
-        self.writelines(_entry_response(entry, age, self.server.tag_block(tags), view, close))
+        block = self.server.tag_block(tags)
+        self.writelines(_entry_response(entry, age, block, view, close, outcome.status))
         self.log_access(view, outcome, time.perf_counter() - started)
         if close:
             self._broken = True

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from email.utils import formatdate
 
+from proxy.freshness import TtlPolicy, has_validator, lifetime
 from proxy.reasons import NotStoredReason
 from proxy.rules import Rule, SetCookieMode
 from proxy.view import Headers
@@ -36,7 +37,9 @@ _NOT_END_TO_END = HOP_BY_HOP | FRAMING
 
 @dataclass(frozen=True, slots=True)
 class Store:
-    ttl: float
+    fresh_for: float  # the freshness lifetime (RFC 9111 §4.2.1); 0: validate before every use
+    keep: float = 0.0  # kept this long once stale, to be revalidated (it has a validator)
+    must_revalidate: bool = False  # never served stale (must-/proxy-revalidate, s-maxage, no-cache)
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,12 +106,12 @@ def storability(
     status: int,
     headers: Headers,
     rule: Rule,
-    ttl: float,
+    policy: TtlPolicy,
     keyed_headers: frozenset[str],
     authorized: bool,
 ) -> Storability:
     """May this fill response be stored, and for how long? (Product rules + RFC 9111 §3.)"""
-    if status != 200:
+    if status not in rule.statuses:
         return DontStore(NotStoredReason.STATUS)
     directives = cache_control(headers)
     for directive, reason in _REFUSING_DIRECTIVES:
@@ -123,16 +126,21 @@ def storability(
         return DontStore(NotStoredReason.VARY_STAR)
     if vary - _VARY_SATISFIED - keyed_headers:
         return DontStore(NotStoredReason.VARY)
-    if ttl <= 0:
-        return DontStore(NotStoredReason.ZERO_TTL)
-    return Store(ttl)
+    fresh_for = lifetime(status, headers, directives, policy)
+    validator = has_validator(headers)
+    if fresh_for <= 0 and not validator:  # stale at once, and nothing to revalidate it with
+        no_cache = "no-cache" in directives
+        return DontStore(NotStoredReason.NO_CACHE if no_cache else NotStoredReason.ZERO_TTL)
+    must = not directives.keys().isdisjoint(_NEVER_STALE)
+    return Store(fresh_for, policy.keep if validator else 0.0, must)
 
 
 _REFUSING_DIRECTIVES = (
     ("no-store", NotStoredReason.NO_STORE),
     ("private", NotStoredReason.PRIVATE),
-    ("no-cache", NotStoredReason.NO_CACHE),
 )
+# §5.2.2.2, §5.2.2.8, §5.2.2.10 (s-maxage implies proxy-revalidate), §5.2.2.4 (no-cache).
+_NEVER_STALE = frozenset({"must-revalidate", "proxy-revalidate", "s-maxage", "no-cache"})
 # RFC 9111 §3.5: a response to a request with Authorization is stored only with one of these.
 _AUTHORIZED_OK = frozenset({"public", "s-maxage", "must-revalidate"})
 # Accept-Encoding is always in the key (normalised); Cookie by construction: fills carry no
@@ -185,6 +193,21 @@ def stored_headers(headers: Headers, received: float) -> Headers:
     if any(n.lower() == "date" for n, _ in kept):
         return kept
     return (*kept, ("Date", formatdate(received, usegmt=True)))
+
+
+# RFC 9111 §3.2: a 304 updates the stored headers, except those the stored body depends on.
+_NOT_REFRESHED = frozenset(
+    {"content-length", "content-encoding", "content-range", "set-cookie", "age"}
+)
+
+
+def refreshed_headers(stored: Headers, fresh: Headers) -> Headers:
+    """The stored headers updated from a 304's (RFC 9111 §3.2, §4.3.4): each field the 304
+    carries replaces the stored field lines of that name; hop-by-hop fields, Set-Cookie, Age and
+    the fields describing the stored body (Content-Length, -Encoding, -Range) are not taken."""
+    update = end_to_end(fresh, drop=_NOT_REFRESHED)
+    replaced = {n.lower() for n, _ in update}
+    return tuple([(n, v) for n, v in stored if n.lower() not in replaced]) + update
 
 
 def cache_status(hit: bool, *, fwd: str = "", stored: bool = False, detail: str = "") -> str:

@@ -29,7 +29,7 @@ class NotStoredReason(StrEnum):
     STATUS = "status"  # only 200 is stored
     NO_STORE = "no-store"  # Cache-Control: no-store (RFC 9111 §5.2.2.5)
     PRIVATE = "private"  # Cache-Control: private (RFC 9111 §5.2.2.7)
-    NO_CACHE = "no-cache"  # needs revalidation on every use; not supported yet
+    NO_CACHE = "no-cache"  # needs revalidation on every use, and has no validator to do it with
     SET_COOKIE = "set-cookie"  # rule says set_cookie = "skip"
     VARY = "vary"  # Vary names a request header the key does not carry
     VARY_STAR = "vary-star"  # Vary: * never matches (RFC 9111 §4.1)
@@ -38,5 +38,6 @@ class NotStoredReason(StrEnum):
     ENCODING = "encoding"  # a Content-Encoding the fill did not ask for (origin ignored us)
     UNFRAMED = "unframed"  # close-delimited body: truncation cannot be detected
     INCOMPLETE = "incomplete"  # the body did not arrive whole
+    REQUEST_NO_STORE = "request-no-store"  # the request said Cache-Control: no-store (§5.2.1.5)
     NO_SPACE = "no-space"  # the store refused it (larger than max_bytes)
-    ZERO_TTL = "zero-ttl"  # the rule's ttl is 0: it would expire as it is stored
+    ZERO_TTL = "zero-ttl"  # no freshness lifetime and no validator: useless once stored

@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass
 from enum import StrEnum
 
+from proxy.freshness import TtlMode
 from proxy.identity import IdentityPolicy
 from proxy.keys import KeyTemplate
 from proxy.view import RequestView
@@ -67,7 +68,12 @@ class Rule:
     cookies: tuple[Condition, ...] = ()
     headers: tuple[Condition, ...] = ()
     cache: str = ""
-    ttl: float | None = None  # None: the cache's default ttl
+    ttl_mode: TtlMode = TtlMode.FORCE
+    ttl: float | None = None  # None: the cache's ttl (FORCE: the lifetime; ORIGIN: the fallback)
+    max_ttl: float | None = None
+    heuristic: bool = False
+    keep: float | None = None  # None: the cache's keep
+    statuses: frozenset[int] = frozenset({200})
     set_cookie: SetCookieMode = SetCookieMode.SKIP
     keep_cookies: tuple[str, ...] = ()
     keep_headers: tuple[str, ...] = ()  # lower-case; sent on fills beyond the allowlist

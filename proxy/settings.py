@@ -45,6 +45,7 @@ class CacheSettings:
     item_size: int = 64 * 1024  # uWSGI's cache2 blocksize default
     max_bytes: int = 64 * 1024 * 1024
     ttl: float = 10.0
+    keep: float = 600.0  # stale entries with a validator stay this long, to be revalidated
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,3 +85,7 @@ class Settings:
     caches: Mapping[str, CacheSettings]
     rules: tuple[Rule, ...]
     warnings: tuple[str, ...] = field(default=())
+    # Request Cache-Control directives honoured (RFC 9111 §5.2.1); see config.py for the default.
+    request_directives: frozenset[str] = frozenset(
+        {"no-store", "max-stale", "min-fresh", "only-if-cached"}
+    )

@@ -17,9 +17,17 @@ from proxy.view import Headers
 ENTRY_OVERHEAD = 256
 
 
+# RFC 9110 §15.4.5: the stored headers a 304 carries (with Age and the cache's own tags).
+NOT_MODIFIED_FIELDS = frozenset(
+    {"cache-control", "content-location", "date", "etag", "expires", "vary", "last-modified"}
+)
+
+
 @dataclass(frozen=True, slots=True)
 class CachedResponse:
-    """A stored 200 response. Times are on the store's clock (monotonic seconds)."""
+    """A stored response. Times are on the store's clock (monotonic seconds): the entry is
+    fresh until `fresh_until` and kept until `expires_at` (later when it has a validator, so it
+    can be revalidated instead of fetched again)."""
 
     status: int
     reason: str
@@ -27,20 +35,44 @@ class CachedResponse:
     body: bytes
     stored_at: float
     expires_at: float
-    initial_age: int = 0  # Age the upstream already reported (RFC 9111 §4.2.3)
+    initial_age: float = 0.0  # RFC 9111 §4.2.3 corrected_initial_age when it was stored
+    fresh_until: float = -1.0  # < stored_at: the same as expires_at
+    must_revalidate: bool = False  # never served stale (§5.2.2.2, §5.2.2.8)
+    etag: str | None = None
+    last_modified: str | None = None
     size: int = field(init=False)
-    # The headers as HTTP/1.1 field lines, serialised once at store time so a hit is one write.
+    # The headers as HTTP/1.1 field lines, serialised once at store time so a hit is one write;
+    # and the subset a 304 carries.
     header_block: bytes = field(init=False, repr=False)
+    not_modified_block: bytes = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        block = b"".join(
-            f"{n}: {v}\r\n".encode("utf-8", "surrogateescape") for n, v in self.headers
-        )
+        block = _block(self.headers)
+        lowered = [(n.lower(), n, v) for n, v in self.headers]
+        subset = tuple((n, v) for low, n, v in lowered if low in NOT_MODIFIED_FIELDS)
         object.__setattr__(self, "header_block", block)
-        object.__setattr__(self, "size", len(self.body) + len(block) + ENTRY_OVERHEAD)
+        not_modified = _block(subset)
+        object.__setattr__(self, "not_modified_block", not_modified)
+        size = len(self.body) + len(block) + len(not_modified) + ENTRY_OVERHEAD
+        object.__setattr__(self, "size", size)
+        if self.fresh_until < self.stored_at:
+            object.__setattr__(self, "fresh_until", self.expires_at)
+        for low, _, value in lowered:
+            if low == "etag" and self.etag is None:
+                object.__setattr__(self, "etag", value)
+            elif low == "last-modified" and self.last_modified is None:
+                object.__setattr__(self, "last_modified", value)
 
     def age(self, now: float) -> int:
-        return self.initial_age + max(0, int(now - self.stored_at))
+        """The Age header value (RFC 9111 §5.1, whole seconds, 2^31 at most)."""
+        return min(int(self.initial_age + max(0.0, now - self.stored_at)), 2**31)
+
+    def fresh(self, now: float) -> bool:
+        return now < self.fresh_until
+
+
+def _block(headers: Headers) -> bytes:
+    return "".join([f"{n}: {v}\r\n" for n, v in headers]).encode("utf-8", "surrogateescape")
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,6 +6,8 @@ Product rules from issue 2 ("Caches"); RFC 9111 for Age (§5.1) and RFC 9211 for
 from __future__ import annotations
 
 import gzip
+import time
+from email.utils import formatdate
 
 import pytest
 
@@ -63,7 +65,9 @@ async def test_age_on_hits_counts_on_the_injected_clock(
     elapsed: float,
     age: str,
 ) -> None:
-    upstream.on("/aged", headers=[("Age", upstream_age)] if upstream_age else [])
+    # A Date a minute ahead: no apparent age (§4.2.3), so only Age and the clock count here.
+    ahead = [("Date", formatdate(time.time() + 60, usegmt=True))]
+    upstream.on("/aged", headers=ahead + ([("Age", upstream_age)] if upstream_age else []))
     await client.get("/aged")
     clock.advance(elapsed)
 

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from proxy.config import parse
+from proxy.freshness import TtlPolicy
 from proxy.policy import (
     DontStore,
     Store,
@@ -23,6 +24,7 @@ from proxy.rules import Rule
 from proxy.view import Headers
 
 TTL = 30.0
+POLICY = TtlPolicy(ttl=TTL)  # a forced 30 s, as the default rules have
 
 
 def rule(**fields: Any) -> Rule:
@@ -42,7 +44,7 @@ def verdict(
     keyed: frozenset[str] = frozenset(),
     authorized: bool = False,
 ) -> Store | DontStore:
-    return storability(status, headers, on, TTL, keyed, authorized)
+    return storability(status, headers, on, POLICY, keyed, authorized)
 
 
 def cc(value: str) -> Headers:
@@ -101,11 +103,14 @@ def cc(value: str) -> Headers:
         ),
         pytest.param(verdict(headers=cc("public"), authorized=True), Store(TTL), id="auth-public"),
         pytest.param(
-            verdict(headers=cc("s-maxage=60"), authorized=True), Store(TTL), id="auth-s-maxage"
+            # s-maxage implies proxy-revalidate (§5.2.2.10): never served stale
+            verdict(headers=cc("s-maxage=60"), authorized=True),
+            Store(TTL, must_revalidate=True),
+            id="auth-s-maxage",
         ),
         pytest.param(
             verdict(headers=cc("must-revalidate"), authorized=True),
-            Store(TTL),
+            Store(TTL, must_revalidate=True),
             id="auth-must-revalidate",
         ),
         # product rule: set_cookie = "skip" (default, as Varnish) or "strip"
@@ -164,7 +169,7 @@ def test_storability(result: Store | DontStore, expected: Store | DontStore) -> 
 
 
 def test_storability_ttl_is_the_one_given() -> None:
-    assert storability(200, OK, SKIP, 5.0, frozenset(), False) == Store(5.0)
+    assert storability(200, OK, SKIP, TtlPolicy(ttl=5.0), frozenset(), False) == Store(5.0)
 
 
 @pytest.mark.parametrize(

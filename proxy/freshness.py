@@ -1,0 +1,186 @@
+"""Freshness (RFC 9111 §4.2): how long a stored response may be reused without asking the
+origin, how old it is, and whether a request accepts it as it is.
+
+Pure functions over headers and numbers; times are seconds. Wall-clock values (Date, Expires,
+when a response arrived) are seconds since the epoch; a store keeps its own monotonic clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from enum import StrEnum
+
+from proxy.view import Headers
+
+# RFC 9111 §1.2.2: a delta-seconds too large to represent is 2^31; §5.1: so is an Age that is.
+MAX_DELTA = 2**31
+# RFC 9110 §15.1: statuses a cache may give a heuristic freshness lifetime.
+HEURISTIC_STATUSES = frozenset({200, 203, 204, 206, 300, 301, 308, 404, 405, 410, 414, 501})
+HEURISTIC_FRACTION = 0.1  # §4.2.2: "10% of the time since Last-Modified" is typical
+HEURISTIC_MAX = 24 * 3600.0  # and a day at most, as Squid and Traffic Server cap it
+
+
+class TtlMode(StrEnum):
+    FORCE = "force"  # the rule's ttl, whatever the origin says (no-store, private still refuse)
+    ORIGIN = "origin"  # the origin's headers; the rule's ttl when they say nothing
+
+
+@dataclass(frozen=True, slots=True)
+class TtlPolicy:
+    """How a rule turns a response into a freshness lifetime."""
+
+    mode: TtlMode = TtlMode.FORCE
+    ttl: float = 10.0  # FORCE: the lifetime; ORIGIN: used when the origin gives none
+    max_ttl: float | None = None  # a cap on whatever lifetime was found
+    heuristic: bool = False  # ORIGIN: Last-Modified heuristics (§4.2.2) before the fallback
+    keep: float = 600.0  # how long a stale entry with a validator is kept to be revalidated
+
+
+def delta_seconds(value: str | None) -> int | None:
+    """A delta-seconds value (§1.2.2): digits only; None when absent or invalid."""
+    if value is None:
+        return None
+    value = value.strip()
+    if not value.isdigit() or not value.isascii():
+        return None
+    return min(int(value), MAX_DELTA)
+
+
+def http_date(value: str | None) -> float | None:
+    """An HTTP-date as epoch seconds; None when absent or invalid (RFC 9110 §5.6.7)."""
+    if not value:
+        return None
+    try:
+        return parsedate_to_datetime(value).timestamp()
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+
+
+def first_value(headers: Headers, name: str) -> str | None:
+    for field, value in headers:
+        if field.lower() == name:
+            return value
+    return None
+
+
+def explicit_lifetime(directives: Mapping[str, str], headers: Headers) -> float | None:
+    """§4.2.1, for a shared cache: s-maxage, then max-age, then Expires minus Date. An invalid
+    value makes the response stale (lifetime 0); None when the origin says nothing."""
+    for name in ("s-maxage", "max-age"):
+        if name in directives:
+            seconds = delta_seconds(directives[name])
+            return 0.0 if seconds is None else float(seconds)
+    expires = first_value(headers, "expires")
+    if expires is None:
+        return None
+    expires_at = http_date(expires)
+    date = http_date(first_value(headers, "date"))
+    if expires_at is None or date is None:  # §5.3: an invalid Expires ("0") is in the past
+        return 0.0
+    return max(0.0, expires_at - date)
+
+
+def heuristic_lifetime(status: int, headers: Headers) -> float | None:
+    """§4.2.2: a fraction of the time since Last-Modified, for statuses that allow it."""
+    if status not in HEURISTIC_STATUSES:
+        return None
+    modified = http_date(first_value(headers, "last-modified"))
+    date = http_date(first_value(headers, "date"))
+    if modified is None or date is None or modified >= date:
+        return None
+    return min(HEURISTIC_MAX, (date - modified) * HEURISTIC_FRACTION)
+
+
+def lifetime(
+    status: int, headers: Headers, directives: Mapping[str, str], policy: TtlPolicy
+) -> float:
+    """The freshness lifetime a rule gives a response (0: stale at once)."""
+    found: float | None = None
+    if policy.mode is TtlMode.ORIGIN:
+        found = explicit_lifetime(directives, headers)
+        if found is None and policy.heuristic:
+            found = heuristic_lifetime(status, headers)
+    if found is None:
+        found = policy.ttl
+    if "no-cache" in directives:  # §5.2.2.4: may be stored, never reused without validation
+        found = 0.0
+    if policy.max_ttl is not None:
+        found = min(found, policy.max_ttl)
+    return max(0.0, found)
+
+
+def initial_age(headers: Headers, request_time: float, response_time: float) -> float:
+    """§4.2.3 corrected_initial_age: the larger of what Date implies and what the upstream's
+    Age says plus the time the request took."""
+    date = http_date(first_value(headers, "date"))
+    # Date has whole seconds: compared at that resolution, a response of this very second is
+    # not up to a second old already.
+    apparent = max(0.0, int(response_time) - date) if date is not None else 0.0
+    age = delta_seconds(first_value(headers, "age")) or 0
+    corrected = age + max(0.0, response_time - request_time)
+    return max(apparent, corrected)
+
+
+def has_validator(headers: Headers) -> bool:
+    return any(n.lower() in ("etag", "last-modified") for n, _ in headers)
+
+
+@dataclass(frozen=True, slots=True)
+class RequestDirectives:
+    """The request's Cache-Control directives the proxy honours (the rest are ignored)."""
+
+    no_cache: bool = False
+    no_store: bool = False
+    only_if_cached: bool = False
+    max_age: int | None = None
+    min_fresh: int | None = None
+    max_stale: int | None = None  # MAX_DELTA for a bare max-stale (any staleness)
+
+
+NO_DIRECTIVES = RequestDirectives()
+REQUEST_DIRECTIVES = frozenset(
+    {"no-cache", "no-store", "max-age", "min-fresh", "max-stale", "only-if-cached"}
+)
+
+
+def request_directives(
+    directives: Mapping[str, str], honoured: frozenset[str]
+) -> RequestDirectives:
+    """§5.2.1, keeping only the directives the configuration honours."""
+    if not directives.keys() & honoured:
+        return NO_DIRECTIVES
+
+    def seconds(name: str, bare: int | None = None) -> int | None:
+        if name not in honoured or name not in directives:
+            return None
+        value = directives[name]
+        return bare if value == "" and bare is not None else delta_seconds(value)
+
+    return RequestDirectives(
+        no_cache="no-cache" in honoured and "no-cache" in directives,
+        no_store="no-store" in honoured and "no-store" in directives,
+        only_if_cached="only-if-cached" in honoured and "only-if-cached" in directives,
+        max_age=seconds("max-age"),
+        min_fresh=seconds("min-fresh"),
+        max_stale=seconds("max-stale", bare=MAX_DELTA),
+    )
+
+
+def acceptable(
+    age: float, fresh_for: float, request: RequestDirectives, must_revalidate: bool
+) -> bool:
+    """May an entry of this `age` (current_age) with lifetime `fresh_for` answer the request
+    without validation? (§4.2, §5.2.1, §5.2.2.2)"""
+    if request.no_cache:
+        return False
+    if request.max_age is not None and age > request.max_age:
+        return False
+    remaining = fresh_for - age
+    if request.min_fresh is not None and remaining < request.min_fresh:
+        return False
+    if remaining > 0:
+        return True
+    # Stale: only a request that accepts staleness, for an entry that allows it.
+    return request.max_stale is not None and not must_revalidate and -remaining <= request.max_stale
