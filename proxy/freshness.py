@@ -35,7 +35,7 @@ class TtlPolicy:
     ttl: float = 10.0  # FORCE: the lifetime; ORIGIN: used when the origin gives none
     max_ttl: float | None = None  # a cap on whatever lifetime was found
     heuristic: bool = False  # ORIGIN: Last-Modified heuristics (§4.2.2) before the fallback
-    keep: float = 600.0  # how long a stale entry with a validator is kept to be revalidated
+    keep: float = 600.0  # how long a stale entry is kept: to be revalidated, or for max-stale
 
 
 def delta_seconds(value: str | None) -> int | None:

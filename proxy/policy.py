@@ -38,7 +38,7 @@ _NOT_END_TO_END = HOP_BY_HOP | FRAMING
 @dataclass(frozen=True, slots=True)
 class Store:
     fresh_for: float  # the freshness lifetime (RFC 9111 §4.2.1); 0: validate before every use
-    keep: float = 0.0  # kept this long once stale, to be revalidated (it has a validator)
+    keep: float = 0.0  # kept this long once stale: to be revalidated, or for max-stale
     must_revalidate: bool = False  # never served stale (must-/proxy-revalidate, s-maxage, no-cache)
 
 
@@ -132,7 +132,7 @@ def storability(
         no_cache = "no-cache" in directives
         return DontStore(NotStoredReason.NO_CACHE if no_cache else NotStoredReason.ZERO_TTL)
     must = not directives.keys().isdisjoint(_NEVER_STALE)
-    return Store(fresh_for, policy.keep if validator else 0.0, must)
+    return Store(fresh_for, policy.keep, must)
 
 
 _REFUSING_DIRECTIVES = (

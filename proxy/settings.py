@@ -45,7 +45,7 @@ class CacheSettings:
     item_size: int = 64 * 1024  # uWSGI's cache2 blocksize default
     max_bytes: int = 64 * 1024 * 1024
     ttl: float = 10.0
-    keep: float = 600.0  # stale entries with a validator stay this long, to be revalidated
+    keep: float = 600.0  # stale entries stay this long: to be revalidated, or for max-stale
 
 
 @dataclass(frozen=True, slots=True)

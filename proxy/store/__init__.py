@@ -26,8 +26,8 @@ NOT_MODIFIED_FIELDS = frozenset(
 @dataclass(frozen=True, slots=True)
 class CachedResponse:
     """A stored response. Times are on the store's clock (monotonic seconds): the entry is
-    fresh until `fresh_until` and kept until `expires_at` (later when it has a validator, so it
-    can be revalidated instead of fetched again)."""
+    fresh until `fresh_until` and kept until `expires_at` (the rule's `keep` later, so that it
+    can be revalidated instead of fetched again, or serve a request that accepts staleness)."""
 
     status: int
     reason: str

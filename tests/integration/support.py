@@ -20,6 +20,7 @@ import time
 import zlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import aiohttp
@@ -82,6 +83,9 @@ class Reply:
     reset: bool = False  # close the connection before sending any response byte
     echo: bool = False  # body: JSON of what the upstream received
     gzip: bool = False  # gzip the body when the request accepts gzip (a well-behaved origin)
+    # Answer 304 (with these headers, no body) when the request's If-None-Match names the
+    # reply's ETag, or its If-Modified-Since is not before the reply's Last-Modified.
+    conditional: bool = False
 
 
 class FakeUpstream:
@@ -123,6 +127,11 @@ class FakeUpstream:
         if reply.reset or (reply.delay and await self._nap(reply.delay)):
             return _hang_up(request, web.Response())
         headers = CIMultiDict(reply.headers)
+        if reply.conditional and _current(seen, headers):
+            not_modified = web.StreamResponse(status=304, headers=headers)
+            await not_modified.prepare(request)
+            await not_modified.write_eof()
+            return not_modified
         headers.setdefault("Content-Type", "text/plain")
         body = self._body(reply, seen)
         if reply.gzip and "gzip" in (seen.header("Accept-Encoding") or ""):
@@ -182,6 +191,17 @@ class FakeUpstream:
         except TimeoutError:
             return False
         return True
+
+
+def _current(seen: Seen, headers: CIMultiDict[str]) -> bool:
+    """The origin's own conditional check: the client's copy is the current one."""
+    none_match, etag = seen.header("If-None-Match"), headers.get("ETag")
+    if none_match is not None:
+        return etag is not None and etag in [t.strip() for t in none_match.split(",")]
+    since, modified = seen.header("If-Modified-Since"), headers.get("Last-Modified")
+    if since is None or modified is None:
+        return False
+    return parsedate_to_datetime(modified) <= parsedate_to_datetime(since)
 
 
 def _pairs(raw: tuple[tuple[bytes, bytes], ...]) -> Pairs:

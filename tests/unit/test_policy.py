@@ -24,7 +24,7 @@ from proxy.rules import Rule
 from proxy.view import Headers
 
 TTL = 30.0
-POLICY = TtlPolicy(ttl=TTL)  # a forced 30 s, as the default rules have
+POLICY = TtlPolicy(ttl=TTL, keep=0.0)  # a forced 30 s, as the default rules have
 
 
 def rule(**fields: Any) -> Rule:
@@ -169,7 +169,8 @@ def test_storability(result: Store | DontStore, expected: Store | DontStore) -> 
 
 
 def test_storability_ttl_is_the_one_given() -> None:
-    assert storability(200, OK, SKIP, TtlPolicy(ttl=5.0), frozenset(), False) == Store(5.0)
+    policy = TtlPolicy(ttl=5.0, keep=120.0)
+    assert storability(200, OK, SKIP, policy, frozenset(), False) == Store(5.0, keep=120.0)
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,439 @@
+"""HTTP caching as RFC 9111 says, through the real proxy to a real upstream (issue 4).
+
+Each case sends real requests through the proxy to an upstream that sets the headers in
+question, and checks both ends: what the client got, and what (and how many) requests the
+upstream saw. Time moves on the proxy's injected clock, never by sleeping.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from email.utils import formatdate
+from typing import Any
+
+import pytest
+
+from .conftest import StartProxy
+from .support import Client, FakeClock, FakeUpstream, Got, Pairs
+
+ORIGIN_RULE = {"name": "origin", "action": "cache", "ttl": "origin"}
+
+
+def http_date(offset: float = 0.0) -> str:
+    return formatdate(time.time() + offset, usegmt=True)
+
+
+async def origin_proxy(sidecache: StartProxy, **rule: Any) -> Client:
+    """A proxy whose one rule lets the origin's headers decide (fallback: the cache's 10 s)."""
+    return await sidecache(rules=[{**ORIGIN_RULE, **rule}])
+
+
+def conditional(seen_headers: list[tuple[str, str]]) -> set[str]:
+    names = {n.lower() for n, _ in seen_headers}
+    return names & {"if-none-match", "if-modified-since"}
+
+
+# --- freshness (§4.2.1, §4.2.2) -------------------------------------------------------------
+
+# (response headers, made when the test runs; extra rule keys; seconds later; HIT expected)
+FRESHNESS: dict[str, tuple[Callable[[], Pairs], dict[str, Any], float, bool]] = {
+    "max-age-fresh": (lambda: [("Cache-Control", "max-age=60")], {}, 59, True),
+    "max-age-stale": (lambda: [("Cache-Control", "max-age=60")], {}, 61, False),
+    "s-maxage-over-max-age": (
+        lambda: [("Cache-Control", "max-age=60, s-maxage=10")],
+        {},
+        11,
+        False,
+    ),
+    "s-maxage-longer": (lambda: [("Cache-Control", "max-age=10, s-maxage=60")], {}, 30, True),
+    "expires-fresh": (lambda: [("Expires", http_date(30)), ("Date", http_date())], {}, 25, True),
+    "expires-stale": (lambda: [("Expires", http_date(30)), ("Date", http_date())], {}, 35, False),
+    "expires-invalid-is-past": (lambda: [("Expires", "0")], {}, 1, False),
+    "max-age-over-expires": (
+        lambda: [("Cache-Control", "max-age=5"), ("Expires", http_date(600))],
+        {},
+        6,
+        False,
+    ),
+    "no-freshness-falls-back-to-cache-ttl": (lambda: [], {}, 9, True),
+    "fallback-runs-out": (lambda: [], {}, 11, False),
+    "fallback-ttl": (lambda: [], {"fallback_ttl": "100s"}, 90, True),
+    "heuristic-off-by-default": (lambda: [("Last-Modified", http_date(-100_000))], {}, 11, False),
+    "heuristic-10-percent": (
+        lambda: [("Last-Modified", http_date(-1000)), ("Date", http_date())],
+        {"heuristic": True},
+        90,
+        True,
+    ),
+    "heuristic-runs-out": (
+        lambda: [("Last-Modified", http_date(-1000)), ("Date", http_date())],
+        {"heuristic": True},
+        110,
+        False,
+    ),
+    "max-ttl-caps": (lambda: [("Cache-Control", "max-age=600")], {"max_ttl": "60s"}, 61, False),
+    "age-counts-against-freshness": (
+        lambda: [("Cache-Control", "max-age=60"), ("Age", "50")],
+        {},
+        11,
+        False,
+    ),
+    "forced-ttl-ignores-max-age": (
+        lambda: [("Cache-Control", "max-age=0")],
+        {"ttl": "30s"},
+        20,
+        True,
+    ),
+}
+
+
+@pytest.mark.parametrize("case", FRESHNESS)
+async def test_freshness_lifetime(
+    sidecache: StartProxy, upstream: FakeUpstream, clock: FakeClock, case: str
+) -> None:
+    headers, rule, later, hit = FRESHNESS[case]
+    upstream.on("/page", headers=headers())
+    client = await origin_proxy(sidecache, **rule)
+    first = await client.get("/page")
+    clock.advance(later)
+    second = await client.get("/page")
+
+    assert first.x_cache == "MISS"
+    assert second.x_cache == ("HIT" if hit else "MISS")
+    assert second.body == (b"GET /page #1" if hit else b"GET /page #2")
+    assert len(upstream.to("/page")) == (1 if hit else 2)
+
+
+@pytest.mark.parametrize(
+    ("headers", "detail"),
+    [
+        pytest.param([("Cache-Control", "no-store")], "no-store", id="no-store"),
+        pytest.param([("Cache-Control", "private")], "private", id="private"),
+        pytest.param([("Cache-Control", 'private="X-User"')], "private", id="private-field"),
+        pytest.param([("Cache-Control", "no-cache")], "no-cache", id="no-cache-no-validator"),
+        pytest.param([("Cache-Control", "max-age=0")], "zero-ttl", id="max-age-0-no-validator"),
+    ],
+)
+async def test_responses_that_cannot_be_reused_are_not_stored(
+    sidecache: StartProxy, upstream: FakeUpstream, headers: list[tuple[str, str]], detail: str
+) -> None:
+    upstream.on("/page", headers=headers)
+    client = await origin_proxy(sidecache)
+    first, second = await client.get("/page"), await client.get("/page")
+    assert (first.x_cache, second.x_cache) == ("MISS", "MISS")
+    assert f'detail="{detail}"' in (first.cache_status or "")
+    assert len(upstream.to("/page")) == 2
+
+
+@pytest.mark.parametrize(
+    ("statuses", "stored"),
+    [
+        pytest.param(None, False, id="404-not-stored-by-default"),
+        pytest.param([200, 404], True, id="404-stored-when-the-rule-opts-in"),
+    ],
+)
+async def test_other_statuses_are_stored_only_where_a_rule_opts_in(
+    sidecache: StartProxy, upstream: FakeUpstream, statuses: list[int] | None, stored: bool
+) -> None:
+    upstream.on("/gone", status=404, headers=[("Cache-Control", "max-age=60")])
+    rule = {} if statuses is None else {"statuses": statuses}
+    client = await origin_proxy(sidecache, **rule)
+    first, second = await client.get("/gone"), await client.get("/gone")
+    assert (first.status, second.status) == (404, 404)
+    assert second.x_cache == ("HIT" if stored else "MISS")
+    assert len(upstream.to("/gone")) == (1 if stored else 2)
+
+
+async def test_age_on_a_hit_includes_the_upstream_age_and_time_resident(
+    sidecache: StartProxy, upstream: FakeUpstream, clock: FakeClock
+) -> None:
+    # §4.2.3: corrected initial age (the upstream's Age), plus resident time; Date is kept.
+    date = http_date(60)  # ahead: no apparent age, so the test does not depend on the second
+    upstream.on("/page", headers=[("Cache-Control", "max-age=600"), ("Age", "30"), ("Date", date)])
+    client = await origin_proxy(sidecache)
+    await client.get("/page")
+    clock.advance(12)
+    hit = await client.get("/page")
+    assert hit.x_cache == "HIT"
+    assert hit.headers["Age"] == "42"
+    assert hit.headers["Date"] == date
+
+
+async def test_apparent_age_from_an_old_date_counts(
+    sidecache: StartProxy, upstream: FakeUpstream
+) -> None:
+    # §4.2.3: a response whose Date is 100 s old is at least 100 s old, Age header or not.
+    upstream.on("/page", headers=[("Cache-Control", "max-age=600"), ("Date", http_date(-100))])
+    client = await origin_proxy(sidecache)
+    await client.get("/page")
+    hit = await client.get("/page")
+    assert hit.x_cache == "HIT"
+    assert 100 <= int(hit.headers["Age"]) <= 102
+
+
+# --- validation (§4.3) ----------------------------------------------------------------------
+
+VALIDATORS = {
+    "etag": ([("ETag", '"v1"')], "If-None-Match", '"v1"'),
+    "last-modified": (
+        [("Last-Modified", "Tue, 15 Nov 1994 08:12:31 GMT")],
+        "If-Modified-Since",
+        "Tue, 15 Nov 1994 08:12:31 GMT",
+    ),
+}
+
+
+@pytest.mark.parametrize("validator", VALIDATORS)
+async def test_a_stale_entry_is_revalidated_and_a_304_refreshes_it(
+    sidecache: StartProxy, upstream: FakeUpstream, clock: FakeClock, validator: str
+) -> None:
+    headers, asked_with, value = VALIDATORS[validator]
+    upstream.on(
+        "/page",
+        headers=[("Cache-Control", "max-age=10"), ("X-Version", "1"), *headers],
+        conditional=True,
+    )
+    client = await origin_proxy(sidecache)
+    await client.get("/page")
+    clock.advance(11)
+    upstream.on(  # the 304 brings a header the stored response did not have
+        "/page",
+        headers=[("Cache-Control", "max-age=10"), ("X-Version", "2"), *headers],
+        conditional=True,
+    )
+    revalidated = await client.get("/page")
+    clock.advance(5)
+    after = await client.get("/page")
+
+    seen = upstream.to("/page")
+    assert len(seen) == 2
+    assert seen[0].header(asked_with) is None
+    assert seen[1].header(asked_with) == value
+    assert (revalidated.status, revalidated.body) == (200, b"GET /page #1")  # the stored body
+    assert revalidated.x_cache == "HIT"
+    assert revalidated.cache_status == "sidecache; fwd=stale; fwd-status=304"
+    assert revalidated.headers["X-Version"] == "2"
+    assert (after.x_cache, after.body, after.headers["X-Version"]) == ("HIT", b"GET /page #1", "2")
+
+
+async def test_a_stale_entry_is_replaced_when_the_origin_answers_200(
+    sidecache: StartProxy, upstream: FakeUpstream, clock: FakeClock
+) -> None:
+    upstream.on("/page", headers=[("Cache-Control", "max-age=10"), ("ETag", '"v1"')])
+    client = await origin_proxy(sidecache)
+    await client.get("/page")
+    clock.advance(11)
+    upstream.on("/page", headers=[("Cache-Control", "max-age=10"), ("ETag", '"v2"')])
+    changed = await client.get("/page")
+    after = await client.get("/page")
+
+    assert [s.header("If-None-Match") for s in upstream.to("/page")] == [None, '"v1"']
+    assert (changed.x_cache, changed.body) == ("MISS", b"GET /page #2")
+    assert (after.x_cache, after.body, after.headers["ETag"]) == ("HIT", b"GET /page #2", '"v2"')
+
+
+async def test_no_cache_is_stored_but_revalidated_on_every_use(
+    sidecache: StartProxy, upstream: FakeUpstream
+) -> None:
+    # §5.2.2.4: no-cache allows storing, never reuse without validation.
+    upstream.on("/page", headers=[("Cache-Control", "no-cache"), ("ETag", '"a"')], conditional=True)
+    client = await origin_proxy(sidecache)
+    answers = [await client.get("/page") for _ in range(3)]
+
+    assert [a.x_cache for a in answers] == ["MISS", "HIT", "HIT"]
+    assert [a.body for a in answers] == [b"GET /page #1"] * 3
+    assert [s.header("If-None-Match") for s in upstream.to("/page")] == [None, '"a"', '"a"']
+
+
+async def test_a_304_saying_no_store_removes_the_entry_but_answers_this_client(
+    sidecache: StartProxy, upstream: FakeUpstream, clock: FakeClock
+) -> None:
+    upstream.on("/page", headers=[("Cache-Control", "max-age=10"), ("ETag", '"a"')])
+    client = await origin_proxy(sidecache)
+    await client.get("/page")
+    clock.advance(11)
+    upstream.on("/page", headers=[("Cache-Control", "no-store"), ("ETag", '"a"')], conditional=True)
+    checked = await client.get("/page")
+    upstream.on("/page", headers=[("Cache-Control", "max-age=10"), ("ETag", '"a"')])
+    after = await client.get("/page")
+
+    assert (checked.status, checked.body) == (200, b"GET /page #1")
+    assert after.x_cache == "MISS"  # nothing left to revalidate: an unconditional fill
+    assert upstream.to("/page")[2].header("If-None-Match") is None
+
+
+# --- conditional requests answered from the cache (RFC 9110 §13, RFC 9111 §4.3.2) ----------
+
+ENTRY = [
+    ("Cache-Control", "max-age=60"),
+    ("ETag", 'W/"v1"'),
+    ("Last-Modified", "Tue, 15 Nov 1994 08:12:31 GMT"),
+    ("X-Other", "x"),
+]
+CONDITIONS = {
+    "if-none-match": ({"If-None-Match": '"v1"'}, 304),  # weak comparison: W/ does not matter
+    "if-none-match-list": ({"If-None-Match": '"a", W/"v1"'}, 304),
+    "if-none-match-star": ({"If-None-Match": "*"}, 304),
+    "if-none-match-other": ({"If-None-Match": '"v2"'}, 200),
+    "if-modified-since-later": ({"If-Modified-Since": "Wed, 16 Nov 1994 08:12:31 GMT"}, 304),
+    "if-modified-since-same": ({"If-Modified-Since": "Tue, 15 Nov 1994 08:12:31 GMT"}, 304),
+    "if-modified-since-earlier": ({"If-Modified-Since": "Mon, 14 Nov 1994 08:12:31 GMT"}, 200),
+    "none-match-decides-over-modified-since": (
+        {"If-None-Match": '"v2"', "If-Modified-Since": "Wed, 16 Nov 1994 08:12:31 GMT"},
+        200,
+    ),
+}
+
+
+@pytest.mark.parametrize("case", CONDITIONS)
+async def test_a_conditional_request_is_answered_from_a_fresh_entry(
+    sidecache: StartProxy, upstream: FakeUpstream, case: str
+) -> None:
+    sent, status = CONDITIONS[case]
+    upstream.on("/page", headers=ENTRY)
+    client = await origin_proxy(sidecache)
+    await client.get("/page")
+    got = await client.get("/page", sent)
+
+    assert (got.status, got.x_cache) == (status, "HIT")
+    assert len(upstream.to("/page")) == 1
+    if status == 304:
+        assert got.body == b""
+        assert got.headers["ETag"] == 'W/"v1"'
+        assert "Age" in got.headers and "Date" in got.headers
+        assert "X-Other" not in got.headers  # §15.4.5: only the fields a 304 may carry
+    else:
+        assert got.body == b"GET /page #1"
+
+
+async def test_a_conditional_request_waiting_behind_another_gets_its_304_too(
+    sidecache: StartProxy, upstream: FakeUpstream
+) -> None:
+    # Pipelined behind a slow request the worker serves it (the synchronous path is busy).
+    upstream.on("/page", headers=ENTRY)
+    upstream.on("/slow", delay=0.2)
+    client = await origin_proxy(sidecache)
+    await client.get("/page", {"Host": "example.com"})
+    async with client.connect() as connection:
+        await connection.send(
+            b"GET /slow HTTP/1.1\r\nHost: example.com\r\n\r\n"
+            b'GET /page HTTP/1.1\r\nHost: example.com\r\nIf-None-Match: "v1"\r\n\r\n'
+        )
+        slow = await connection.response()
+        page = await connection.response(head=True)
+    assert slow.status == 200
+    assert (page.status, page.header("X-Cache"), page.header("ETag")) == (304, "HIT", 'W/"v1"')
+
+
+async def test_a_conditional_request_for_a_stale_entry_gets_a_304_after_revalidation(
+    sidecache: StartProxy, upstream: FakeUpstream, clock: FakeClock
+) -> None:
+    upstream.on(
+        "/page", headers=[("Cache-Control", "max-age=10"), ("ETag", '"v1"')], conditional=True
+    )
+    client = await origin_proxy(sidecache)
+    await client.get("/page")
+    clock.advance(11)
+    got = await client.get("/page", {"If-None-Match": '"v1"'})
+    assert (got.status, got.body) == (304, b"")
+    assert upstream.to("/page")[1].header("If-None-Match") == '"v1"'  # the proxy's own validator
+
+
+# --- request Cache-Control (§5.2.1) ---------------------------------------------------------
+
+
+async def ask(client: Client, directive: str) -> Got:
+    return await client.get("/page", {"Cache-Control": directive})
+
+
+@pytest.mark.parametrize("directive", ["no-cache", "max-age=0"])
+async def test_reload_directives_are_ignored_by_default(
+    sidecache: StartProxy, upstream: FakeUpstream, directive: str
+) -> None:
+    # Browsers send these on every reload: a cache in front of an app protects it.
+    upstream.on("/page", headers=[("Cache-Control", "max-age=60")])
+    client = await origin_proxy(sidecache)
+    await client.get("/page")
+    got = await ask(client, directive)
+    assert got.x_cache == "HIT"
+    assert len(upstream.to("/page")) == 1
+
+
+@pytest.mark.parametrize("directive", ["no-cache", "max-age=0"])
+async def test_reload_directives_are_honoured_when_configured(
+    sidecache: StartProxy, upstream: FakeUpstream, directive: str
+) -> None:
+    upstream.on(
+        "/page", headers=[("Cache-Control", "max-age=60"), ("ETag", '"a"')], conditional=True
+    )
+    client = await sidecache(
+        server={"request_cache_control": ["no-cache", "max-age"]}, rules=[ORIGIN_RULE]
+    )
+    await client.get("/page")
+    got = await ask(client, directive)
+    assert got.status == 200 and got.body == b"GET /page #1"
+    assert [s.header("If-None-Match") for s in upstream.to("/page")] == [None, '"a"']
+
+
+@pytest.mark.parametrize(
+    ("cache_control", "later", "hit"),
+    [
+        pytest.param("max-age=10", 15, True, id="max-stale-accepts-stale"),
+        pytest.param("max-age=10", 25, False, id="max-stale-too-stale"),
+        pytest.param("max-age=10, must-revalidate", 15, False, id="must-revalidate-never-stale"),
+        pytest.param("max-age=10, proxy-revalidate", 15, False, id="proxy-revalidate"),
+    ],
+)
+async def test_max_stale(
+    sidecache: StartProxy,
+    upstream: FakeUpstream,
+    clock: FakeClock,
+    cache_control: str,
+    later: float,
+    hit: bool,
+) -> None:
+    upstream.on("/page", headers=[("Cache-Control", cache_control)])
+    client = await origin_proxy(sidecache)
+    await client.get("/page")
+    clock.advance(later)
+    got = await ask(client, "max-stale=10")
+    assert got.x_cache == ("HIT" if hit else "MISS")
+    assert len(upstream.to("/page")) == (1 if hit else 2)
+
+
+@pytest.mark.parametrize(("later", "hit"), [(20, True), (35, False)])
+async def test_min_fresh(
+    sidecache: StartProxy, upstream: FakeUpstream, clock: FakeClock, later: float, hit: bool
+) -> None:
+    upstream.on("/page", headers=[("Cache-Control", "max-age=60")])
+    client = await origin_proxy(sidecache)
+    await client.get("/page")
+    clock.advance(later)
+    got = await ask(client, "min-fresh=30")  # at 20 s 40 remain; at 35 s only 25
+    assert got.x_cache == ("HIT" if hit else "MISS")
+
+
+async def test_only_if_cached_never_reaches_the_upstream(
+    sidecache: StartProxy, upstream: FakeUpstream
+) -> None:
+    upstream.on("/page", headers=[("Cache-Control", "max-age=60")])
+    client = await origin_proxy(sidecache)
+    missing = await ask(client, "only-if-cached")
+    await client.get("/page")
+    present = await ask(client, "only-if-cached")
+    assert missing.status == 504
+    assert (present.status, present.x_cache) == (200, "HIT")
+    assert len(upstream.to("/page")) == 1
+
+
+async def test_request_no_store_keeps_the_response_out_of_the_cache(
+    sidecache: StartProxy, upstream: FakeUpstream
+) -> None:
+    upstream.on("/page", headers=[("Cache-Control", "max-age=60")])
+    client = await origin_proxy(sidecache)
+    first = await ask(client, "no-store")
+    second = await client.get("/page")
+    assert 'detail="request-no-store"' in (first.cache_status or "")
+    assert second.x_cache == "MISS"
+    assert len(upstream.to("/page")) == 2
