@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from proxy.freshness import TtlMode
 from proxy.rules import Action, Condition, Rule
 from proxy.settings import CacheSettings, Settings
 
@@ -28,7 +29,7 @@ def describe(settings: Settings) -> str:
 def _cache(cache: CacheSettings) -> str:
     return (
         f"{cache.name}: items={cache.items} item_size={cache.item_size}B "
-        f"max_bytes={cache.max_bytes}B ttl={cache.ttl:g}s"
+        f"max_bytes={cache.max_bytes}B ttl={cache.ttl:g}s keep={cache.keep:g}s"
     )
 
 
@@ -46,6 +47,13 @@ def _rule(rule: Rule) -> str:
     if rule.action is Action.PASS:
         return f"{rule.number}. {rule.label}: when {when} → pass"
     ttl = f"ttl={rule.ttl:g}s" if rule.ttl is not None else "ttl=cache default"
+    if rule.ttl_mode is TtlMode.ORIGIN:
+        ttl = "ttl=origin, fallback " + (f"{rule.ttl:g}s" if rule.ttl is not None else "cache ttl")
+        ttl += ", heuristic" if rule.heuristic else ""
+    ttl += f", max_ttl={rule.max_ttl:g}s" if rule.max_ttl is not None else ""
+    ttl += f", keep={rule.keep:g}s" if rule.keep is not None else ""
+    if rule.statuses != frozenset({200}):
+        ttl += ", statuses=" + ",".join(str(s) for s in sorted(rule.statuses))
     key = rule.key.source if rule.key else "-"
     extra = f" keep_cookies={','.join(rule.keep_cookies)}" if rule.keep_cookies else ""
     extra += f" keep_headers={','.join(rule.keep_headers)}" if rule.keep_headers else ""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC
 from email.utils import parsedate_to_datetime
 from enum import StrEnum
 
@@ -53,9 +54,12 @@ def http_date(value: str | None) -> float | None:
     if not value:
         return None
     try:
-        return parsedate_to_datetime(value).timestamp()
+        parsed = parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError, OverflowError):
         return None
+    if parsed.tzinfo is None:  # asctime has no zone; every HTTP-date is UTC (§5.6.7)
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.timestamp()
 
 
 def first_value(headers: Headers, name: str) -> str | None:
@@ -65,9 +69,12 @@ def first_value(headers: Headers, name: str) -> str | None:
     return None
 
 
-def explicit_lifetime(directives: Mapping[str, str], headers: Headers) -> float | None:
-    """§4.2.1, for a shared cache: s-maxage, then max-age, then Expires minus Date. An invalid
-    value makes the response stale (lifetime 0); None when the origin says nothing."""
+def explicit_lifetime(
+    directives: Mapping[str, str], headers: Headers, received: float | None = None
+) -> float | None:
+    """§4.2.1, for a shared cache: s-maxage, then max-age, then Expires minus Date (`received`
+    standing in for a missing Date, RFC 9110 §6.6.1). An invalid value makes the response stale
+    (lifetime 0); None when the origin says nothing."""
     for name in ("s-maxage", "max-age"):
         if name in directives:
             seconds = delta_seconds(directives[name])
@@ -77,6 +84,8 @@ def explicit_lifetime(directives: Mapping[str, str], headers: Headers) -> float 
         return None
     expires_at = http_date(expires)
     date = http_date(first_value(headers, "date"))
+    if date is None:
+        date = received
     if expires_at is None or date is None:  # §5.3: an invalid Expires ("0") is in the past
         return 0.0
     return max(0.0, expires_at - date)
@@ -94,12 +103,17 @@ def heuristic_lifetime(status: int, headers: Headers) -> float | None:
 
 
 def lifetime(
-    status: int, headers: Headers, directives: Mapping[str, str], policy: TtlPolicy
+    status: int,
+    headers: Headers,
+    directives: Mapping[str, str],
+    policy: TtlPolicy,
+    received: float | None = None,
 ) -> float:
-    """The freshness lifetime a rule gives a response (0: stale at once)."""
+    """The freshness lifetime a rule gives a response (0: stale at once); `received` (epoch
+    seconds) stands in for a missing Date."""
     found: float | None = None
     if policy.mode is TtlMode.ORIGIN:
-        found = explicit_lifetime(directives, headers)
+        found = explicit_lifetime(directives, headers, received)
         if found is None and policy.heuristic:
             found = heuristic_lifetime(status, headers)
     if found is None:

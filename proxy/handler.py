@@ -21,6 +21,7 @@ from proxy.freshness import (
     TtlMode,
     TtlPolicy,
     acceptable,
+    first_value,
     initial_age,
     request_directives,
 )
@@ -148,7 +149,7 @@ class Handler:
         detail: str = "",
     ) -> int:
         """Record a hit (a 304 when the client's copy is current); return the entry's Age."""
-        if _conditional(view) and not_modified(view, entry.etag, entry.last_modified):
+        if _conditional(view) and not_modified(view, entry.etag, _modified(entry)):
             _record(outcome, 304, "HIT", detail, lookup.rule.label, 0)
         else:
             sent = 0 if view.method == "HEAD" else len(entry.body)
@@ -306,7 +307,13 @@ class Handler:
         policy = self._ttl_policy(rule)
         return body_storability(
             storability(
-                response.status, response.headers, rule, policy, _keyed(lookup), authorized
+                response.status,
+                response.headers,
+                rule,
+                policy,
+                _keyed(lookup),
+                authorized,
+                time.time(),
             ),
             response.headers,
             response.content_length,
@@ -422,6 +429,11 @@ def _keyed(lookup: Lookup) -> frozenset[str]:
 def _conditional(view: RequestView) -> bool:
     fields = view.header_map
     return "if-none-match" in fields or "if-modified-since" in fields
+
+
+def _modified(entry: CachedResponse) -> str | None:
+    """What If-Modified-Since is compared with: Last-Modified, else Date (RFC 9111 §4.3.2)."""
+    return entry.last_modified or first_value(entry.headers, "date")
 
 
 def _validators(entry: CachedResponse) -> Headers:

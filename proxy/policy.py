@@ -109,8 +109,10 @@ def storability(
     policy: TtlPolicy,
     keyed_headers: frozenset[str],
     authorized: bool,
+    received: float | None = None,
 ) -> Storability:
-    """May this fill response be stored, and for how long? (Product rules + RFC 9111 §3.)"""
+    """May this fill response be stored, and for how long? (Product rules + RFC 9111 §3.)
+    `received`: when it arrived (epoch seconds), standing in for a missing Date."""
     if status not in rule.statuses:
         return DontStore(NotStoredReason.STATUS)
     directives = cache_control(headers)
@@ -126,7 +128,7 @@ def storability(
         return DontStore(NotStoredReason.VARY_STAR)
     if vary - _VARY_SATISFIED - keyed_headers:
         return DontStore(NotStoredReason.VARY)
-    fresh_for = lifetime(status, headers, directives, policy)
+    fresh_for = lifetime(status, headers, directives, policy, received)
     validator = has_validator(headers)
     if fresh_for <= 0 and not validator:  # stale at once, and nothing to revalidate it with
         no_cache = "no-cache" in directives

@@ -37,7 +37,7 @@ def test_check_good_config_prints_the_compiled_rules(tmp_path):
     assert (result.returncode, result.stderr) == (0, "")
     lines = result.stdout.splitlines()
     assert lines[0] == f"config: {path}"
-    assert "  mycache: items=100 item_size=65536B max_bytes=16777216B ttl=60s" in lines
+    assert "  mycache: items=100 item_size=65536B max_bytes=16777216B ttl=60s keep=600s" in lines
     assert (
         "  1. about-for-anonymous: when path ~ '^/about$' and method in GET,HEAD and anonymous "
         "and cookie remember_token absent → cache in 'mycache' "

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from proxy.config import DEFAULT_SOURCE, ConfigError, load, parse, parse_listen, parse_upstream
+from proxy.freshness import TtlMode
 from proxy.rules import Action, SetCookieMode
 from proxy.rules import Test as Check
 from proxy.settings import Listen
@@ -129,6 +130,49 @@ ERRORS = [
         "bad-cache-ttl",
     ),
     (rule_config({"ttl": "5x"}), "rules[1].ttl", "cannot parse duration '5x'", "bad-rule-ttl"),
+    (
+        rule_config({"ttl": "forever"}),
+        "rules[1].ttl",
+        "cannot parse duration 'forever'",
+        "rule-ttl-neither-duration-nor-origin",
+    ),
+    (
+        rule_config({"fallback_ttl": "1m"}),
+        "rules[1].fallback_ttl",
+        'only means something with ttl = "origin"',
+        "fallback-ttl-without-origin",
+    ),
+    (
+        rule_config({"statuses": [200, 206]}),
+        "rules[1].statuses",
+        "206 can never be stored (200-599, not 206 or 304)",
+        "partial-status",
+    ),
+    (
+        rule_config({"statuses": ["404"]}),
+        "rules[1].statuses",
+        "expected a list of status codes",
+        "status-as-text",
+    ),
+    (
+        rule_config({"max_ttl": "soon"}),
+        "rules[1].max_ttl",
+        "cannot parse duration 'soon'",
+        "bad-max-ttl",
+    ),
+    (
+        {"caches": {"default": {"keep": "ages"}}},
+        "caches.default.keep",
+        "cannot parse duration 'ages'",
+        "bad-keep",
+    ),
+    (
+        {"server": {"request_cache_control": ["no-cache", "stale-if-error"]}},
+        "server.request_cache_control",
+        "unknown directive 'stale-if-error' (max-age, max-stale, min-fresh, no-cache, "
+        "no-store, only-if-cached)",
+        "unknown-request-directive",
+    ),
     (
         {"upstream": {"read_timeout": "forever"}},
         "upstream.read_timeout",
@@ -573,3 +617,59 @@ def test_cache_defaults_when_a_cache_table_is_empty() -> None:
         64 * 1024 * 1024,
         10.0,
     )
+
+
+@pytest.mark.parametrize(
+    ("keys", "mode", "ttl", "max_ttl", "heuristic", "keep", "statuses"),
+    [
+        pytest.param({}, TtlMode.FORCE, None, None, False, None, {200}, id="defaults"),
+        pytest.param({"ttl": "30s"}, TtlMode.FORCE, 30.0, None, False, None, {200}, id="forced"),
+        pytest.param(
+            {"ttl": "origin"}, TtlMode.ORIGIN, None, None, False, None, {200}, id="origin"
+        ),
+        pytest.param(
+            {
+                "ttl": "origin",
+                "fallback_ttl": "2m",
+                "max_ttl": "1h",
+                "heuristic": True,
+                "keep": "30s",
+                "statuses": [200, 301, 404],
+            },
+            TtlMode.ORIGIN,
+            120.0,
+            3600.0,
+            True,
+            30.0,
+            {200, 301, 404},
+            id="everything",
+        ),
+    ],
+)
+def test_rule_freshness_keys(
+    keys: dict[str, Any],
+    mode: TtlMode,
+    ttl: float | None,
+    max_ttl: float | None,
+    heuristic: bool,
+    keep: float | None,
+    statuses: set[int],
+) -> None:
+    rule = parse(rule_config(keys), SOURCE).rules[0]
+    assert (rule.ttl_mode, rule.ttl, rule.max_ttl, rule.heuristic, rule.keep) == (
+        mode,
+        ttl,
+        max_ttl,
+        heuristic,
+        keep,
+    )
+    assert rule.statuses == frozenset(statuses)
+
+
+def test_request_directives_default_and_configured() -> None:
+    assert parse({}, SOURCE).request_directives == frozenset(
+        {"no-store", "max-stale", "min-fresh", "only-if-cached"}
+    )
+    configured = parse({"server": {"request_cache_control": ["no-cache"]}}, SOURCE)
+    assert configured.request_directives == frozenset({"no-cache"})
+    assert parse({"caches": {"c": {"keep": "1m"}}}, SOURCE).caches["c"].keep == 60.0

@@ -17,6 +17,8 @@ PURE_CORE = (
     "proxy.keys",
     "proxy.identity",
     "proxy.policy",
+    "proxy.freshness",
+    "proxy.conditional",
     "proxy.forwarding",
     "proxy.recorder",
     "proxy.encoding",
