@@ -15,7 +15,7 @@ Product rules:
 
 from __future__ import annotations
 
-from proxy.policy import end_to_end
+from proxy.policy import FILL_ALLOWED, end_to_end
 from proxy.settings import Trust, Upstream
 from proxy.view import Headers, RequestView
 
@@ -33,8 +33,6 @@ FORWARDING = frozenset(
 # Always written by the proxy (from the trusted chain, or from scratch).
 _VOUCHED = frozenset({"x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "x-real-ip"})
 _UNTRUSTED_DROP = _VOUCHED | FORWARDING  # and every other x-forwarded-* name
-# What a fill forwards from the client when nothing else asks for more.
-FILL_ALLOWED = frozenset({"host", "accept", "accept-language", "user-agent"})
 
 
 def client_address(view: RequestView, trust: Trust) -> str:

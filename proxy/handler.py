@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import assert_never
 
 from proxy.conditional import not_modified
@@ -42,8 +43,9 @@ from proxy.reasons import NotStoredReason
 from proxy.recorder import Recorder
 from proxy.rules import Rule
 from proxy.settings import Settings
-from proxy.store import CachedResponse, CacheStore
+from proxy.store import CachedResponse, CacheStore, vary_marker
 from proxy.upstream import UpstreamClient, UpstreamError, UpstreamResponse
+from proxy.vary import variant_key
 from proxy.view import Headers, RequestView
 
 _NO_SET_COOKIE = frozenset({"set-cookie"})
@@ -90,7 +92,10 @@ class Handler:
         Otherwise the front passes the decision on to `handle`."""
         decision = decide(view, self.settings.rules, self.settings.identity)
         if isinstance(decision, Lookup):
-            entry = self.stores[decision.rule.cache].get_now(decision.key)
+            store = self.stores[decision.rule.cache]
+            entry = store.get_now(decision.key)
+            if entry is not None and entry.is_marker:
+                entry = store.get_now(variant_key(decision.key, entry.vary, view))
             now = self.clock()
             if entry is not None and self._usable(view, entry, now):
                 age = self._hit(view, entry, decision, outcome, now)
@@ -112,7 +117,11 @@ class Handler:
         """A usable entry is a hit; a stale one with a validator is revalidated; else a miss."""
         view = client.view
         store = self.stores[lookup.rule.cache]
-        entry = await store.get(lookup.key)
+        key = lookup.key
+        entry = await store.get(key)
+        if entry is not None and entry.is_marker:
+            key = variant_key(key, entry.vary, view)
+            entry = await store.get(key)
         now = self.clock()
         if entry is not None and self._usable(view, entry, now):
             age = self._hit(view, entry, lookup, client.outcome, now)
@@ -122,7 +131,7 @@ class Handler:
         if asked.only_if_cached:  # RFC 9111 §5.2.1.7
             return await self._not_cached(client, lookup)
         if entry is not None and (entry.etag or entry.last_modified):
-            return await self.revalidate(client, lookup, store, entry)
+            return await self.revalidate(client, lookup, store, entry, key)
         return await self.fetch_miss(client, lookup, store)
 
     def _request_directives(self, view: RequestView) -> RequestDirectives:
@@ -184,7 +193,12 @@ class Handler:
         return await self._fill(client, lookup, store, response, authorized, asked)
 
     async def revalidate(
-        self, client: ClientSide, lookup: Lookup, store: CacheStore, entry: CachedResponse
+        self,
+        client: ClientSide,
+        lookup: Lookup,
+        store: CacheStore,
+        entry: CachedResponse,
+        key: str,
     ) -> Outcome:
         """A stale entry with a validator: ask the origin whether it changed (RFC 9111 §4.3).
         304: the entry is refreshed and answers; anything else is a fill."""
@@ -208,10 +222,10 @@ class Handler:
         if isinstance(verdict, Store):
             status_line = (entry.status, entry.reason)
             entry = self._entry(lookup, status_line, response, merged, entry.body, verdict, asked)
-            if not await store.put(lookup.key, entry):
-                await store.delete(lookup.key)
+            if not await self._put(store, lookup, client.view, entry, verdict):
+                await store.delete(key)
         else:  # the origin no longer allows storing it: this client still gets the checked copy
-            await store.delete(lookup.key)
+            await store.delete(key)
         age = self._hit(client.view, entry, lookup, outcome, now, detail="revalidated")
         await client.respond_entry(entry, age, self._revalidated_tags, outcome.status)
         return outcome
@@ -252,7 +266,7 @@ class Handler:
             status_line = (response.status, response.reason)
             body = recorder.body()
             entry = self._entry(lookup, status_line, response, headers, body, verdict, asked)
-            stored = await store.put(lookup.key, entry)
+            stored = await self._put(store, lookup, view, entry, verdict)
             outcome.detail = "stored" if stored else NotStoredReason.NO_SPACE.value
         return outcome
 
@@ -286,6 +300,25 @@ class Handler:
             fresh_until=fresh_until,
             must_revalidate=verdict.must_revalidate,
         )
+
+    async def _put(
+        self,
+        store: CacheStore,
+        lookup: Lookup,
+        view: RequestView,
+        entry: CachedResponse,
+        verdict: Store,
+    ) -> bool:
+        """Store `entry` under the lookup's key, or when it varies under its variant's key with
+        a marker naming the headers under the lookup's key."""
+        if not verdict.vary:
+            return await store.put(lookup.key, entry)
+        variant = variant_key(lookup.key, verdict.vary, view)
+        entry = replace(entry, vary=verdict.vary)
+        if not await store.put(variant, entry):
+            return False
+        marker = vary_marker(verdict.vary, entry.stored_at, entry.expires_at)
+        return await store.put(lookup.key, marker)
 
     def _ttl_policy(self, rule: Rule) -> TtlPolicy:
         policy = self._policies.get(rule.number)

@@ -40,6 +40,7 @@ class Store:
     fresh_for: float  # the freshness lifetime (RFC 9111 §4.2.1); 0: validate before every use
     keep: float = 0.0  # kept this long once stale: to be revalidated, or for max-stale
     must_revalidate: bool = False  # never served stale (must-/proxy-revalidate, s-maxage, no-cache)
+    vary: tuple[str, ...] = ()  # request headers (lower-case, sorted) that pick the variant
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,7 +127,10 @@ def storability(
     vary = set(field_values(headers, "vary"))
     if "*" in vary:
         return DontStore(NotStoredReason.VARY_STAR)
-    if vary - _VARY_SATISFIED - keyed_headers:
+    secondary = vary - _VARY_SATISFIED - keyed_headers
+    if secondary - FILL_ALLOWED - frozenset(rule.keep_headers):
+        # A header the fill did not send: the response cannot depend on the client's value,
+        # and storing it as every client's variant would be wrong (forward it: keep_headers).
         return DontStore(NotStoredReason.VARY)
     fresh_for = lifetime(status, headers, directives, policy, received)
     validator = has_validator(headers)
@@ -134,7 +138,7 @@ def storability(
         no_cache = "no-cache" in directives
         return DontStore(NotStoredReason.NO_CACHE if no_cache else NotStoredReason.ZERO_TTL)
     must = not directives.keys().isdisjoint(_NEVER_STALE)
-    return Store(fresh_for, policy.keep, must)
+    return Store(fresh_for, policy.keep, must, tuple(sorted(secondary)))
 
 
 _REFUSING_DIRECTIVES = (
@@ -147,7 +151,10 @@ _NEVER_STALE = frozenset({"must-revalidate", "proxy-revalidate", "s-maxage", "no
 _AUTHORIZED_OK = frozenset({"public", "s-maxage", "must-revalidate"})
 # Accept-Encoding is always in the key (normalised); Cookie by construction: fills carry no
 # cookies but those the rule keeps (and `check` warns when a kept cookie is not in the key).
+# Any other header a fill sends may be varied on: each value gets a variant (RFC 9111 §4.1).
 _VARY_SATISFIED = frozenset({"accept-encoding", "cookie"})
+# What a fill forwards from the client when nothing else asks for more (forwarding.py).
+FILL_ALLOWED = frozenset({"host", "accept", "accept-language", "user-agent"})
 
 
 def body_storability(

@@ -31,7 +31,7 @@ class NotStoredReason(StrEnum):
     PRIVATE = "private"  # Cache-Control: private (RFC 9111 §5.2.2.7)
     NO_CACHE = "no-cache"  # needs revalidation on every use, and has no validator to do it with
     SET_COOKIE = "set-cookie"  # rule says set_cookie = "skip"
-    VARY = "vary"  # Vary names a request header the key does not carry
+    VARY = "vary"  # Vary names a request header the fill does not send
     VARY_STAR = "vary-star"  # Vary: * never matches (RFC 9111 §4.1)
     AUTHORIZATION = "authorization"  # §3.5: needs public, s-maxage or must-revalidate
     TOO_BIG = "too-big"  # body larger than the cache's item_size

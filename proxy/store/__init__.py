@@ -40,6 +40,9 @@ class CachedResponse:
     must_revalidate: bool = False  # never served stale (§5.2.2.2, §5.2.2.8)
     etag: str | None = None
     last_modified: str | None = None
+    # The request headers the response varies on (RFC 9111 §4.1). With status 0 the entry is
+    # a marker under the primary key: the variants are under vary.variant_key.
+    vary: tuple[str, ...] = ()
     size: int = field(init=False)
     # The headers as HTTP/1.1 field lines, serialised once at store time so a hit is one write;
     # and the subset a 304 carries.
@@ -69,6 +72,15 @@ class CachedResponse:
 
     def fresh(self, now: float) -> bool:
         return now < self.fresh_until
+
+    @property
+    def is_marker(self) -> bool:
+        return self.status == 0
+
+
+def vary_marker(names: tuple[str, ...], stored_at: float, expires_at: float) -> CachedResponse:
+    """What the primary key holds when the response varies: the header names, nothing else."""
+    return CachedResponse(0, "", (), b"", stored_at, expires_at, vary=names)
 
 
 def _block(headers: Headers) -> bytes:

@@ -437,3 +437,47 @@ async def test_request_no_store_keeps_the_response_out_of_the_cache(
     assert 'detail="request-no-store"' in (first.cache_status or "")
     assert second.x_cache == "MISS"
     assert len(upstream.to("/page")) == 2
+
+
+# --- Vary (§4.1) ----------------------------------------------------------------------------
+
+
+async def test_a_stale_variant_is_revalidated_under_its_own_key(
+    sidecache: StartProxy, upstream: FakeUpstream, clock: FakeClock
+) -> None:
+    upstream.on(
+        "/page",
+        headers=[("Cache-Control", "max-age=10"), ("Vary", "Accept-Language"), ("ETag", '"a"')],
+        conditional=True,
+    )
+    client = await origin_proxy(sidecache)
+    english = {"Accept-Language": "en"}
+    french = {"Accept-Language": "fr"}
+    await client.get("/page", english)
+    await client.get("/page", french)
+    clock.advance(11)
+    revalidated = await client.get("/page", english)
+    english_again = await client.get("/page", english)
+    french_stale = await client.get("/page", french)
+
+    assert (revalidated.x_cache, revalidated.body) == ("HIT", b"GET /page #1")
+    assert revalidated.cache_status == "sidecache; fwd=stale; fwd-status=304"
+    assert (english_again.x_cache, english_again.body) == ("HIT", b"GET /page #1")
+    # the French variant went stale on its own and is revalidated on its own
+    assert (french_stale.x_cache, french_stale.body) == ("HIT", b"GET /page #2")
+    seen = [(s.header("Accept-Language"), s.header("If-None-Match")) for s in upstream.to("/page")]
+    assert seen == [("en", None), ("fr", None), ("en", '"a"'), ("fr", '"a"')]
+
+
+async def test_a_response_without_vary_replaces_the_variants(
+    sidecache: StartProxy, upstream: FakeUpstream
+) -> None:
+    upstream.on("/page", headers=[("Cache-Control", "max-age=60"), ("Vary", "Accept-Language")])
+    client = await origin_proxy(sidecache)
+    await client.get("/page", {"Accept-Language": "en"})
+    upstream.on("/page", headers=[("Cache-Control", "max-age=60")])
+    other = await client.get("/page", {"Accept-Language": "de"})  # a new variant: a miss
+    after = await client.get("/page", {"Accept-Language": "en"})
+    assert other.x_cache == "MISS"
+    # the primary key now holds the plain response, which answers every language
+    assert (after.x_cache, after.body) == ("HIT", b"GET /page #2")

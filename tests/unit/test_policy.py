@@ -136,16 +136,27 @@ def cc(value: str) -> Headers:
             DontStore(NotStoredReason.VARY_STAR),
             id="vary-star-in-list",
         ),
-        # product rule: Vary on a header the key does not carry is not stored (yet)
+        # RFC 9111 §4.1: a header the fill sends may be varied on: one variant per value
         pytest.param(
             verdict(headers=(*OK, ("Vary", "User-Agent"))),
-            DontStore(NotStoredReason.VARY),
-            id="vary-unkeyed-header",
+            Store(TTL, vary=("user-agent",)),
+            id="vary-on-a-forwarded-header",
         ),
         pytest.param(
             verdict(headers=(*OK, ("Vary", "Accept-Encoding"), ("Vary", "Accept-Language"))),
-            DontStore(NotStoredReason.VARY),
+            Store(TTL, vary=("accept-language",)),
             id="vary-second-field",
+        ),
+        # product rule: a header the fill does not send cannot be what the response varies on
+        pytest.param(
+            verdict(headers=(*OK, ("Vary", "X-Device"))),
+            DontStore(NotStoredReason.VARY),
+            id="vary-unforwarded-header",
+        ),
+        pytest.param(
+            verdict(headers=(*OK, ("Vary", "X-Device")), on=rule(keep_headers=["X-Device"])),
+            Store(TTL, vary=("x-device",)),
+            id="vary-kept-header",
         ),
         pytest.param(
             verdict(

@@ -19,6 +19,7 @@ PURE_CORE = (
     "proxy.policy",
     "proxy.freshness",
     "proxy.conditional",
+    "proxy.vary",
     "proxy.forwarding",
     "proxy.recorder",
     "proxy.encoding",

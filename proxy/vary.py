@@ -1,0 +1,24 @@
+"""Vary (RFC 9111 §4.1): a response that varies on request headers is stored once per
+combination of their values, under a secondary key; the primary key holds a marker naming the
+headers, so a lookup knows which values pick the variant."""
+
+from __future__ import annotations
+
+from proxy.view import RequestView
+
+ABSENT = "\x01"  # an absent header is a value of its own, unlike an empty one
+
+
+def variant_key(key: str, names: tuple[str, ...], view: RequestView) -> str:
+    """The secondary key: the primary key and the request's normalised values of `names`."""
+    parts = [key, "vary"]
+    for name in names:
+        value = view.header(name)
+        parts.append(f"{name}={normalise(value)}" if value is not None else f"{name}{ABSENT}")
+    return "\x00".join(parts)
+
+
+def normalise(value: str) -> str:
+    """§4.1: values that differ only in whitespace around list commas, or in the whitespace
+    around the value, select the same variant."""
+    return ",".join(item.strip() for item in value.split(","))
