@@ -95,7 +95,7 @@ class Handler:
             store = self.stores[decision.rule.cache]
             entry = store.get_now(decision.key)
             if entry is not None and entry.is_marker:
-                entry = store.get_now(variant_key(decision.key, entry.vary, view))
+                entry = store.get_now(variant_key(decision.key, entry.vary, view, entry.generation))
             now = self.clock()
             if entry is not None and self._usable(view, entry, now):
                 age = self._hit(view, entry, decision, outcome, now)
@@ -120,7 +120,7 @@ class Handler:
         key = lookup.key
         entry = await store.get(key)
         if entry is not None and entry.is_marker:
-            key = variant_key(key, entry.vary, view)
+            key = variant_key(key, entry.vary, view, entry.generation)
             entry = await store.get(key)
         now = self.clock()
         if entry is not None and self._usable(view, entry, now):
@@ -310,14 +310,18 @@ class Handler:
         verdict: Store,
     ) -> bool:
         """Store `entry` under the lookup's key, or when it varies under its variant's key with
-        a marker naming the headers under the lookup's key."""
+        a marker naming the headers under the lookup's key (the marker already there, if it
+        names the same headers, so the other variants stay reachable)."""
         if not verdict.vary:
             return await store.put(lookup.key, entry)
-        variant = variant_key(lookup.key, verdict.vary, view)
-        entry = replace(entry, vary=verdict.vary)
-        if not await store.put(variant, entry):
+        marker = await store.get(lookup.key)
+        if marker is None or not marker.is_marker or marker.vary != verdict.vary:
+            marker = vary_marker(verdict.vary, entry.stored_at, entry.expires_at)
+        elif marker.expires_at < entry.expires_at:
+            marker = replace(marker, expires_at=entry.expires_at)
+        variant = variant_key(lookup.key, verdict.vary, view, marker.generation)
+        if not await store.put(variant, replace(entry, vary=verdict.vary)):
             return False
-        marker = vary_marker(verdict.vary, entry.stored_at, entry.expires_at)
         return await store.put(lookup.key, marker)
 
     def _ttl_policy(self, rule: Rule) -> TtlPolicy:

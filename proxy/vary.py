@@ -1,6 +1,7 @@
 """Vary (RFC 9111 §4.1): a response that varies on request headers is stored once per
 combination of their values, under a secondary key; the primary key holds a marker naming the
-headers, so a lookup knows which values pick the variant."""
+headers (and its generation, unique to it), so a lookup knows which values pick the
+variant."""
 
 from __future__ import annotations
 
@@ -9,9 +10,11 @@ from proxy.view import RequestView
 ABSENT = "\x01"  # an absent header is a value of its own, unlike an empty one
 
 
-def variant_key(key: str, names: tuple[str, ...], view: RequestView) -> str:
-    """The secondary key: the primary key and the request's normalised values of `names`."""
-    parts = [key, "vary"]
+def variant_key(key: str, names: tuple[str, ...], view: RequestView, generation: int) -> str:
+    """The secondary key: the primary key, the marker's generation (a marker made anew, e.g.
+    after an invalidation, never reaches the variants of the one before) and the request's
+    normalised values of `names`."""
+    parts = [key, f"vary{generation}"]
     for name in names:
         value = view.header(name)
         parts.append(f"{name}={normalise(value)}" if value is not None else f"{name}{ABSENT}")

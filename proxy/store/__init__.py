@@ -7,6 +7,7 @@ inserted, so a stored value must never change afterwards.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -43,6 +44,7 @@ class CachedResponse:
     # The request headers the response varies on (RFC 9111 §4.1). With status 0 the entry is
     # a marker under the primary key: the variants are under vary.variant_key.
     vary: tuple[str, ...] = ()
+    generation: int = 0  # a marker's: part of its variants' keys
     size: int = field(init=False)
     # The headers as HTTP/1.1 field lines, serialised once at store time so a hit is one write;
     # and the subset a 304 carries.
@@ -78,9 +80,14 @@ class CachedResponse:
         return self.status == 0
 
 
+_generations = itertools.count(1)
+
+
 def vary_marker(names: tuple[str, ...], stored_at: float, expires_at: float) -> CachedResponse:
-    """What the primary key holds when the response varies: the header names, nothing else."""
-    return CachedResponse(0, "", (), b"", stored_at, expires_at, vary=names)
+    """What the primary key holds when the response varies: the header names and a generation
+    no other marker of this process has, nothing else."""
+    generation = next(_generations)
+    return CachedResponse(0, "", (), b"", stored_at, expires_at, vary=names, generation=generation)
 
 
 def _block(headers: Headers) -> bytes:

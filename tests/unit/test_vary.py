@@ -43,13 +43,22 @@ def test_variant_key(
     one: tuple[tuple[str, str], ...], other: tuple[tuple[str, str], ...], same: bool
 ) -> None:
     names = ("accept-language",)
-    assert (variant_key("k", names, view(*one)) == variant_key("k", names, view(*other))) is same
+    first, second = (
+        variant_key("k", names, view(*one), 1.0),
+        variant_key("k", names, view(*other), 1.0),
+    )
+    assert (first == second) is same
 
 
 def test_variant_key_starts_with_the_primary_key_and_names_every_header() -> None:
-    key = variant_key("k", ("accept", "user-agent"), view(("Accept", "a/b")))
-    assert key.startswith("k\x00vary\x00")
+    key = variant_key("k", ("accept", "user-agent"), view(("Accept", "a/b")), 7)
+    assert key.startswith("k\x00vary7\x00")
     assert "accept=a/b" in key and "user-agent\x01" in key
+
+
+def test_another_generation_is_another_key() -> None:
+    names = ("accept",)
+    assert variant_key("k", names, view(), 1) != variant_key("k", names, view(), 2)
 
 
 def test_normalise() -> None:
