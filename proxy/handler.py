@@ -26,6 +26,7 @@ from proxy.freshness import (
     initial_age,
     request_directives,
 )
+from proxy.invalidate import invalidates, lookups
 from proxy.policy import (
     DontStore,
     Storability,
@@ -378,7 +379,8 @@ class Handler:
         return end_to_end(response.headers, drop=drop) + tags
 
     async def forward_pass(self, client: ClientSide, decision: Pass) -> Outcome:
-        """Forward as is, bodies streamed both ways; the store is never touched."""
+        """Forward as is, bodies streamed both ways. Nothing is stored; a non-error answer to an
+        unsafe method invalidates what is stored for its URIs (RFC 9111 §4.4)."""
         view = client.view
         label = decision.rule.label if decision.rule else "-"
         outcome = _record(client.outcome, 0, "PASS", decision.reason.value, label)
@@ -389,10 +391,20 @@ class Handler:
             )
         except UpstreamError as exc:
             return await self._fail(client, exc, outcome)
+        if invalidates(view.method, response.status):
+            await self._invalidate(view, response.headers)
         tags = self._tags("PASS", cache_status(False, fwd="bypass", detail=outcome.detail))
         outcome.status = response.status
         await self._stream(client, response, end_to_end(response.headers) + tags, None, outcome)
         return outcome
+
+    async def _invalidate(self, view: RequestView, response_headers: Headers) -> None:
+        """Delete the entries the GETs of `invalidate.lookups` would have been answered from
+        (their Vary markers too: a new marker starts a new generation of variants)."""
+        for request in lookups(view, response_headers):
+            decision = decide(request, self.settings.rules, self.settings.identity)
+            if isinstance(decision, Lookup):
+                await self.stores[decision.rule.cache].delete(decision.key)
 
     async def _stream(
         self,

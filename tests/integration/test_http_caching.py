@@ -481,3 +481,81 @@ async def test_a_response_without_vary_replaces_the_variants(
     assert other.x_cache == "MISS"
     # the primary key now holds the plain response, which answers every language
     assert (after.x_cache, after.body) == ("HIT", b"GET /page #2")
+
+
+# --- invalidation (§4.4) --------------------------------------------------------------------
+
+LOGGED_IN = {"Cookie": "remember_token=1"}
+
+
+async def stored(client: Client, target: str, **headers: str) -> Got:
+    got = await client.get(target, headers or None)
+    assert got.x_cache in ("MISS", "HIT")
+    return got
+
+
+@pytest.mark.parametrize(
+    ("method", "status", "invalidated"),
+    [
+        pytest.param("POST", 200, True, id="post-200"),
+        pytest.param("PUT", 204, True, id="put-204"),
+        pytest.param("DELETE", 200, True, id="delete"),
+        pytest.param("PATCH", 303, True, id="patch-303"),
+        pytest.param("POST", 403, False, id="error-keeps-it"),
+        pytest.param("POST", 500, False, id="server-error-keeps-it"),
+    ],
+)
+async def test_an_unsafe_request_invalidates_its_target(
+    sidecache: StartProxy, upstream: FakeUpstream, method: str, status: int, invalidated: bool
+) -> None:
+    upstream.on("/item", headers=[("Cache-Control", "max-age=600")])
+    client = await origin_proxy(sidecache)
+    await client.get("/item")
+    await client.get("/item", {"Accept-Encoding": "gzip"})  # another encoding, another entry
+    upstream.on("/item", status=status)  # what the unsafe request gets
+    unsafe = await client.fetch(method, "/item", LOGGED_IN, data=b"x")
+    upstream.on("/item", headers=[("Cache-Control", "max-age=600")])
+    plain = await client.get("/item")
+    gzipped = await client.get("/item", {"Accept-Encoding": "gzip"})
+
+    assert (unsafe.status, unsafe.x_cache) == (status, "PASS")
+    expected = "MISS" if invalidated else "HIT"
+    assert (plain.x_cache, gzipped.x_cache) == (expected, expected)
+
+
+async def test_location_and_content_location_of_the_same_origin_are_invalidated(
+    sidecache: StartProxy, upstream: FakeUpstream
+) -> None:
+    for path in ("/list", "/item/7", "/elsewhere"):
+        upstream.on(path, headers=[("Cache-Control", "max-age=600")])
+    client = await origin_proxy(sidecache)
+    for path in ("/list", "/item/7", "/elsewhere"):
+        await client.get(path)
+    upstream.on(
+        "/item/new",
+        status=201,
+        headers=[
+            ("Location", "/item/7"),
+            ("Content-Location", "http://127.0.0.1:1/list"),  # another origin: left alone
+        ],
+    )
+    await client.fetch("POST", "/item/new", LOGGED_IN, data=b"x")
+
+    after = {path: (await client.get(path)).x_cache for path in ("/list", "/item/7", "/elsewhere")}
+    assert after == {"/list": "HIT", "/item/7": "MISS", "/elsewhere": "HIT"}
+
+
+async def test_invalidation_reaches_every_variant(
+    sidecache: StartProxy, upstream: FakeUpstream
+) -> None:
+    upstream.on("/page", headers=[("Cache-Control", "max-age=600"), ("Vary", "Accept-Language")])
+    client = await origin_proxy(sidecache)
+    for language in ("en", "fr"):
+        await client.get("/page", {"Accept-Language": language})
+    await client.fetch("DELETE", "/page", LOGGED_IN)
+    upstream.on("/page", headers=[("Cache-Control", "max-age=600"), ("Vary", "Accept-Language")])
+    english = await client.get("/page", {"Accept-Language": "en"})  # makes a new marker
+    french = await client.get("/page", {"Accept-Language": "fr"})
+
+    assert (english.x_cache, french.x_cache) == ("MISS", "MISS")
+    assert [s.method for s in upstream.to("/page")] == ["GET", "GET", "DELETE", "GET", "GET"]

@@ -20,6 +20,7 @@ PURE_CORE = (
     "proxy.freshness",
     "proxy.conditional",
     "proxy.vary",
+    "proxy.invalidate",
     "proxy.forwarding",
     "proxy.recorder",
     "proxy.encoding",
