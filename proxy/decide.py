@@ -7,8 +7,8 @@ Order of checks, each with one reason (the way Varnish's builtin vcl_recv reads)
 4. Authorization → pass unless the rule allows it (RFC 9111 §3.5)
 5. remember cookie or logged-in session → pass, for every cache rule (product rule: a logged-in
    user is never answered from cache and their response is never stored)
-6. Range → pass (partial responses are not served from cache yet)
-7. Upgrade → pass (a WebSocket handshake is not a read; it is not relayed yet either)
+6. Upgrade → pass (a WebSocket handshake is not a read; it is not relayed yet either)
+A Range request is a lookup: a usable entry answers it (206), else it is forwarded (handler).
 """
 
 from __future__ import annotations
@@ -69,8 +69,6 @@ def _refusal(view: RequestView, rule: Rule, identity: IdentityPolicy) -> PassRea
         return PassReason.AUTHORIZATION
     if not view.is_anonymous(identity, count_authorization=False):
         return PassReason.AUTHENTICATED
-    if view.header("range") is not None:
-        return PassReason.RANGE
     if view.header("upgrade") is not None:
         return PassReason.UPGRADE
     return None

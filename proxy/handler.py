@@ -40,7 +40,8 @@ from proxy.policy import (
     storability,
     stored_headers,
 )
-from proxy.reasons import NotStoredReason
+from proxy.ranges import UNSATISFIABLE, byte_range, if_range_holds
+from proxy.reasons import NotStoredReason, PassReason
 from proxy.recorder import Recorder
 from proxy.rules import Rule
 from proxy.settings import Settings
@@ -98,7 +99,8 @@ class Handler:
             if entry is not None and entry.is_marker:
                 entry = store.get_now(variant_key(decision.key, entry.vary, view, entry.generation))
             now = self.clock()
-            if entry is not None and self._usable(view, entry, now):
+            ranged = "range" in view.header_map  # rare: left to the worker
+            if entry is not None and not ranged and self._usable(view, entry, now):
                 age = self._hit(view, entry, decision, outcome, now)
                 return decision, entry, age, self._hit_tags
         return decision, None, 0, ()
@@ -124,7 +126,13 @@ class Handler:
             key = variant_key(key, entry.vary, view, entry.generation)
             entry = await store.get(key)
         now = self.clock()
-        if entry is not None and self._usable(view, entry, now):
+        usable = entry is not None and self._usable(view, entry, now)
+        wanted = view.header("range")
+        if wanted is not None and entry is not None and usable:
+            return await self._partial(client, lookup, entry, wanted, now)
+        if wanted is not None:  # partial responses are never stored: the app answers it
+            return await self.forward_pass(client, Pass(PassReason.RANGE, lookup.rule))
+        if entry is not None and usable:
             age = self._hit(view, entry, lookup, client.outcome, now)
             await client.respond_entry(entry, age, self._hit_tags, client.outcome.status)
             return client.outcome
@@ -134,6 +142,34 @@ class Handler:
         if entry is not None and (entry.etag or entry.last_modified):
             return await self.revalidate(client, lookup, store, entry, key)
         return await self.fetch_miss(client, lookup, store)
+
+    async def _partial(
+        self, client: ClientSide, lookup: Lookup, entry: CachedResponse, wanted: str, now: float
+    ) -> Outcome:
+        """A Range request and a usable entry (RFC 9110 §14): a 304 if the client's copy is
+        current, else one range as a 206 (416 when none of it exists); a Range the cache does
+        not answer (several ranges, a failed If-Range) gets the whole response."""
+        view, outcome = client.view, client.outcome
+        age = self._hit(view, entry, lookup, outcome, now)
+        span = byte_range(wanted, len(entry.body))
+        if_range = if_range_holds(view.header("if-range"), entry.etag, entry.last_modified)
+        if outcome.status == 304 or span is None or not if_range:
+            await client.respond_entry(entry, age, self._hit_tags, outcome.status)
+            return outcome
+        size = len(entry.body)
+        headers = (*entry.headers, ("Age", str(age)), *self._hit_tags)
+        if span == UNSATISFIABLE:
+            _record(outcome, 416, "HIT", "", lookup.rule.label, 0)
+            unsatisfied = (("Content-Range", f"bytes */{size}"), ("Age", str(age)), *self._hit_tags)
+            await client.respond(416, "Range Not Satisfiable", unsatisfied, b"")
+            return outcome
+        first, last = span
+        part = entry.body[first : last + 1]
+        sent = 0 if view.method == "HEAD" else len(part)
+        _record(outcome, 206, "HIT", "", lookup.rule.label, sent)
+        ranged = (*headers, ("Content-Range", f"bytes {first}-{last}/{size}"))
+        await client.respond(206, "Partial Content", ranged, part)
+        return outcome
 
     def _request_directives(self, view: RequestView) -> RequestDirectives:
         if "cache-control" not in view.header_map:

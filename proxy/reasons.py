@@ -19,7 +19,7 @@ class PassReason(StrEnum):
     AUTHORIZATION = "authorization"  # RFC 9111 §3.5; the rule did not allow it
     AUTHENTICATED = "authenticated"  # remember cookie or logged-in session (identity.py)
     REQUEST_BODY = "request-body"  # a GET/HEAD with a body is not a plain read
-    RANGE = "range"  # partial content is not served from cache yet
+    RANGE = "range"  # a Range request with no usable entry: partial responses are not stored
     UPGRADE = "upgrade"  # a protocol switch (WebSocket) is never a cacheable read
 
 

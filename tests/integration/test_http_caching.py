@@ -559,3 +559,62 @@ async def test_invalidation_reaches_every_variant(
 
     assert (english.x_cache, french.x_cache) == ("MISS", "MISS")
     assert [s.method for s in upstream.to("/page")] == ["GET", "GET", "DELETE", "GET", "GET"]
+
+
+# --- Range (RFC 9110 §14) -------------------------------------------------------------------
+
+BODY = bytes(range(256)) * 4  # 1 KiB
+
+
+@pytest.mark.parametrize(
+    ("sent", "status", "content_range", "part"),
+    [
+        pytest.param({"Range": "bytes=0-9"}, 206, "bytes 0-9/1024", BODY[:10], id="first-ten"),
+        pytest.param({"Range": "bytes=-4"}, 206, "bytes 1020-1023/1024", BODY[-4:], id="suffix"),
+        pytest.param({"Range": "bytes=2000-"}, 416, "bytes */1024", b"", id="past-the-end"),
+        pytest.param({"Range": "bytes=0-1,4-5"}, 200, None, BODY, id="several-whole"),
+        pytest.param(
+            {"Range": "bytes=0-9", "If-Range": '"v1"'},
+            206,
+            "bytes 0-9/1024",
+            BODY[:10],
+            id="if-range",
+        ),
+        pytest.param(
+            {"Range": "bytes=0-9", "If-Range": '"v0"'}, 200, None, BODY, id="if-range-changed"
+        ),
+        pytest.param(
+            {"Range": "bytes=0-9", "If-None-Match": '"v1"'}, 304, None, b"", id="current-copy"
+        ),
+    ],
+)
+async def test_a_range_is_answered_from_a_stored_complete_response(
+    sidecache: StartProxy,
+    upstream: FakeUpstream,
+    sent: dict[str, str],
+    status: int,
+    content_range: str | None,
+    part: bytes,
+) -> None:
+    upstream.on("/file", body=BODY, headers=[("Cache-Control", "max-age=60"), ("ETag", '"v1"')])
+    client = await origin_proxy(sidecache)
+    await client.get("/file")
+    got = await client.get("/file", sent)
+
+    assert (got.status, got.x_cache) == (status, "HIT")
+    assert got.headers.get("Content-Range") == content_range
+    assert got.body == part
+    assert len(upstream.to("/file")) == 1
+
+
+async def test_a_range_without_a_usable_entry_goes_to_the_app_and_is_not_stored(
+    sidecache: StartProxy, upstream: FakeUpstream
+) -> None:
+    upstream.on("/file", body=BODY, headers=[("Cache-Control", "max-age=60")])
+    client = await origin_proxy(sidecache)
+    ranged = await client.get("/file", {"Range": "bytes=0-9"})
+    whole = await client.get("/file")
+
+    assert (ranged.x_cache, whole.x_cache) == ("PASS", "MISS")
+    assert 'detail="range"' in (ranged.cache_status or "")
+    assert upstream.to("/file")[0].header("Range") == "bytes=0-9"  # the app saw the Range

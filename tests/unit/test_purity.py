@@ -21,6 +21,7 @@ PURE_CORE = (
     "proxy.conditional",
     "proxy.vary",
     "proxy.invalidate",
+    "proxy.ranges",
     "proxy.forwarding",
     "proxy.recorder",
     "proxy.encoding",
