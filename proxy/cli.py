@@ -42,6 +42,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="REGEX",
         help="cache these paths for anonymous visitors (repeatable; replaces the config's rules)",
     )
+    parser.add_argument(
+        "--shared",
+        action="store_true",
+        help="no rules: a standards-following shared cache, the origin's headers decide",
+    )
     parser.add_argument("--ttl", help="default cache ttl, e.g. 30s")
     parser.add_argument("--items", type=int, help="default cache: most entries")
     parser.add_argument("--item-size", help="default cache: largest body stored, e.g. 64KiB")
@@ -75,6 +80,12 @@ def apply_flags(data: dict[str, Any], args: argparse.Namespace) -> bool:
         if value is not None:
             caches.setdefault("default", {})[key] = value
             changed = True
+    if args.shared and args.cache:
+        raise ConfigError("command line", "--shared", "has no rules: leave out --cache")
+    if args.shared:
+        data["mode"] = "shared"
+        data.pop("rules", None)
+        changed = True
     if args.cache:
         caches.setdefault("default", {})
         data["rules"] = [

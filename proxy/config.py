@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import tomllib
 from collections.abc import Mapping
+from enum import StrEnum
 from importlib.resources import files
 from ipaddress import ip_network
 from pathlib import Path
@@ -67,12 +68,22 @@ def parse(data: Mapping[str, Any], source: str) -> Settings:
     upstream = _upstream(root.table("upstream"))
     identity = _identity(root.table("identity"))
     caches = _caches(root.table("caches"))
+    mode = root.convert("mode", choice(Mode, '"rules", "shared"'), Mode.RULES)
     rules_raw = root.get("rules", list, [])
-    rules = tuple(
-        _rule(Table(r, source, f"rules[{i}]"), i, caches) for i, r in enumerate(rules_raw, 1)
-    )
+    shared = root.table("shared")
+    if mode is Mode.SHARED:
+        if rules_raw:
+            raise root.error("rules", 'mode = "shared" has no rules: the origin\'s headers decide')
+        caches = {"default": CacheSettings("default"), **caches}
+        rules: tuple[Rule, ...] = (_shared_rule(shared, caches),)
+    else:
+        if shared.data:
+            raise root.error("shared", 'only used with mode = "shared"')
+        rules = tuple(
+            _rule(Table(r, source, f"rules[{i}]"), i, caches) for i, r in enumerate(rules_raw, 1)
+        )
     root.finish()
-    warnings = tuple(w for rule in rules for w in _warnings(rule))
+    warnings = tuple(w for rule in rules if not rule.forward_all for w in _warnings(rule))
     return Settings(
         source,
         listen,
@@ -84,6 +95,7 @@ def parse(data: Mapping[str, Any], source: str) -> Settings:
         rules,
         warnings,
         request_directives=honoured,
+        mode=mode.value,
     )
 
 
@@ -247,6 +259,41 @@ def _rule(table: Table, number: int, caches: Mapping[str, CacheSettings]) -> Rul
         keep_headers=tuple(h.lower() for h in table.strings("keep_headers", ())),
         allow_authorization=table.get("allow_authorization", bool, False),
         key=table.convert("key", text(compile_key), compile_key(DEFAULT_KEY)),
+    )
+    table.finish()
+    return rule
+
+
+class Mode(StrEnum):
+    RULES = "rules"  # the ordered rules decide what is cached (the default)
+    SHARED = "shared"  # no rules: a standards-following shared cache (RFC 9111)
+
+
+# RFC 9111 §3: a shared cache may store any final status it understands, when the response
+# allows it; partial content is not stored whole, and a 304 is not a response to store.
+SHARED_STATUSES = frozenset(range(200, 600)) - {206, 304}
+
+
+def _shared_rule(table: Table, caches: Mapping[str, CacheSettings]) -> Rule:
+    """Shared mode's one rule: every GET/HEAD of an anonymous visitor, stored as the origin's
+    headers say (nothing without explicit freshness but for revalidation, unless heuristics are
+    on), fills forwarding the request as it came, Authorization as RFC 9111 §3.5 says."""
+    rule = Rule(
+        number=1,
+        name="shared",
+        action=Action.CACHE,
+        methods=CACHEABLE,
+        cache=_cache_name(table, Action.CACHE, caches),
+        ttl_mode=TtlMode.ORIGIN,
+        ttl=0.0,
+        max_ttl=table.convert("max_ttl", parse_duration, None),
+        heuristic=table.get("heuristic", bool, False),
+        keep=table.convert("keep", parse_duration, None),
+        statuses=SHARED_STATUSES,
+        set_cookie=SetCookieMode.SKIP,
+        allow_authorization=True,
+        key=compile_key(DEFAULT_KEY),
+        forward_all=True,
     )
     table.finish()
     return rule

@@ -17,7 +17,9 @@ def describe(settings: Settings) -> str:
         f"{up.max_connections} connections)",
         "caches:",
         *(f"  {_cache(cache)}" for cache in settings.caches.values()),
-        "rules (first match wins; no match: pass):",
+        "mode: shared (no rules: the origin's headers decide, RFC 9111)"
+        if settings.mode == "shared"
+        else "rules (first match wins; no match: pass):",
         *(f"  {_rule(rule)}" for rule in settings.rules),
     ]
     if not settings.rules:
@@ -52,7 +54,10 @@ def _rule(rule: Rule) -> str:
         ttl += ", heuristic" if rule.heuristic else ""
     ttl += f", max_ttl={rule.max_ttl:g}s" if rule.max_ttl is not None else ""
     ttl += f", keep={rule.keep:g}s" if rule.keep is not None else ""
-    if rule.statuses != frozenset({200}):
+    if rule.forward_all:
+        ttl = "ttl=origin, heuristic" if rule.heuristic else "ttl=origin"
+        ttl += ", statuses=any final but 206 and 304, fills forward every header"
+    elif rule.statuses != frozenset({200}):
         ttl += ", statuses=" + ",".join(str(s) for s in sorted(rule.statuses))
     key = rule.key.source if rule.key else "-"
     extra = f" keep_cookies={','.join(rule.keep_cookies)}" if rule.keep_cookies else ""

@@ -104,9 +104,16 @@ def fill_headers(
     keep_cookies: tuple[str, ...],
     keep_authorization: bool,
     keep_headers: frozenset[str] = frozenset(),
+    forward_all: bool = False,
 ) -> Headers:
     """A fill: the allowlist, the key's and the rule's headers (`keep_headers`, lower-case),
-    kept cookies, Authorization only if the rule allows it, the normalised Accept-Encoding."""
+    kept cookies, Authorization only if the rule allows it, the normalised Accept-Encoding.
+    `forward_all` (shared mode): every end-to-end header, as a pass sends them, but the
+    normalised Accept-Encoding the key carries."""
+    if forward_all:
+        sent = _client_headers(view, trust, upstream, frozenset({"host"}))
+        kept = tuple([(n, v) for n, v in sent if n.lower() != "accept-encoding"])
+        return kept + _host(upstream) + forwarded(view, trust) + (("Accept-Encoding", encoding),)
     allowed = FILL_ALLOWED | keep_headers
     protect = frozenset({"host"}) | keep_headers
     trusted = trust.trusts(view.peer)

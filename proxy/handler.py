@@ -215,6 +215,7 @@ class Handler:
             keep_cookies=rule.keep_cookies,
             keep_authorization=authorized,
             keep_headers=rule.fill_headers,
+            forward_all=rule.forward_all,
         )
         return headers, authorized
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from email.utils import formatdate
 
-from proxy.freshness import TtlPolicy, has_validator, lifetime
+from proxy.freshness import HEURISTIC_STATUSES, TtlPolicy, has_validator, lifetime
 from proxy.reasons import NotStoredReason
 from proxy.rules import Rule, SetCookieMode
 from proxy.view import Headers
@@ -127,11 +127,18 @@ def storability(
     vary = set(field_values(headers, "vary"))
     if "*" in vary:
         return DontStore(NotStoredReason.VARY_STAR)
-    secondary = vary - _VARY_SATISFIED - keyed_headers
-    if secondary - FILL_ALLOWED - frozenset(rule.keep_headers):
-        # A header the fill did not send: the response cannot depend on the client's value,
-        # and storing it as every client's variant would be wrong (forward it: keep_headers).
-        return DontStore(NotStoredReason.VARY)
+    if rule.forward_all:
+        # Shared mode: the fill sent the client's headers, so any of them may be varied on;
+        # and §3 must allow storing from the response alone.
+        secondary = vary - _ENCODING_KEYED - keyed_headers
+        if not _storable_alone(status, headers, directives):
+            return DontStore(NotStoredReason.STATUS)
+    else:
+        secondary = vary - _VARY_SATISFIED - keyed_headers
+        if secondary - FILL_ALLOWED - frozenset(rule.keep_headers):
+            # A header the fill did not send: the response cannot depend on the client's
+            # value, and storing it as every client's variant would be wrong.
+            return DontStore(NotStoredReason.VARY)
     fresh_for = lifetime(status, headers, directives, policy, received)
     validator = has_validator(headers)
     if fresh_for <= 0 and not validator:  # stale at once, and nothing to revalidate it with
@@ -139,6 +146,13 @@ def storability(
         return DontStore(NotStoredReason.NO_CACHE if no_cache else NotStoredReason.ZERO_TTL)
     must = not directives.keys().isdisjoint(_NEVER_STALE)
     return Store(fresh_for, policy.keep, must, tuple(sorted(secondary)))
+
+
+def _storable_alone(status: int, headers: Headers, directives: dict[str, str]) -> bool:
+    """RFC 9111 §3: public, max-age, s-maxage, Expires, or a heuristically cacheable status."""
+    if status in HEURISTIC_STATUSES or directives.keys() & _EXPLICIT:
+        return True
+    return any(n.lower() == "expires" for n, _ in headers)
 
 
 _REFUSING_DIRECTIVES = (
@@ -153,6 +167,9 @@ _AUTHORIZED_OK = frozenset({"public", "s-maxage", "must-revalidate"})
 # cookies but those the rule keeps (and `check` warns when a kept cookie is not in the key).
 # Any other header a fill sends may be varied on: each value gets a variant (RFC 9111 §4.1).
 _VARY_SATISFIED = frozenset({"accept-encoding", "cookie"})
+_ENCODING_KEYED = frozenset({"accept-encoding"})
+# RFC 9111 §3: what lets a shared cache store a status that is not heuristically cacheable.
+_EXPLICIT = frozenset({"public", "max-age", "s-maxage"})
 # What a fill forwards from the client when nothing else asks for more (forwarding.py).
 FILL_ALLOWED = frozenset({"host", "accept", "accept-language", "user-agent"})
 

@@ -79,6 +79,9 @@ class Rule:
     keep_headers: tuple[str, ...] = ()  # lower-case; sent on fills beyond the allowlist
     allow_authorization: bool = False
     key: KeyTemplate | None = None
+    # Shared mode's rule: fills send every end-to-end request header, cookies included, so the
+    # response may vary on any of them (RFC 9111 §4.1) and must be storable by §3 on its own.
+    forward_all: bool = False
 
     @property
     def fill_headers(self) -> frozenset[str]:

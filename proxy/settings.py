@@ -89,3 +89,4 @@ class Settings:
     request_directives: frozenset[str] = frozenset(
         {"no-store", "max-stale", "min-fresh", "only-if-cached"}
     )
+    mode: str = "rules"  # or "shared": no rules, a plain RFC 9111 shared cache

@@ -548,3 +548,27 @@ async def test_client_leaving_mid_body_stores_nothing(upstream, client, start_si
     assert (whole.x_cache, whole.body) == ("MISS", b"a" * 1000 + b"b" * 1000)
     assert (again.x_cache, again.body) == ("HIT", b"a" * 1000 + b"b" * 1000)
     assert upstream.count("/slow") == 2
+
+
+async def test_shared_mode_from_the_command_line(upstream, client, start_sidecache):
+    # `sidecache --shared --upstream URL`: no rules, the origin's Cache-Control decides.
+    async def page(request: web.Request, seen: Seen) -> web.StreamResponse:
+        cache_control = "max-age=60" if request.path == "/cached" else "no-store"
+        return web.Response(
+            text=f"{request.path} #{upstream.count(request.path)}",
+            headers={"Cache-Control": cache_control},
+        )
+
+    upstream.route("/cached", page)
+    upstream.route("/fresh", page)
+    proxy = await start_sidecache(upstream=upstream.url, args=["--shared"])
+
+    cached = [await fetch(client, "GET", proxy.base_url + "/cached") for _ in range(2)]
+    fresh = [await fetch(client, "GET", proxy.base_url + "/fresh") for _ in range(2)]
+
+    assert [(r.x_cache, r.body) for r in cached] == [
+        ("MISS", b"/cached #1"),
+        ("HIT", b"/cached #1"),
+    ]
+    assert [(r.x_cache, r.body) for r in fresh] == [("MISS", b"/fresh #1"), ("MISS", b"/fresh #2")]
+    assert 'detail="no-store"' in fresh[0].cache_status

@@ -295,3 +295,16 @@ def test_cache_bound_flags_reach_the_default_cache(tmp_path):
 
     assert (result.returncode, result.stderr) == (0, "")
     assert "  default: items=5 item_size=1024B max_bytes=1048576B ttl=120s" in result.stdout
+
+
+def test_check_shared_shows_the_mode_and_refuses_rules_from_the_command_line(tmp_path):
+    shared = run("check", "--shared", cwd=tmp_path)
+    both = run("check", "--shared", "--cache", "^/$", cwd=tmp_path)
+
+    assert shared.returncode == 0
+    assert "mode: shared (no rules: the origin's headers decide, RFC 9111)" in shared.stdout
+    assert "1. shared: when method in GET,HEAD → cache in 'default' (ttl=origin" in shared.stdout
+    assert both.returncode == 2
+    assert both.stderr.strip() == (
+        "sidecache: config error: command line: --shared: has no rules: leave out --cache"
+    )

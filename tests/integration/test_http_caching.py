@@ -618,3 +618,130 @@ async def test_a_range_without_a_usable_entry_goes_to_the_app_and_is_not_stored(
     assert (ranged.x_cache, whole.x_cache) == ("PASS", "MISS")
     assert 'detail="range"' in (ranged.cache_status or "")
     assert upstream.to("/file")[0].header("Range") == "bytes=0-9"  # the app saw the Range
+
+
+# --- shared mode: no rules, the origin's headers decide ------------------------------------
+
+
+async def shared_proxy(sidecache: StartProxy, **shared: Any) -> Client:
+    sections: dict[str, Any] = {"mode": "shared", "rules": []}
+    if shared:
+        sections["shared"] = shared
+    return await sidecache(**sections)
+
+
+# (status, response headers, stored)
+SHARED_STORING = {
+    "max-age": (200, [("Cache-Control", "max-age=60")], True),
+    "s-maxage": (200, [("Cache-Control", "s-maxage=60")], True),
+    "expires": (200, [("Expires", http_date(60)), ("Date", http_date())], True),
+    "no-freshness": (200, [], False),
+    "404-with-max-age": (404, [("Cache-Control", "max-age=60")], True),
+    "500-with-max-age": (500, [("Cache-Control", "max-age=60")], True),
+    "500-public-nothing-else": (500, [("Cache-Control", "public")], False),  # stale at once
+    "no-store": (200, [("Cache-Control", "max-age=60, no-store")], False),
+    "private": (200, [("Cache-Control", "max-age=60, private")], False),
+    "set-cookie-never-shared": (
+        200,
+        [("Cache-Control", "max-age=60"), ("Set-Cookie", "a=1")],
+        False,
+    ),
+}
+
+
+@pytest.mark.parametrize("case", SHARED_STORING)
+async def test_shared_mode_stores_what_the_origin_allows(
+    sidecache: StartProxy, upstream: FakeUpstream, case: str
+) -> None:
+    status, headers, stored = SHARED_STORING[case]
+    upstream.on("/page", status=status, headers=headers)
+    client = await shared_proxy(sidecache)
+    first, second = await client.get("/page"), await client.get("/page")
+    assert (first.status, second.status) == (status, status)
+    assert second.x_cache == ("HIT" if stored else "MISS")
+    assert len(upstream.to("/page")) == (1 if stored else 2)
+
+
+async def test_shared_mode_heuristics_only_when_enabled(
+    sidecache: StartProxy, upstream: FakeUpstream, clock: FakeClock
+) -> None:
+    # §4.2.2: with Last-Modified but no explicit freshness, reuse needs heuristics; without,
+    # the entry is kept for revalidation only (Last-Modified is a validator).
+    headers = [("Last-Modified", http_date(-10_000)), ("Date", http_date())]
+    upstream.on("/page", headers=headers, conditional=True)
+    plain = await shared_proxy(sidecache)
+    await plain.get("/page")
+    again = await plain.get("/page")
+    heuristic = await shared_proxy(sidecache, heuristic=True)
+    await heuristic.get("/page")
+    clock.advance(500)  # within 10 % of 10,000 s
+    reused = await heuristic.get("/page")
+
+    assert again.cache_status == "sidecache; fwd=stale; fwd-status=304"  # revalidated
+    assert (reused.x_cache, reused.cache_status) == ("HIT", "sidecache; hit")
+    assert [s.header("If-Modified-Since") is not None for s in upstream.to("/page")] == [
+        False,
+        True,
+        False,
+    ]
+
+
+async def test_shared_mode_fills_forward_the_request_as_it_came(
+    sidecache: StartProxy, upstream: FakeUpstream
+) -> None:
+    upstream.on("/page", headers=[("Cache-Control", "max-age=60")])
+    client = await shared_proxy(sidecache)
+    await client.get("/page", {"Cookie": "theme=dark", "X-Custom": "1", "Accept-Encoding": "gzip"})
+    seen = upstream.to("/page")[0]
+    assert seen.header("Cookie") == "theme=dark"
+    assert seen.header("X-Custom") == "1"
+    assert seen.header("Accept-Encoding") == "gzip"  # normalised, as the key carries it
+
+
+async def test_shared_mode_varies_on_any_header_the_origin_names(
+    sidecache: StartProxy, upstream: FakeUpstream
+) -> None:
+    upstream.on("/page", headers=[("Cache-Control", "max-age=60"), ("Vary", "Cookie, X-Device")])
+    client = await shared_proxy(sidecache)
+    asks = [
+        {"Cookie": "theme=dark", "X-Device": "phone"},
+        {"Cookie": "theme=light", "X-Device": "phone"},
+        {"Cookie": "theme=dark", "X-Device": "phone"},
+        {"Cookie": "theme=dark", "X-Device": "tv"},
+    ]
+    answers = [await client.get("/page", ask) for ask in asks]
+    assert [a.x_cache for a in answers] == ["MISS", "MISS", "HIT", "MISS"]
+    assert answers[2].body == answers[0].body == b"GET /page #1"
+
+
+@pytest.mark.parametrize(
+    ("cache_control", "stored"),
+    [
+        pytest.param("max-age=60", False, id="not-without-a-directive"),  # RFC 9111 §3.5
+        pytest.param("public, max-age=60", True, id="public"),
+        pytest.param("s-maxage=60", True, id="s-maxage"),
+        pytest.param("must-revalidate, max-age=60", True, id="must-revalidate"),
+    ],
+)
+async def test_shared_mode_authorization_follows_section_3_5(
+    sidecache: StartProxy, upstream: FakeUpstream, cache_control: str, stored: bool
+) -> None:
+    upstream.on("/doc", headers=[("Cache-Control", cache_control)])
+    client = await shared_proxy(sidecache)
+    first = await client.get("/doc", {"Authorization": "Bearer a"})
+    second = await client.get("/doc", {"Authorization": "Bearer b"})
+    assert first.x_cache == "MISS"
+    assert upstream.to("/doc")[0].header("Authorization") == "Bearer a"
+    assert second.x_cache == ("HIT" if stored else "MISS")
+
+
+async def test_shared_mode_still_passes_logged_in_visitors(
+    sidecache: StartProxy, upstream: FakeUpstream
+) -> None:
+    # Product rule, in every mode: a logged-in visitor is never answered from cache.
+    upstream.on("/page", headers=[("Cache-Control", "public, max-age=60")])
+    client = await shared_proxy(sidecache)
+    await client.get("/page")
+    logged_in = await client.get("/page", {"Cookie": "remember_token=1"})
+    assert logged_in.x_cache == "PASS"
+    assert len(upstream.to("/page")) == 2

@@ -673,3 +673,51 @@ def test_request_directives_default_and_configured() -> None:
     configured = parse({"server": {"request_cache_control": ["no-cache"]}}, SOURCE)
     assert configured.request_directives == frozenset({"no-cache"})
     assert parse({"caches": {"c": {"keep": "1m"}}}, SOURCE).caches["c"].keep == 60.0
+
+
+def test_shared_mode_has_one_rule_that_lets_the_origin_decide() -> None:
+    settings = parse({"mode": "shared", "shared": {"heuristic": True, "max_ttl": "1h"}}, SOURCE)
+    (rule,) = settings.rules
+    assert settings.mode == "shared"
+    assert (rule.name, rule.ttl_mode, rule.ttl, rule.heuristic, rule.max_ttl) == (
+        "shared",
+        TtlMode.ORIGIN,
+        0.0,
+        True,
+        3600.0,
+    )
+    assert rule.forward_all and rule.allow_authorization
+    assert 404 in rule.statuses and 206 not in rule.statuses and 304 not in rule.statuses
+    assert "default" in settings.caches  # made when the file has none
+    assert settings.warnings == ()
+
+
+@pytest.mark.parametrize(
+    ("data", "key", "problem"),
+    [
+        pytest.param(
+            {"mode": "shared", "rules": [{"path": "^/"}]},
+            "rules",
+            'mode = "shared" has no rules: the origin\'s headers decide',
+            id="rules-in-shared-mode",
+        ),
+        pytest.param(
+            {"shared": {"heuristic": True}},
+            "shared",
+            'only used with mode = "shared"',
+            id="shared-table-in-rules-mode",
+        ),
+        pytest.param({"mode": "plain"}, "mode", 'expected one of "rules", "shared"', id="mode"),
+        pytest.param(
+            {"mode": "shared", "shared": {"heuristics": True}},
+            "shared.heuristics",
+            "unknown key",
+            id="typo-in-shared",
+        ),
+    ],
+)
+def test_shared_mode_errors(data: dict[str, Any], key: str, problem: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse(data, SOURCE)
+    assert str(caught.value).startswith(f"{SOURCE}: {key}: ")
+    assert problem in str(caught.value)
