@@ -64,6 +64,9 @@ def parse(data: Mapping[str, Any], source: str) -> Settings:
         access_log=server.get("access_log", bool, True),
     )
     honoured = _request_directives(server)
+    targeted = server.strings(
+        "targeted_cache_control", ("Sidecache-Cache-Control", "CDN-Cache-Control")
+    )
     server.finish()
     upstream = _upstream(root.table("upstream"))
     identity = _identity(root.table("identity"))
@@ -96,6 +99,7 @@ def parse(data: Mapping[str, Any], source: str) -> Settings:
         warnings,
         request_directives=honoured,
         mode=mode.value,
+        targeted=tuple(name.lower() for name in targeted),
     )
 
 

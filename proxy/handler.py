@@ -254,7 +254,14 @@ class Handler:
         response.release()  # a 304 has no body
         merged = refreshed_headers(entry.headers, response.headers)
         verdict = storability(
-            entry.status, merged, lookup.rule, self._ttl_policy(lookup.rule), _keyed(lookup), False
+            entry.status,
+            merged,
+            lookup.rule,
+            self._ttl_policy(lookup.rule),
+            _keyed(lookup),
+            False,
+            time.time(),
+            self.settings.targeted,
         )
         now = self.clock()
         if isinstance(verdict, Store):
@@ -389,6 +396,7 @@ class Handler:
                 _keyed(lookup),
                 authorized,
                 time.time(),
+                self.settings.targeted,
             ),
             response.headers,
             response.content_length,

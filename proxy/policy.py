@@ -6,6 +6,7 @@ reads: status, Cache-Control, Set-Cookie, Vary, then size and framing.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from email.utils import formatdate
 
@@ -92,6 +93,43 @@ def cache_control(headers: Headers) -> dict[str, str]:
     return directives
 
 
+# RFC 8941 dictionary member: key [ "=" ( integer | token | quoted string ) ] [ ";" params ]
+_SF_MEMBER = re.compile(
+    r'[a-z*][a-z0-9_\-.*]*(=(-?\d{1,15}|[A-Za-z*][!#$%&\'*+\-.^_`|~:/\w]*|"(?:[^"\\]|\\.)*"))?'
+    r"(;[^,]*)?"
+)
+
+
+def targeted_directives(value: str) -> dict[str, str] | None:
+    """An RFC 9213 targeted field (a Structured Field Dictionary, RFC 8941) as directives;
+    None when it is not a valid dictionary (then the field is ignored)."""
+    directives: dict[str, str] = {}
+    for member in value.split(","):
+        member = member.strip(" \t")
+        if not _SF_MEMBER.fullmatch(member):
+            return None
+        key, _, rest = member.partition("=")
+        argument = rest.split(";", 1)[0].strip('"')
+        directives.setdefault(key.split(";", 1)[0], argument)
+    return directives
+
+
+def response_directives(
+    headers: Headers, targeted: tuple[str, ...]
+) -> tuple[dict[str, str], Headers]:
+    """The directives that govern storing and freshness, and the headers to read freshness
+    from: the first valid targeted field (RFC 9213 §2.1), whose presence makes Cache-Control
+    and Expires ignored; else Cache-Control and the headers as they are."""
+    for name in targeted:
+        value = ", ".join(v for n, v in headers if n.lower() == name)
+        if value:
+            found = targeted_directives(value)
+            if found is not None:
+                ignored = ("cache-control", "expires")
+                return found, tuple((n, v) for n, v in headers if n.lower() not in ignored)
+    return cache_control(headers), headers
+
+
 def field_values(headers: Headers, name: str) -> list[str]:
     """Every comma-separated member of the fields called `name`, lower-cased."""
     return [
@@ -111,12 +149,14 @@ def storability(
     keyed_headers: frozenset[str],
     authorized: bool,
     received: float | None = None,
+    targeted: tuple[str, ...] = (),
 ) -> Storability:
     """May this fill response be stored, and for how long? (Product rules + RFC 9111 §3.)
-    `received`: when it arrived (epoch seconds), standing in for a missing Date."""
+    `received`: when it arrived (epoch seconds), standing in for a missing Date. `targeted`:
+    the RFC 9213 fields meant for this cache, first found wins over Cache-Control and Expires."""
     if status not in rule.statuses:
         return DontStore(NotStoredReason.STATUS)
-    directives = cache_control(headers)
+    directives, headers = response_directives(headers, targeted)
     for directive, reason in _REFUSING_DIRECTIVES:
         if directive in directives:
             return DontStore(reason)

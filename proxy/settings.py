@@ -90,3 +90,5 @@ class Settings:
         {"no-store", "max-stale", "min-fresh", "only-if-cached"}
     )
     mode: str = "rules"  # or "shared": no rules, a plain RFC 9111 shared cache
+    # RFC 9213 targeted fields for this cache (lower-case), first found wins over Cache-Control.
+    targeted: tuple[str, ...] = ("sidecache-cache-control", "cdn-cache-control")

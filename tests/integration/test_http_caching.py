@@ -745,3 +745,53 @@ async def test_shared_mode_still_passes_logged_in_visitors(
     logged_in = await client.get("/page", {"Cookie": "remember_token=1"})
     assert logged_in.x_cache == "PASS"
     assert len(upstream.to("/page")) == 2
+
+
+# --- targeted cache control (RFC 9213) -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("headers", "server", "stored"),
+    [
+        pytest.param(
+            [("Cache-Control", "no-store"), ("CDN-Cache-Control", "max-age=60")],
+            {},
+            True,
+            id="cdn-cache-control-wins",
+        ),
+        pytest.param(
+            [("Cache-Control", "max-age=60"), ("Sidecache-Cache-Control", "no-store")],
+            {},
+            False,
+            id="sidecache-cache-control-wins",
+        ),
+        pytest.param(
+            [("Cache-Control", "no-store"), ("CDN-Cache-Control", "max-age=60")],
+            {"targeted_cache_control": []},
+            False,
+            id="turned-off",
+        ),
+        pytest.param(
+            [("Cache-Control", "no-store"), ("CDN-Cache-Control", "max age")],
+            {},
+            False,
+            id="invalid-targeted-ignored",
+        ),
+    ],
+)
+async def test_targeted_cache_control(
+    sidecache: StartProxy,
+    upstream: FakeUpstream,
+    headers: list[tuple[str, str]],
+    server: dict[str, Any],
+    stored: bool,
+) -> None:
+    upstream.on("/page", headers=headers)
+    client = (
+        await sidecache(rules=[ORIGIN_RULE], server=server)
+        if server
+        else await origin_proxy(sidecache)
+    )
+    first, second = await client.get("/page"), await client.get("/page")
+    assert second.x_cache == ("HIT" if stored else "MISS")
+    assert first.headers.get("CDN-Cache-Control") == dict(headers).get("CDN-Cache-Control")

@@ -16,8 +16,10 @@ from proxy.policy import (
     cache_status,
     connection_tokens,
     end_to_end,
+    response_directives,
     storability,
     stored_headers,
+    targeted_directives,
 )
 from proxy.reasons import NotStoredReason
 from proxy.rules import Rule
@@ -410,3 +412,56 @@ def test_body_storability(
     expected: Store | DontStore,
 ) -> None:
     assert body_storability(verdict, headers, length, framed, 100, encoding) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        pytest.param("max-age=60", {"max-age": "60"}, id="integer"),
+        pytest.param("no-store", {"no-store": ""}, id="bare-key"),
+        pytest.param('max-age=60, private="x"', {"max-age": "60", "private": "x"}, id="string"),
+        pytest.param("max-age=60;a=1", {"max-age": "60"}, id="parameters-ignored"),
+        pytest.param("max-age=60, max-age=5", {"max-age": "60"}, id="first-wins"),
+        pytest.param("Max-Age=60", None, id="upper-case-key-invalid"),  # RFC 8941 keys: lcalpha
+        pytest.param("max-age=abc def", None, id="not-a-dictionary"),
+        pytest.param("max-age=1.5.5", None, id="bad-number"),
+    ],
+)
+def test_targeted_directives(value: str, expected: dict[str, str] | None) -> None:
+    assert targeted_directives(value) == expected
+
+
+TARGETS = ("sidecache-cache-control", "cdn-cache-control")
+
+
+@pytest.mark.parametrize(
+    ("headers", "directives", "kept"),
+    [
+        pytest.param(
+            (("Cache-Control", "max-age=5"), ("Expires", "x"), ("CDN-Cache-Control", "max-age=60")),
+            {"max-age": "60"},
+            (("CDN-Cache-Control", "max-age=60"),),
+            id="targeted-wins-cache-control-and-expires-ignored",
+        ),
+        pytest.param(
+            (("CDN-Cache-Control", "max-age=60"), ("Sidecache-Cache-Control", "no-store")),
+            {"no-store": ""},
+            (("CDN-Cache-Control", "max-age=60"), ("Sidecache-Cache-Control", "no-store")),
+            id="first-in-target-order",
+        ),
+        pytest.param(
+            (("Cache-Control", "max-age=5"), ("CDN-Cache-Control", "max-age=a b")),
+            {"max-age": "5"},
+            (("Cache-Control", "max-age=5"), ("CDN-Cache-Control", "max-age=a b")),
+            id="invalid-targeted-ignored",
+        ),
+        pytest.param(
+            (("Cache-Control", "max-age=5"),),
+            {"max-age": "5"},
+            (("Cache-Control", "max-age=5"),),
+            id="none-targeted",
+        ),
+    ],
+)
+def test_response_directives(headers: Headers, directives: dict[str, str], kept: Headers) -> None:
+    assert response_directives(headers, TARGETS) == (directives, kept)
