@@ -93,17 +93,31 @@ class Handler:
         with `outcome` filled in (`outcome.status` is 304 when the client's copy is current).
         Otherwise the front passes the decision on to `handle`."""
         decision = decide(view, self.settings.rules, self.settings.identity)
-        if isinstance(decision, Lookup):
-            store = self.stores[decision.rule.cache]
-            entry = store.get_now(decision.key)
-            if entry is not None and entry.is_marker:
-                entry = store.get_now(variant_key(decision.key, entry.vary, view, entry.generation))
-            now = self.clock()
-            ranged = "range" in view.header_map  # rare: left to the worker
-            if entry is not None and not ranged and self._usable(view, entry, now):
-                age = self._hit(view, entry, decision, outcome, now)
-                return decision, entry, age, self._hit_tags
-        return decision, None, 0, ()
+        if not isinstance(decision, Lookup):
+            return decision, None, 0, ()
+        store = self.stores[decision.rule.cache]
+        entry = store.get_now(decision.key)
+        if entry is None:
+            return decision, None, 0, ()
+        if entry.status == 0:  # a Vary marker
+            entry = store.get_now(variant_key(decision.key, entry.vary, view, entry.generation))
+            if entry is None:
+                return decision, None, 0, ()
+        # The common hit in a few dict lookups; Range, Cache-Control and conditional requests
+        # take the general checks (and Range the worker).
+        fields = view.header_map
+        now = self.clock()
+        if "range" in fields or not (
+            self._usable(view, entry, now) if "cache-control" in fields else now < entry.fresh_until
+        ):
+            return decision, None, 0, ()
+        if "if-none-match" in fields or "if-modified-since" in fields:
+            age = self._hit(view, entry, decision, outcome, now)
+        else:
+            sent = 0 if view.method == "HEAD" else len(entry.body)
+            _record(outcome, entry.status, "HIT", "", decision.rule.label, sent)
+            age = entry.age(now)
+        return decision, entry, age, self._hit_tags
 
     async def handle(self, client: ClientSide, decision: Decision | None = None) -> Outcome:
         if decision is None:
