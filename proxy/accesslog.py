@@ -20,6 +20,8 @@ def format_line(view: RequestView, outcome: Outcome, seconds: float) -> str:
     client = view.peer or "unix"
     major, minor = view.version
     target = view.target.replace('"', "%22")
+    if not target.isascii():  # octets that are not UTF-8 are written as \x escapes
+        target = target.encode("utf-8", "backslashreplace").decode("utf-8")
     return (
         f'{client} "{view.method} {target} HTTP/{major}.{minor}" {outcome.status} '
         f"{outcome.cache} {outcome.sent} {int(seconds * 1_000_000)}us "

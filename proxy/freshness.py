@@ -7,10 +7,10 @@ when a response arrived) are seconds since the epoch; a store keeps its own mono
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC
-from email.utils import parsedate_to_datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 
 from proxy.view import Headers
@@ -49,17 +49,47 @@ def delta_seconds(value: str | None) -> int | None:
     return min(int(value), MAX_DELTA)
 
 
+_MONTHS = {
+    name: number
+    for number, name in enumerate(
+        ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), 1
+    )
+}
+_DAY = r"(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun)"
+_LONG_DAY = r"(?:Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday)"
+_MONTH = r"(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)"
+_TIME = r"(\d\d):(\d\d):(\d\d)"
+# RFC 9110 §5.6.7: IMF-fixdate, and the obsolete RFC 850 and asctime forms, exactly.
+_IMF_FIXDATE = re.compile(rf"{_DAY}, (\d\d) {_MONTH} (\d{{4}}) {_TIME} GMT")
+_RFC850 = re.compile(rf"{_LONG_DAY}, (\d\d)-{_MONTH}-(\d\d) {_TIME} GMT")
+_ASCTIME = re.compile(rf"{_DAY} {_MONTH} ([ \d]\d) {_TIME} (\d{{4}})")
+
+
 def http_date(value: str | None) -> float | None:
-    """An HTTP-date as epoch seconds; None when absent or invalid (RFC 9110 §5.6.7)."""
+    """An HTTP-date as epoch seconds (RFC 9110 §5.6.7: UTC, in one of its three forms, nothing
+    looser); None when absent or invalid."""
     if not value:
         return None
-    try:
-        parsed = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError, OverflowError):
+    value = value.strip()
+    if match := _IMF_FIXDATE.fullmatch(value):
+        day, month, year, hour, minute, second = match.groups()
+    elif match := _RFC850.fullmatch(value):
+        day, month, short_year, hour, minute, second = match.groups()
+        # §5.6.7: a two-digit year more than 50 years in the future is in the past century
+        year = str(2000 + int(short_year))
+        if int(year) > datetime.now(UTC).year + 50:
+            year = str(int(year) - 100)
+    elif match := _ASCTIME.fullmatch(value):
+        month, day, hour, minute, second, year = match.groups()
+    else:
         return None
-    if parsed.tzinfo is None:  # asctime has no zone; every HTTP-date is UTC (§5.6.7)
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.timestamp()
+    try:
+        moment = datetime(
+            int(year), _MONTHS[month], int(day), int(hour), int(minute), int(second), tzinfo=UTC
+        )
+    except ValueError:  # 31 Feb, hour 25 ...
+        return None
+    return moment.timestamp()
 
 
 def first_value(headers: Headers, name: str) -> str | None:
@@ -79,9 +109,12 @@ def explicit_lifetime(
         if name in directives:
             seconds = delta_seconds(directives[name])
             return 0.0 if seconds is None else float(seconds)
-    expires = first_value(headers, "expires")
-    if expires is None:
+    expires_lines = [v for n, v in headers if n.lower() == "expires"]
+    if not expires_lines:
         return None
+    if len(expires_lines) > 1:  # §4.2.1: several Expires: stale
+        return 0.0
+    expires = expires_lines[0]
     expires_at = http_date(expires)
     date = http_date(first_value(headers, "date"))
     if date is None:
@@ -132,9 +165,16 @@ def initial_age(headers: Headers, request_time: float, response_time: float) -> 
     # Date has whole seconds: compared at that resolution, a response of this very second is
     # not up to a second old already.
     apparent = max(0.0, int(response_time) - date) if date is not None else 0.0
-    age = delta_seconds(first_value(headers, "age")) or 0
+    age = age_value(first_value(headers, "age"))
     corrected = age + max(0.0, response_time - request_time)
     return max(apparent, corrected)
+
+
+def age_value(value: str | None) -> int:
+    """The Age a response arrived with (§5.1): its first member if a list came, 0 if invalid."""
+    if value is None:
+        return 0
+    return delta_seconds(value.split(",", 1)[0]) or 0
 
 
 def has_validator(headers: Headers) -> bool:

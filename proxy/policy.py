@@ -109,9 +109,15 @@ def targeted_directives(value: str) -> dict[str, str] | None:
         if not _SF_MEMBER.fullmatch(member):
             return None
         key, _, rest = member.partition("=")
-        argument = rest.split(";", 1)[0].strip('"')
-        directives.setdefault(key.split(";", 1)[0], argument)
+        argument = rest.split(";", 1)[0]
+        key = key.split(";", 1)[0]
+        if key in _NUMERIC_DIRECTIVES and not argument.isdigit():
+            return None  # RFC 9213 §2.1: an Integer, or the field is invalid
+        directives.setdefault(key, argument.strip('"'))
     return directives
+
+
+_NUMERIC_DIRECTIVES = frozenset({"max-age", "s-maxage", "stale-while-revalidate", "stale-if-error"})
 
 
 def response_directives(

@@ -187,8 +187,13 @@ class UpstreamResponse:
         except UnicodeDecodeError:
             self.headers = tuple([(header_text(n), header_text(v)) for n, v in raw])
         self.content_length = connection.content_length
-        # Close-delimited bodies cannot be told apart from truncated ones (RFC 9112 §6.3).
-        self.framed = connection.chunked or connection.content_length is not None
+        # Close-delimited bodies cannot be told apart from truncated ones (RFC 9112 §6.3); a
+        # 204 or 304 has no body at all, so nothing of it can be missing.
+        self.framed = (
+            connection.chunked
+            or connection.content_length is not None
+            or connection.status in (204, 304)
+        )
 
     async def chunks(self) -> AsyncIterator[bytes]:
         """The body as it arrives; raises UpstreamError when it does not arrive whole."""

@@ -16,13 +16,10 @@ Headers = tuple[tuple[str, str], ...]
 
 
 def header_text(raw: bytes) -> str:
-    """Header bytes as text that the front and the upstream client write back byte for byte:
-    they encode header text as UTF-8, so valid UTF-8 (and ASCII) round-trips exactly; other
-    bytes fall back to latin-1 (and so go out re-encoded as UTF-8)."""
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return raw.decode("latin-1")
+    """Header bytes as text that goes back out byte for byte: UTF-8 (and so ASCII) as itself,
+    any other octet (RFC 9110 §5.5 obs-text) as a surrogate escape that the writers
+    (`.encode("utf-8", "surrogateescape")`) turn back into the same octet."""
+    return raw.decode("utf-8", "surrogateescape")
 
 
 # RFC 9110 §7.2 / RFC 3986 §3.2.2: reg-name or IPv4 (unreserved, sub-delims, pct-encoded), or an

@@ -335,7 +335,7 @@ async def _read_response(reader: asyncio.StreamReader, head: bool) -> RawRespons
     status, _, reason = status_and_reason.partition(" ")
     headers = [(n, v.strip()) for n, _, v in (line.partition(":") for line in lines[1:] if line)]
     response = RawResponse(int(status), reason, headers, b"")
-    if head:
+    if head or response.status in (204, 304) or response.status < 200:  # no body (RFC 9112 §6.3)
         return response
     if "chunked" in (response.header("Transfer-Encoding") or "").lower():
         response.body = await _read_chunked(reader)

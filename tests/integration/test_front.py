@@ -869,6 +869,37 @@ async def test_hits_wait_their_turn_behind_a_slow_request_on_the_connection(
     ]
 
 
+async def test_header_octets_that_are_not_utf8_pass_through_unchanged(
+    sidecache: StartProxy,
+) -> None:
+    # RFC 9110 §5.5: field values may carry obs-text octets; a proxy relays them as they are
+    # (cache-tests' conditional-etag-strong-respond-obs-text), in both directions, on a miss,
+    # a hit and a 304 made from the stored ETag.
+    async def answer(
+        head: Head, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        await read_body(reader, head)
+        writer.write(
+            b'HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\nETag: "abc\xfc"\r\n'
+            b"X-Name: caf\xe9\r\nContent-Length: 2\r\n\r\nok"
+        )
+        await writer.drain()
+
+    async with Origin(answer) as origin:
+        origin_rule = {"name": "origin", "action": "cache", "ttl": "origin"}
+        client = await sidecache(upstream_url=origin.url, rules=[origin_rule])
+        miss = await client.raw(request("GET", "/page", b"User-Agent: \xe9t\xe9\r\n"))
+        hit = await client.raw(request("GET", "/page"))
+        current = await client.raw(request("GET", "/page", b'If-None-Match: "abc\xfc"\r\n'))
+
+    for got in (miss, hit):
+        assert got.header("ETag") == '"abc\xfc"'  # the headers are read as latin-1: one octet
+        assert got.header("X-Name") == "caf\xe9"
+    assert [miss.header("X-Cache"), hit.header("X-Cache")] == ["MISS", "HIT"]
+    assert (current.status, current.header("ETag")) == (304, '"abc\xfc"')
+    assert origin.heads[0].header("User-Agent") == "\xe9t\xe9"
+
+
 # --- 10. Date ------------------------------------------------------------------------------
 
 ORIGIN_DATE = "Tue, 15 Nov 1994 08:12:31 GMT"
