@@ -60,14 +60,14 @@ _LONG_DAY = r"(?:Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday)"
 _MONTH = r"(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)"
 _TIME = r"(\d\d):(\d\d):(\d\d)"
 # RFC 9110 §5.6.7: IMF-fixdate, and the obsolete RFC 850 and asctime forms, exactly.
-_IMF_FIXDATE = re.compile(rf"{_DAY}, (\d\d) {_MONTH} (\d{{4}}) {_TIME} GMT")
-_RFC850 = re.compile(rf"{_LONG_DAY}, (\d\d)-{_MONTH}-(\d\d) {_TIME} GMT")
-_ASCTIME = re.compile(rf"{_DAY} {_MONTH} ([ \d]\d) {_TIME} (\d{{4}})")
+_IMF_FIXDATE = re.compile(rf"{_DAY}, (\d\d) {_MONTH} (\d{{4}}) {_TIME} GMT", re.IGNORECASE)
+_RFC850 = re.compile(rf"{_LONG_DAY}, (\d\d)-{_MONTH}-(\d\d) {_TIME} GMT", re.IGNORECASE)
+_ASCTIME = re.compile(rf"{_DAY} {_MONTH} ([ \d]\d) {_TIME} (\d{{4}})", re.IGNORECASE)
 
 
 def http_date(value: str | None) -> float | None:
     """An HTTP-date as epoch seconds (RFC 9110 §5.6.7: UTC, in one of its three forms, nothing
-    looser); None when absent or invalid."""
+    looser but the letter case); None when absent or invalid."""
     if not value:
         return None
     value = value.strip()
@@ -85,7 +85,13 @@ def http_date(value: str | None) -> float | None:
         return None
     try:
         moment = datetime(
-            int(year), _MONTHS[month], int(day), int(hour), int(minute), int(second), tzinfo=UTC
+            int(year),
+            _MONTHS[month.title()],
+            int(day),
+            int(hour),
+            int(minute),
+            int(second),
+            tzinfo=UTC,
         )
     except ValueError:  # 31 Feb, hour 25 ...
         return None
