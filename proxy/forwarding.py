@@ -108,12 +108,11 @@ def fill_headers(
 ) -> Headers:
     """A fill: the allowlist, the key's and the rule's headers (`keep_headers`, lower-case),
     kept cookies, Authorization only if the rule allows it, the normalised Accept-Encoding.
-    `forward_all` (shared mode): every end-to-end header, as a pass sends them, but the
-    normalised Accept-Encoding the key carries."""
+    `forward_all` (shared mode): every end-to-end header, as a pass sends them (a body in an
+    encoding outside the key's normalised Accept-Encoding is then not stored)."""
     if forward_all:
         sent = _client_headers(view, trust, upstream, frozenset({"host"}))
-        kept = tuple([(n, v) for n, v in sent if n.lower() != "accept-encoding"])
-        return kept + _host(upstream) + forwarded(view, trust) + (("Accept-Encoding", encoding),)
+        return sent + _host(upstream) + forwarded(view, trust)
     allowed = FILL_ALLOWED | keep_headers
     protect = frozenset({"host"}) | keep_headers
     trusted = trust.trusts(view.peer)

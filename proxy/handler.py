@@ -161,12 +161,15 @@ class Handler:
         self, client: ClientSide, lookup: Lookup, entry: CachedResponse, wanted: str, now: float
     ) -> Outcome:
         """A Range request and a usable entry (RFC 9110 §14): a 304 if the client's copy is
-        current, else one range as a 206 (416 when none of it exists); a Range the cache does
-        not answer (several ranges, a failed If-Range) gets the whole response."""
+        current, the whole response if If-Range says it changed (§13.1.5), else one range as a
+        206 (416 when none of it exists). A Range this cache does not answer (several ranges,
+        another unit) goes to the app, which may send multipart/byteranges."""
         view, outcome = client.view, client.outcome
-        age = self._hit(view, entry, lookup, outcome, now)
         span = byte_range(wanted, len(entry.body))
         if_range = if_range_holds(view.header("if-range"), entry.etag, entry.last_modified)
+        if span is None and if_range:
+            return await self.forward_pass(client, Pass(PassReason.RANGE, lookup.rule))
+        age = self._hit(view, entry, lookup, outcome, now)
         if outcome.status == 304 or span is None or not if_range:
             await client.respond_entry(entry, age, self._hit_tags, outcome.status)
             return outcome

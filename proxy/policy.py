@@ -10,7 +10,14 @@ import re
 from dataclasses import dataclass
 from email.utils import formatdate
 
-from proxy.freshness import HEURISTIC_STATUSES, TtlPolicy, has_validator, lifetime
+from proxy.freshness import (
+    HEURISTIC_STATUSES,
+    TtlPolicy,
+    explicit_lifetime,
+    has_validator,
+    heuristic_lifetime,
+    lifetime,
+)
 from proxy.reasons import NotStoredReason
 from proxy.rules import Rule, SetCookieMode
 from proxy.view import Headers
@@ -179,6 +186,8 @@ def storability(
         secondary = vary - _ENCODING_KEYED - keyed_headers
         if not _storable_alone(status, headers, directives):
             return DontStore(NotStoredReason.STATUS)
+        if not _has_freshness(status, headers, directives, policy, received):
+            return DontStore(NotStoredReason.ZERO_TTL)  # nothing says how long it may be reused
     else:
         secondary = vary - _VARY_SATISFIED - keyed_headers
         if secondary - FILL_ALLOWED - frozenset(rule.keep_headers):
@@ -192,6 +201,20 @@ def storability(
         return DontStore(NotStoredReason.NO_CACHE if no_cache else NotStoredReason.ZERO_TTL)
     must = not directives.keys().isdisjoint(_NEVER_STALE)
     return Store(fresh_for, policy.keep, must, tuple(sorted(secondary)))
+
+
+def _has_freshness(
+    status: int,
+    headers: Headers,
+    directives: dict[str, str],
+    policy: TtlPolicy,
+    received: float | None,
+) -> bool:
+    """Shared mode stores nothing without explicit freshness (or a heuristic lifetime, when
+    enabled), but what says no-cache: store, and revalidate every use."""
+    if "no-cache" in directives or explicit_lifetime(directives, headers, received) is not None:
+        return True
+    return policy.heuristic and heuristic_lifetime(status, headers) is not None
 
 
 def _storable_alone(status: int, headers: Headers, directives: dict[str, str]) -> bool:
