@@ -220,6 +220,8 @@ def _cache(table: Table, name: str) -> CacheSettings:
         max_bytes=table.convert("max_bytes", parse_size, 64 * 1024 * 1024),
         ttl=table.convert("ttl", parse_duration, 10.0),
         keep=table.convert("keep", parse_duration, 600.0),
+        coalesce_wait=table.convert("coalesce_wait", parse_duration, 5.0),
+        hit_for_pass=table.convert("hit_for_pass", parse_duration, 10.0),
     )
     if cache.items < 1:
         raise table.error("items", "must be at least 1")

@@ -7,10 +7,13 @@ It turns decisions of the pure core into I/O through three seams: `ClientSide` (
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import assert_never
+
+from cachetools import TTLCache
 
 from proxy.conditional import not_modified
 from proxy.decide import Decision, Lookup, Pass, decide
@@ -51,6 +54,7 @@ from proxy.vary import variant_key
 from proxy.view import Headers, RequestView
 
 _NO_SET_COOKIE = frozenset({"set-cookie"})
+HIT_FOR_PASS_KEYS = 10_000  # uncacheable keys remembered per cache (the oldest go first)
 
 
 class Handler:
@@ -67,6 +71,8 @@ class Handler:
         self.clock = clock
         self._tag_memo: dict[tuple[str, str], Headers] = {}
         self._policies: dict[int, TtlPolicy] = {}
+        self._fills: dict[str, asyncio.Event] = {}  # key → the fill others wait for
+        self._hit_for_pass: dict[str, TTLCache[str, bool]] = {}  # cache → uncacheable keys
         self._hit_tags = self._tags("HIT", cache_status(True))
         self._revalidated_tags = self._tags("HIT", "sidecache; fwd=stale; fwd-status=304")
 
@@ -130,15 +136,30 @@ class Handler:
             case _:
                 assert_never(decision)
 
-    async def lookup(self, client: ClientSide, lookup: Lookup) -> Outcome:
-        """A usable entry is a hit; a stale one with a validator is revalidated; else a miss."""
-        view = client.view
-        store = self.stores[lookup.rule.cache]
+    async def _find(
+        self, store: CacheStore, lookup: Lookup, view: RequestView
+    ) -> tuple[CachedResponse | None, str]:
+        """The entry for this request and its key (a variant's, when the response varies)."""
         key = lookup.key
         entry = await store.get(key)
         if entry is not None and entry.is_marker:
             key = variant_key(key, entry.vary, view, entry.generation)
             entry = await store.get(key)
+        return entry, key
+
+    async def lookup(self, client: ClientSide, lookup: Lookup) -> Outcome:
+        """A usable entry is a hit; a stale one with a validator is revalidated; else a miss.
+        Concurrent misses for one key coalesce: one fill goes upstream, the others wait for it
+        (a bounded wait) and are answered from what it stored, or go on their own."""
+        view = client.view
+        store = self.stores[lookup.rule.cache]
+        entry, key = await self._find(store, lookup, view)
+        fill = self._fills.get(lookup.key)
+        if fill is not None and not (entry is not None and self._usable(view, entry, self.clock())):
+            await self._wait_for(fill, lookup)
+            entry, key = await self._find(store, lookup, view)
+            if entry is not None and self._usable(view, entry, self.clock()):
+                client.outcome.detail = "coalesced"
         now = self.clock()
         usable = entry is not None and self._usable(view, entry, now)
         wanted = view.header("range")
@@ -147,15 +168,57 @@ class Handler:
         if wanted is not None:  # partial responses are never stored: the app answers it
             return await self.forward_pass(client, Pass(PassReason.RANGE, lookup.rule))
         if entry is not None and usable:
-            age = self._hit(view, entry, lookup, client.outcome, now)
+            detail = client.outcome.detail
+            age = self._hit(view, entry, lookup, client.outcome, now, detail)
             await client.respond_entry(entry, age, self._hit_tags, client.outcome.status)
             return client.outcome
         asked = self._request_directives(view)
         if asked.only_if_cached:  # RFC 9111 §5.2.1.7
             return await self._not_cached(client, lookup)
-        if entry is not None and (entry.etag or entry.last_modified):
-            return await self.revalidate(client, lookup, store, entry, key)
-        return await self.fetch_miss(client, lookup, store)
+        leader = self._lead(lookup)
+        try:
+            if entry is not None and (entry.etag or entry.last_modified):
+                outcome = await self.revalidate(client, lookup, store, entry, key)
+            else:
+                outcome = await self.fetch_miss(client, lookup, store)
+        finally:
+            if leader is not None:
+                self._release(lookup, leader, client.outcome)
+        return outcome
+
+    def _lead(self, lookup: Lookup) -> asyncio.Event | None:
+        """Become the one fill of this key that others wait for, unless the key is remembered
+        as uncacheable (hit-for-pass: the last fill could not be stored), coalescing is off,
+        or another fill leads already (its waiters gave up on it)."""
+        cache = self.settings.caches[lookup.rule.cache]
+        passing = self._hit_for_pass.get(lookup.rule.cache)
+        if cache.coalesce_wait <= 0 or lookup.key in self._fills:
+            return None
+        if passing is not None and lookup.key in passing:
+            return None
+        fill = self._fills[lookup.key] = asyncio.Event()
+        return fill
+
+    def _release(self, lookup: Lookup, fill: asyncio.Event, outcome: Outcome) -> None:
+        """The fill is over: wake its waiters; remember an uncacheable key (hit-for-pass)."""
+        if self._fills.get(lookup.key) is fill:
+            del self._fills[lookup.key]
+        fill.set()
+        stored = outcome.detail in ("stored", "revalidated")
+        cache = self.settings.caches[lookup.rule.cache]
+        if not stored and cache.hit_for_pass > 0 and 200 <= outcome.status < 500:
+            passing = self._hit_for_pass.get(lookup.rule.cache)
+            if passing is None:
+                passing = self._hit_for_pass[lookup.rule.cache] = TTLCache(
+                    maxsize=HIT_FOR_PASS_KEYS, ttl=cache.hit_for_pass, timer=self.clock
+                )
+            passing[lookup.key] = True
+
+    async def _wait_for(self, fill: asyncio.Event, lookup: Lookup) -> None:
+        """Wait for another request's fill of this key, at most the cache's coalesce_wait."""
+        wait = self.settings.caches[lookup.rule.cache].coalesce_wait
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(fill.wait(), wait)
 
     async def _partial(
         self, client: ClientSide, lookup: Lookup, entry: CachedResponse, wanted: str, now: float

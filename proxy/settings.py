@@ -46,6 +46,8 @@ class CacheSettings:
     max_bytes: int = 64 * 1024 * 1024
     ttl: float = 10.0
     keep: float = 600.0  # stale entries stay this long: to be revalidated, or for max-stale
+    coalesce_wait: float = 5.0  # concurrent misses wait this long for one fill (0: no waiting)
+    hit_for_pass: float = 10.0  # a key whose fill could not be stored is not waited on for this
 
 
 @dataclass(frozen=True, slots=True)

@@ -95,6 +95,8 @@ class FakeUpstream:
         self.seen: list[Seen] = []
         self.replies: dict[str, Reply] = {}
         self.url = ""
+        self.active = 0  # requests being answered now
+        self.most_active = 0  # the most answered at once
         self._closing = asyncio.Event()
 
     def app(self) -> web.Application:
@@ -116,6 +118,14 @@ class FakeUpstream:
         self._closing.set()
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
+        self.active += 1
+        self.most_active = max(self.most_active, self.active)
+        try:
+            return await self._answer(request)
+        finally:
+            self.active -= 1
+
+    async def _answer(self, request: web.Request) -> web.StreamResponse:
         seen = Seen(request.method, request.raw_path, _pairs(request.raw_headers))
         peer = request.transport.get_extra_info("peername") if request.transport else None
         seen.peer = tuple(peer[:2]) if isinstance(peer, tuple) else ("", 0)
