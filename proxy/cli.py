@@ -48,6 +48,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="no rules: a standards-following shared cache, the origin's headers decide",
     )
     parser.add_argument("--ttl", help="default cache ttl, e.g. 30s")
+    parser.add_argument(
+        "--stale-while-revalidate",
+        metavar="DURATION",
+        help="serve stale this long past freshness while refreshing in the background",
+    )
+    parser.add_argument(
+        "--stale-if-error",
+        metavar="DURATION",
+        help="serve stale this long past freshness when the app fails or times out",
+    )
     parser.add_argument("--items", type=int, help="default cache: most entries")
     parser.add_argument("--item-size", help="default cache: largest body stored, e.g. 64KiB")
     parser.add_argument("--max-bytes", help="default cache: total size, e.g. 64MiB")
@@ -92,6 +102,19 @@ def apply_flags(data: dict[str, Any], args: argparse.Namespace) -> bool:
             {"name": f"--cache {regex}", "path": regex, "cache": "default"} for regex in args.cache
         ]
         changed = True
+    windows = {
+        "stale_while_revalidate": args.stale_while_revalidate,
+        "stale_if_error": args.stale_if_error,
+    }
+    for key, value in windows.items():
+        if value is None:
+            continue
+        changed = True
+        if data.get("mode") == "shared":
+            data.setdefault("shared", {})[key] = value
+        for rule in data.get("rules", []):
+            if isinstance(rule, dict) and rule.get("action", "cache") == "cache":
+                rule[key] = value
     return changed
 
 

@@ -258,6 +258,8 @@ def _rule(table: Table, number: int, caches: Mapping[str, CacheSettings]) -> Rul
         heuristic=table.get("heuristic", bool, False),
         keep=table.convert("keep", parse_duration, None),
         statuses=_statuses(table),
+        stale_while_revalidate=table.convert("stale_while_revalidate", parse_duration, None),
+        stale_if_error=table.convert("stale_if_error", parse_duration, None),
         set_cookie=table.convert(
             "set_cookie", choice(SetCookieMode, '"skip", "strip"'), SetCookieMode.SKIP
         ),
@@ -296,6 +298,8 @@ def _shared_rule(table: Table, caches: Mapping[str, CacheSettings]) -> Rule:
         heuristic=table.get("heuristic", bool, False),
         keep=table.convert("keep", parse_duration, None),
         statuses=SHARED_STATUSES,
+        stale_while_revalidate=table.convert("stale_while_revalidate", parse_duration, None),
+        stale_if_error=table.convert("stale_if_error", parse_duration, None),
         set_cookie=SetCookieMode.SKIP,
         allow_authorization=True,
         key=compile_key(DEFAULT_KEY),

@@ -54,6 +54,10 @@ def _rule(rule: Rule) -> str:
         ttl += ", heuristic" if rule.heuristic else ""
     ttl += f", max_ttl={rule.max_ttl:g}s" if rule.max_ttl is not None else ""
     ttl += f", keep={rule.keep:g}s" if rule.keep is not None else ""
+    if rule.stale_while_revalidate is not None:
+        ttl += f", stale_while_revalidate={rule.stale_while_revalidate:g}s"
+    if rule.stale_if_error is not None:
+        ttl += f", stale_if_error={rule.stale_if_error:g}s"
     if rule.forward_all:
         ttl = "ttl=origin, heuristic" if rule.heuristic else "ttl=origin"
         ttl += ", statuses=any final but 206 and 304, fills forward every header"

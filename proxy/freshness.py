@@ -37,6 +37,9 @@ class TtlPolicy:
     max_ttl: float | None = None  # a cap on whatever lifetime was found
     heuristic: bool = False  # ORIGIN: Last-Modified heuristics (§4.2.2) before the fallback
     keep: float = 600.0  # how long a stale entry is kept: to be revalidated, or for max-stale
+    # RFC 5861 windows past freshness; None: the origin's Cache-Control directive decides.
+    stale_while_revalidate: float | None = None
+    stale_if_error: float | None = None
 
 
 def delta_seconds(value: str | None) -> int | None:
@@ -244,3 +247,10 @@ def acceptable(
         return True
     # Stale: only a request that accepts staleness, for an entry that allows it.
     return request.max_stale is not None and not must_revalidate and -remaining <= request.max_stale
+
+
+def stale_window(directives: Mapping[str, str], name: str, configured: float | None) -> float:
+    """A stale-serving window (RFC 5861): the rule's, else the origin's directive, else 0."""
+    if configured is not None:
+        return configured
+    return float(delta_seconds(directives.get(name)) or 0)

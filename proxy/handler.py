@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import replace
-from typing import assert_never
+from typing import TypeGuard, assert_never
 
 from cachetools import TTLCache
 
@@ -53,6 +54,7 @@ from proxy.upstream import UpstreamClient, UpstreamError, UpstreamResponse
 from proxy.vary import variant_key
 from proxy.view import Headers, RequestView
 
+log = logging.getLogger("sidecache")
 _NO_SET_COOKIE = frozenset({"set-cookie"})
 HIT_FOR_PASS_KEYS = 10_000  # uncacheable keys remembered per cache (the oldest go first)
 
@@ -73,6 +75,7 @@ class Handler:
         self._policies: dict[int, TtlPolicy] = {}
         self._fills: dict[str, asyncio.Event] = {}  # key → the fill others wait for
         self._hit_for_pass: dict[str, TTLCache[str, bool]] = {}  # cache → uncacheable keys
+        self._background: set[asyncio.Task[None]] = set()  # stale-while-revalidate refreshes
         self._hit_tags = self._tags("HIT", cache_status(True))
         self._revalidated_tags = self._tags("HIT", "sidecache; fwd=stale; fwd-status=304")
 
@@ -148,14 +151,16 @@ class Handler:
         return entry, key
 
     async def lookup(self, client: ClientSide, lookup: Lookup) -> Outcome:
-        """A usable entry is a hit; a stale one with a validator is revalidated; else a miss.
+        """A usable entry is a hit; a stale one within its stale-while-revalidate window is
+        served and refreshed behind; a stale one with a validator is revalidated; else a miss.
         Concurrent misses for one key coalesce: one fill goes upstream, the others wait for it
         (a bounded wait) and are answered from what it stored, or go on their own."""
         view = client.view
         store = self.stores[lookup.rule.cache]
+        asked = self._request_directives(view)
         entry, key = await self._find(store, lookup, view)
         fill = self._fills.get(lookup.key)
-        if fill is not None and not (entry is not None and self._usable(view, entry, self.clock())):
+        if fill is not None and not self._servable(view, entry, asked):
             await self._wait_for(fill, lookup)
             entry, key = await self._find(store, lookup, view)
             if entry is not None and self._usable(view, entry, self.clock()):
@@ -172,19 +177,32 @@ class Handler:
             age = self._hit(view, entry, lookup, client.outcome, now, detail)
             await client.respond_entry(entry, age, self._hit_tags, client.outcome.status)
             return client.outcome
-        asked = self._request_directives(view)
         if asked.only_if_cached:  # RFC 9111 §5.2.1.7
             return await self._not_cached(client, lookup)
+        if entry is not None and self._servable(view, entry, asked):
+            self._refresh_behind(store, lookup, view, entry, key)
+            return await self._serve_stale(client, lookup, entry, "stale-while-revalidate")
         leader = self._lead(lookup)
         try:
             if entry is not None and (entry.etag or entry.last_modified):
                 outcome = await self.revalidate(client, lookup, store, entry, key)
             else:
-                outcome = await self.fetch_miss(client, lookup, store)
+                outcome = await self.fetch_miss(client, lookup, store, stale=entry)
         finally:
             if leader is not None:
                 self._release(lookup, leader, client.outcome)
         return outcome
+
+    def _servable(
+        self, view: RequestView, entry: CachedResponse | None, asked: RequestDirectives
+    ) -> bool:
+        """Usable, or stale within its stale-while-revalidate window: answerable at once."""
+        if entry is None:
+            return False
+        now = self.clock()
+        if self._usable(view, entry, now):
+            return True
+        return not asked.no_cache and _within(entry, entry.stale_while_revalidate, now)
 
     def _lead(self, lookup: Lookup) -> asyncio.Event | None:
         """Become the one fill of this key that others wait for, unless the key is remembered
@@ -299,16 +317,43 @@ class Handler:
         )
         return headers, authorized
 
-    async def fetch_miss(self, client: ClientSide, lookup: Lookup, store: CacheStore) -> Outcome:
-        """Fill as a brand-new visitor would, stream to the client, store if whole and storable."""
+    async def fetch_miss(
+        self,
+        client: ClientSide,
+        lookup: Lookup,
+        store: CacheStore,
+        stale: CachedResponse | None = None,
+    ) -> Outcome:
+        """Fill as a brand-new visitor would, stream to the client, store if whole and storable.
+        When the upstream fails, a `stale` entry within its stale-if-error window answers."""
         headers, authorized = self._fill_headers(client.view, lookup)
         outcome = _record(client.outcome, 0, "MISS", "", lookup.rule.label)
         asked = time.time()
         try:
             response = await self.upstream.request("GET", client.view.target, headers)
         except UpstreamError as exc:
+            if self._stands_in(stale):
+                return await self._serve_stale(client, lookup, stale, "stale-if-error")
             return await self._fail(client, exc, outcome)
+        if response.status >= 500 and self._stands_in(stale):
+            response.close()
+            return await self._serve_stale(client, lookup, stale, "stale-if-error")
         return await self._fill(client, lookup, store, response, authorized, asked)
+
+    def _stands_in(self, entry: CachedResponse | None) -> TypeGuard[CachedResponse]:
+        """May `entry` answer instead of an upstream failure (RFC 5861 stale-if-error)?"""
+        return entry is not None and _within(entry, entry.stale_if_error, self.clock())
+
+    async def _serve_stale(
+        self, client: ClientSide, lookup: Lookup, entry: CachedResponse, why: str
+    ) -> Outcome:
+        """A stale entry answers (X-Cache: STALE, with its Age)."""
+        outcome = client.outcome
+        age = self._hit(client.view, entry, lookup, outcome, self.clock(), detail=why)
+        outcome.cache = "STALE"
+        tags = self._tags("STALE", f'sidecache; hit; detail="{why}"')
+        await client.respond_entry(entry, age, tags, outcome.status)
+        return outcome
 
     async def revalidate(
         self,
@@ -328,9 +373,33 @@ class Handler:
                 "GET", client.view.target, headers + _validators(entry)
             )
         except UpstreamError as exc:
+            if self._stands_in(entry):
+                return await self._serve_stale(client, lookup, entry, "stale-if-error")
             return await self._fail(client, exc, outcome)
+        if response.status >= 500 and self._stands_in(entry):
+            response.close()
+            return await self._serve_stale(client, lookup, entry, "stale-if-error")
         if response.status != 304:
             return await self._fill(client, lookup, store, response, authorized, asked)
+        entry = await self._refreshed(store, lookup, client.view, entry, key, response, asked)
+        now = self.clock()
+        age = self._hit(client.view, entry, lookup, outcome, now, detail="revalidated")
+        await client.respond_entry(entry, age, self._revalidated_tags, outcome.status)
+        return outcome
+
+    async def _refreshed(
+        self,
+        store: CacheStore,
+        lookup: Lookup,
+        view: RequestView,
+        entry: CachedResponse,
+        key: str,
+        response: UpstreamResponse,
+        asked: float,
+    ) -> CachedResponse:
+        """A 304 for `entry`: its headers updated (RFC 9111 §3.2) and stored again with new
+        freshness; removed instead when the origin no longer allows storing it. Returns the
+        entry that answers (the checked copy either way)."""
         response.release()  # a 304 has no body
         merged = refreshed_headers(entry.headers, response.headers)
         verdict = storability(
@@ -343,17 +412,82 @@ class Handler:
             time.time(),
             self.settings.targeted,
         )
-        now = self.clock()
-        if isinstance(verdict, Store):
-            status_line = (entry.status, entry.reason)
-            entry = self._entry(lookup, status_line, response, merged, entry.body, verdict, asked)
-            if not await self._put(store, lookup, client.view, entry, verdict):
-                await store.delete(key)
-        else:  # the origin no longer allows storing it: this client still gets the checked copy
+        if not isinstance(verdict, Store):
             await store.delete(key)
-        age = self._hit(client.view, entry, lookup, outcome, now, detail="revalidated")
-        await client.respond_entry(entry, age, self._revalidated_tags, outcome.status)
-        return outcome
+            return entry
+        status_line = (entry.status, entry.reason)
+        entry = self._entry(lookup, status_line, response, merged, entry.body, verdict, asked)
+        if not await self._put(store, lookup, view, entry, verdict):
+            await store.delete(key)
+        return entry
+
+    def _refresh_behind(
+        self, store: CacheStore, lookup: Lookup, view: RequestView, entry: CachedResponse, key: str
+    ) -> None:
+        """Refresh a stale entry in the background (stale-while-revalidate), one per key: a
+        fill already under way for the key is the refresh."""
+        leader = self._lead(lookup)
+        if leader is None:
+            return
+        task = asyncio.get_running_loop().create_task(
+            self._refresh(store, lookup, view, entry, key, leader)
+        )
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _refresh(
+        self,
+        store: CacheStore,
+        lookup: Lookup,
+        view: RequestView,
+        entry: CachedResponse,
+        key: str,
+        leader: asyncio.Event,
+    ) -> None:
+        """Fetch (conditionally, with the entry's validators) and store, with no client."""
+        outcome = Outcome(cache="MISS", rule=lookup.rule.label)
+        try:
+            headers, authorized = self._fill_headers(view, lookup)
+            asked = time.time()
+            response = await self.upstream.request("GET", view.target, headers + _validators(entry))
+            outcome.status = response.status
+            if response.status == 304:
+                await self._refreshed(store, lookup, view, entry, key, response, asked)
+                outcome.detail = "revalidated"
+                return
+            verdict = self._verdict(response, lookup, authorized)
+            if not isinstance(verdict, Store):
+                response.close()
+                outcome.detail = verdict.reason.value
+                return
+            recorder = Recorder(self.settings.caches[lookup.rule.cache].item_size)
+            async for chunk in response.chunks():
+                recorder.feed(chunk)
+                if recorder.overflowed:
+                    response.close()
+                    outcome.detail = NotStoredReason.TOO_BIG.value
+                    return
+            response.release()
+            stored = stored_headers(response.headers, time.time())
+            status_line = (response.status, response.reason)
+            fresh = self._entry(
+                lookup, status_line, response, stored, recorder.body(), verdict, asked
+            )
+            put = await self._put(store, lookup, view, fresh, verdict)
+            outcome.detail = "stored" if put else NotStoredReason.NO_SPACE.value
+        except UpstreamError as exc:
+            log.info("background refresh of %s failed: %s", view.target, exc.message)
+        except Exception:  # a bug: logged, and the stale entry simply stays stale
+            log.exception("background refresh of %s", view.target)
+        finally:
+            self._release(lookup, leader, outcome)
+
+    async def aclose(self) -> None:
+        """Cancel background refreshes (at shutdown)."""
+        tasks = list(self._background)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _not_cached(self, client: ClientSide, lookup: Lookup) -> Outcome:
         """only-if-cached and nothing usable: 504 (RFC 9111 §5.2.1.7)."""
@@ -424,6 +558,8 @@ class Handler:
             initial_age=age,
             fresh_until=fresh_until,
             must_revalidate=verdict.must_revalidate,
+            stale_while_revalidate=verdict.stale_while_revalidate,
+            stale_if_error=verdict.stale_if_error,
         )
 
     async def _put(
@@ -459,6 +595,8 @@ class Handler:
                 max_ttl=rule.max_ttl,
                 heuristic=rule.heuristic,
                 keep=cache.keep if rule.keep is None else rule.keep,
+                stale_while_revalidate=rule.stale_while_revalidate,
+                stale_if_error=rule.stale_if_error,
             )
         return policy
 
@@ -594,6 +732,11 @@ def _record(
     outcome.status, outcome.cache, outcome.detail, outcome.rule = status, cache, detail, rule
     outcome.sent = sent
     return outcome
+
+
+def _within(entry: CachedResponse, window: float, now: float) -> bool:
+    """Stale by less than `window` seconds, and allowed to be served stale at all."""
+    return window > 0 and not entry.must_revalidate and now < entry.fresh_until + window
 
 
 def _keyed(lookup: Lookup) -> frozenset[str]:

@@ -17,6 +17,7 @@ from proxy.freshness import (
     has_validator,
     heuristic_lifetime,
     lifetime,
+    stale_window,
 )
 from proxy.reasons import NotStoredReason
 from proxy.rules import Rule, SetCookieMode
@@ -49,6 +50,8 @@ class Store:
     keep: float = 0.0  # kept this long once stale: to be revalidated, or for max-stale
     must_revalidate: bool = False  # never served stale (must-/proxy-revalidate, s-maxage, no-cache)
     vary: tuple[str, ...] = ()  # request headers (lower-case, sorted) that pick the variant
+    stale_while_revalidate: float = 0.0  # served stale this long past freshness, refreshed behind
+    stale_if_error: float = 0.0  # served stale this long past freshness when the upstream fails
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,7 +203,14 @@ def storability(
         no_cache = "no-cache" in directives
         return DontStore(NotStoredReason.NO_CACHE if no_cache else NotStoredReason.ZERO_TTL)
     must = not directives.keys().isdisjoint(_NEVER_STALE)
-    return Store(fresh_for, policy.keep, must, tuple(sorted(secondary)))
+    swr = (
+        0.0
+        if must
+        else stale_window(directives, "stale-while-revalidate", policy.stale_while_revalidate)
+    )
+    sie = 0.0 if must else stale_window(directives, "stale-if-error", policy.stale_if_error)
+    keep = max(policy.keep, swr, sie)  # an entry stays while a window may still use it
+    return Store(fresh_for, keep, must, tuple(sorted(secondary)), swr, sie)
 
 
 def _has_freshness(

@@ -74,6 +74,8 @@ class Rule:
     heuristic: bool = False
     keep: float | None = None  # None: the cache's keep
     statuses: frozenset[int] = frozenset({200})
+    stale_while_revalidate: float | None = None  # None: the origin's directive, else 0
+    stale_if_error: float | None = None
     set_cookie: SetCookieMode = SetCookieMode.SKIP
     keep_cookies: tuple[str, ...] = ()
     keep_headers: tuple[str, ...] = ()  # lower-case; sent on fills beyond the allowlist

@@ -80,6 +80,7 @@ class Proxy:
         for server in self._servers:
             await server.wait_closed()
         self._servers = []
+        await self.handler.aclose()
         await self.upstream.close()
 
     @property

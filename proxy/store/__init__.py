@@ -45,6 +45,8 @@ class CachedResponse:
     # a marker under the primary key: the variants are under vary.variant_key.
     vary: tuple[str, ...] = ()
     generation: int = 0  # a marker's: part of its variants' keys
+    stale_while_revalidate: float = 0.0  # seconds past fresh_until it may be served, refreshed
+    stale_if_error: float = 0.0  # seconds past fresh_until it may stand in for a failure
     size: int = field(init=False)
     # The headers as HTTP/1.1 field lines, serialised once at store time so a hit is one write;
     # and the subset a 304 carries.

@@ -308,3 +308,21 @@ def test_check_shared_shows_the_mode_and_refuses_rules_from_the_command_line(tmp
     assert both.stderr.strip() == (
         "sidecache: config error: command line: --shared: has no rules: leave out --cache"
     )
+
+
+def test_stale_flags_apply_to_the_cache_rules(tmp_path):
+    result = run(
+        "check",
+        "--cache",
+        "^/$",
+        "--stale-while-revalidate",
+        "30s",
+        "--stale-if-error",
+        "1h",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0
+    assert "stale_while_revalidate=30s, stale_if_error=3600s" in result.stdout
+    bad = run("check", "--stale-if-error", "soon", cwd=tmp_path)
+    assert bad.returncode == 2
+    assert "stale_if_error: cannot parse duration 'soon'" in bad.stderr

@@ -721,3 +721,13 @@ def test_shared_mode_errors(data: dict[str, Any], key: str, problem: str) -> Non
         parse(data, SOURCE)
     assert str(caught.value).startswith(f"{SOURCE}: {key}: ")
     assert problem in str(caught.value)
+
+
+def test_stale_windows_per_rule_and_in_shared_mode() -> None:
+    rule = parse(rule_config({"stale_while_revalidate": "30s", "stale_if_error": "1h"}), SOURCE)
+    assert (rule.rules[0].stale_while_revalidate, rule.rules[0].stale_if_error) == (30.0, 3600.0)
+    assert (parse(rule_config({}), SOURCE).rules[0].stale_if_error) is None
+    shared = parse({"mode": "shared", "shared": {"stale_if_error": "5m"}}, SOURCE).rules[0]
+    assert shared.stale_if_error == 300.0
+    cache = parse({"caches": {"c": {"coalesce_wait": "1s", "hit_for_pass": "0s"}}}, SOURCE)
+    assert (cache.caches["c"].coalesce_wait, cache.caches["c"].hit_for_pass) == (1.0, 0.0)
