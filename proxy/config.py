@@ -19,7 +19,7 @@ from proxy.freshness import REQUEST_DIRECTIVES, TtlMode
 from proxy.identity import IdentityPolicy
 from proxy.keys import DEFAULT_KEY, compile_key
 from proxy.rules import Action, Condition, Rule, SetCookieMode, Test
-from proxy.settings import CacheSettings, Headers, Listen, Settings, Trust, Upstream
+from proxy.settings import CacheSettings, Headers, Limits, Listen, Settings, Trust, Upstream
 from proxy.tomltable import ConfigError, Table, choice, kind_of, text
 from proxy.units import parse_duration, parse_size
 from proxy.view import RequestView, request_problem
@@ -63,6 +63,12 @@ def parse(data: Mapping[str, Any], source: str) -> Settings:
         cache_status=server.get("cache_status", bool, True),
         access_log=server.get("access_log", bool, True),
     )
+    limits = Limits(
+        header_timeout=server.convert("header_timeout", _timeout, 10.0),
+        keepalive_timeout=server.convert("keepalive_timeout", _timeout, 75.0),
+        max_body_size=server.convert("max_body_size", parse_size, 0),
+        shutdown_timeout=server.convert("shutdown_timeout", parse_duration, 10.0),
+    )
     honoured = _request_directives(server)
     targeted = server.strings(
         "targeted_cache_control", ("Sidecache-Cache-Control", "CDN-Cache-Control")
@@ -100,6 +106,7 @@ def parse(data: Mapping[str, Any], source: str) -> Settings:
         request_directives=honoured,
         mode=mode.value,
         targeted=tuple(name.lower() for name in targeted),
+        limits=limits,
     )
 
 
@@ -170,6 +177,7 @@ def _upstream(table: Table) -> Upstream:
         read_timeout=table.convert("read_timeout", _timeout, 30.0),
         max_connections=table.get("max_connections", int, 100),
         host=table.convert("host", text(_host_value), ""),
+        total_timeout=table.convert("total_timeout", parse_duration, 0.0),
     )
     if upstream.max_connections < 1:
         raise table.error("max_connections", "must be at least 1")

@@ -13,13 +13,16 @@ exchange at a time (no pipelining). The pool that owns connections is in `upstre
   told, so its parser would wait for a body: the connection is retired after a HEAD instead.
 - Interim 1xx responses are skipped (RFC 9110 §15.2); 204 and 304 have no body (llhttp knows).
 - The read timeout bounds every wait on the upstream: for the head once the request is sent,
-  for each piece of body, and for the upstream to take more of a request body. A slow reader
+  for each piece of body, and for the upstream to take more of a request body. The total
+  timeout (when set) bounds the exchange from the request to the response's last byte: a wait
+  that starts after it has run out fails at once. A slow reader
   does not count: reading pauses while HIGH_WATER bytes wait, and resumes below LOW_WATER.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 from collections import deque
 from collections.abc import AsyncIterable
 from typing import Protocol
@@ -59,6 +62,7 @@ class Owner(Protocol):
 
     loop: asyncio.AbstractEventLoop
     read_timeout: float
+    total_timeout: float  # 0: none
     idle_seconds: float
 
     def discard(self, connection: Connection) -> None:
@@ -84,6 +88,7 @@ class Connection(asyncio.Protocol):
         self._timer: asyncio.TimerHandle | None = None
         self._since = 0.0  # when the current wait began, or the last byte arrived
         self._waiting = False  # the upstream owes us something (the read timeout runs)
+        self._deadline = math.inf  # the exchange's total_timeout, as loop time
         self._drained: asyncio.Future[None] | None = None
         self._data: asyncio.Future[None] | None = None
         self._head: asyncio.Future[None] | None = None
@@ -125,6 +130,8 @@ class Connection(asyncio.Protocol):
         self._closing = closing
         self.busy, self.reused = True, self.exchanges > 0
         self.exchanges += 1
+        total = self.pool.total_timeout
+        self._deadline = self.loop.time() + total if total > 0 else math.inf
         self._head = self.loop.create_future()
         try:
             if self.closed:
@@ -377,7 +384,7 @@ class Connection(asyncio.Protocol):
 
     def _watch(self) -> None:
         self._waiting = True
-        self._arm(self.pool.read_timeout)
+        self._arm(min(self.pool.read_timeout, self._deadline - self.loop.time()))
 
     def _arm(self, seconds: float) -> None:
         """One timer per connection, moved only when it would fire too late (not per wait)."""
@@ -394,6 +401,8 @@ class Connection(asyncio.Protocol):
         if self.closed or not (self.idle or self._waiting):
             return
         deadline = self._since + (self.pool.idle_seconds if self.idle else self.pool.read_timeout)
+        if not self.idle:
+            deadline = min(deadline, self._deadline)  # total_timeout
         if self.loop.time() + 0.001 < deadline:
             self._timer = self.loop.call_at(deadline, self._tick)
         elif self.idle:

@@ -38,7 +38,7 @@ import httptools
 from proxy.decide import Decision
 from proxy.exchange import ClientGone, Driver, Outcome
 from proxy.policy import response_has_body, status_has_body
-from proxy.settings import Trust
+from proxy.settings import Limits, Trust
 from proxy.store import CachedResponse
 from proxy.view import Headers, RequestView, header_text, origin_form, request_problem
 
@@ -51,7 +51,6 @@ MAX_HEADERS = 128
 MAX_HEAD = 64 * 1024  # request line and all header fields together (nginx: 4 x 8 KiB buffers)
 BODY_HIGH_WATER = 256 * 1024
 BODY_LOW_WATER = 64 * 1024
-KEEPALIVE_SECONDS = 75.0  # nginx's keepalive_timeout default
 _READS = frozenset({"GET", "HEAD"})  # the methods a hit can answer
 
 LogAccess = Callable[[RequestView, Outcome, float], None]
@@ -196,7 +195,10 @@ class _Request:
         "method",
         "problem",
         "raw_headers",
+        "received",
+        "started",
         "target",
+        "too_large",
         "version",
         "view",
     )
@@ -213,6 +215,9 @@ class _Request:
         self.problem: tuple[int, str] | None = None
         self.in_head = True  # until the parser has the whole head
         self.head_bytes = 0
+        self.started = 0.0  # loop time of the head's first byte
+        self.received = 0  # body bytes so far
+        self.too_large = False  # the body passed max_body_size
         self.view: RequestView | None = None  # made once, by the hit path or the worker
         self.decision: Decision | None = None
 
@@ -368,7 +373,7 @@ class Http1Connection(asyncio.Protocol):
 
     def __init__(self, server: Http1Server) -> None:
         self.server = server
-        self.driver, self.log_access = server.driver, server.log_access
+        self.log_access, self.limits = server.log_access, server.limits
         self.trust, self.scheme = server.trust, server.scheme
         self.parser = httptools.HttpRequestParser(self)
         self.busy = False  # a request is being served
@@ -387,6 +392,7 @@ class Http1Connection(asyncio.Protocol):
         self._worker: asyncio.Task[None] | None = None
         self._idle: asyncio.TimerHandle | None = None
         self._last_active = 0.0
+        self._head_timer: asyncio.TimerHandle | None = None
         self.trusted = False
 
     # --- asyncio.Protocol --------------------------------------------------------------------
@@ -400,6 +406,7 @@ class Http1Connection(asyncio.Protocol):
         self.loop = asyncio.get_running_loop()
         self._worker = self.loop.create_task(self._work())
         self._arm_idle()
+        self._head_timer = self.loop.call_later(self.limits.header_timeout, self._head_check)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -412,6 +419,9 @@ class Http1Connection(asyncio.Protocol):
         if self._idle is not None:
             self._idle.cancel()
             self._idle = None
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
         if self._worker is not None and not self._worker.done():
             self._worker.cancel()  # cancels the upstream exchange of the request in flight
 
@@ -428,6 +438,8 @@ class Http1Connection(asyncio.Protocol):
             self._reject(400, f"malformed request: {exc}")
         else:
             self._check_head(len(data))
+            if self._current is not None and self._current.too_large:
+                self._reject(413, "request body too large")  # a chunked body past the limit
         self._dispatch()
 
     def _dispatch(self) -> None:
@@ -454,7 +466,7 @@ class Http1Connection(asyncio.Protocol):
             return False
         outcome = Outcome()
         try:
-            request.decision, entry, age, tags = self.driver.answer_now(view, outcome)
+            request.decision, entry, age, tags = self.server.driver.answer_now(view, outcome)
         except Exception:  # the worker tries again, and answers 500 if it fails too
             log.exception("error in the hit path for %s %s", view.method, view.target)
             return False
@@ -490,6 +502,7 @@ class Http1Connection(asyncio.Protocol):
     # --- httptools callbacks -----------------------------------------------------------------
     def on_message_begin(self) -> None:
         self._current = _Request(self)
+        self._current.started = self.loop.time()
 
     def on_url(self, url: bytes) -> None:
         assert self._current is not None
@@ -513,6 +526,10 @@ class Http1Connection(asyncio.Protocol):
         view.has_body = request.has_body
         if request.head_bytes + self._fed > MAX_FIELD or len(request.raw_headers) > MAX_HEADERS:
             _check_fields(request)  # only a head this large can break the field limits
+        limit = self.limits.max_body_size
+        if limit and request.content_length is not None and request.content_length > limit:
+            request.problem = request.problem or (413, "request body too large")
+            request.keep_alive = False  # its body is never read: the stream is out of step
         if request.has_body:
             request.body = _Body(self)
         self._queue.append(request)  # data_received dispatches it when the feed is done
@@ -520,12 +537,22 @@ class Http1Connection(asyncio.Protocol):
             self.pause_reading()
 
     def on_body(self, body: bytes) -> None:
-        assert self._current is not None and self._current.body is not None
-        self._current.body.feed(body)
+        request = self._current
+        assert request is not None and request.body is not None
+        if request.too_large:
+            return
+        request.received += len(body)
+        limit = self.limits.max_body_size
+        if limit and request.received > limit:
+            # Never let the upstream take the part before the limit for a whole body.
+            request.too_large = True
+            request.body.end(failed=True)
+            return
+        request.body.feed(body)
 
     def on_message_complete(self) -> None:
         assert self._current is not None
-        if self._current.body is not None:
+        if self._current.body is not None and not self._current.too_large:
             self._current.body.end()
         self._current = None
 
@@ -582,8 +609,12 @@ class Http1Connection(asyncio.Protocol):
             await self._answer_problem(client, problem, view, started)
             return False
         try:
-            outcome = await self.driver.handle(client, request.decision)
+            outcome = await self.server.driver.handle(client, request.decision)
         except (ClientGone, asyncio.CancelledError):
+            if request.too_large and not client.started and not self.closed:
+                # A chunked body ran past max_body_size while the request was forwarded.
+                await self._answer_problem(client, (413, "request body too large"), view, started)
+                return False
             # The client left (connection_lost cancels the worker, and the upstream exchange).
             outcome = client.outcome
             outcome.status = outcome.status or 499
@@ -668,7 +699,7 @@ class Http1Connection(asyncio.Protocol):
         per request would cost a schedule and a cancel on every hit)."""
         self._last_active = self.loop.time()
         if self._idle is None:
-            self._idle = self.loop.call_later(KEEPALIVE_SECONDS, self._idle_timeout)
+            self._idle = self.loop.call_later(self.limits.keepalive_timeout, self._idle_timeout)
 
     def _disarm_idle(self) -> None:
         # The loop is kept from connection_made: on Python 3.11 get_running_loop() costs a
@@ -681,12 +712,32 @@ class Http1Connection(asyncio.Protocol):
             return
         loop = self.loop
         quiet = loop.time() - self._last_active
+        keepalive = self.limits.keepalive_timeout
         if self.busy or self._queue or self._current is not None:
-            self._idle = loop.call_later(KEEPALIVE_SECONDS, self._idle_timeout)
-        elif quiet >= KEEPALIVE_SECONDS:
+            self._idle = loop.call_later(keepalive, self._idle_timeout)
+        elif quiet >= keepalive:
             self.close()
         else:
-            self._idle = loop.call_later(KEEPALIVE_SECONDS - quiet, self._idle_timeout)
+            self._idle = loop.call_later(keepalive - quiet, self._idle_timeout)
+
+    def _head_check(self) -> None:
+        """The connection's one head timer (slowloris): a request head that has not arrived
+        whole within header_timeout of its first byte is answered 408 and the connection
+        closed; the timer is moved, never re-made per request."""
+        self._head_timer = None
+        if self.closed or self._broken:
+            return
+        limit = self.limits.header_timeout
+        request = self._current
+        if request is not None and request.in_head:
+            late = request.started + limit
+            if self.loop.time() >= late:
+                self._reject(408, "request header timeout")
+                self._dispatch()
+                return
+            self._head_timer = self.loop.call_at(late, self._head_check)
+        else:
+            self._head_timer = self.loop.call_later(limit, self._head_check)
 
     def _reject(self, status: int, text: str) -> None:
         """Malformed input: answer once (if no response is under way) and close."""
@@ -764,9 +815,15 @@ class Http1Server:
     """The protocol factory for every listener; tracks connections for a graceful stop."""
 
     def __init__(
-        self, driver: Driver, log_access: LogAccess, trust: Trust, scheme: str = "http"
+        self,
+        driver: Driver,
+        log_access: LogAccess,
+        trust: Trust,
+        limits: Limits,
+        scheme: str = "http",
     ) -> None:
         self.driver, self.log_access, self.trust, self.scheme = driver, log_access, trust, scheme
+        self.limits = limits  # the driver may be replaced (a reload); the rest stay
         self.connections: set[Http1Connection] = set()
         self.settled = asyncio.Event()  # set whenever a connection finishes a request
         self._tags: Headers = ()

@@ -23,9 +23,6 @@ from proxy.store.memory import MemoryStore
 from proxy.upstream import UpstreamClient
 
 log = logging.getLogger("sidecache")
-# How long a stop waits for requests in flight (aiohttp's 60 s would outlast systemd's
-# and Docker's stop timeouts). Configurable with the graceful-lifecycle work.
-SHUTDOWN_SECONDS = 10.0
 
 
 class Proxy:
@@ -55,7 +52,7 @@ class Proxy:
 
     async def _listen(self) -> None:
         access = log_access if self.settings.headers.access_log else skip_access
-        factory = Http1Server(self.handler, access, self.settings.trust)
+        factory = Http1Server(self.handler, access, self.settings.trust, self.settings.limits)
         self._http1 = factory
         loop = asyncio.get_running_loop()
         for listen in self.settings.listen:
@@ -71,11 +68,12 @@ class Proxy:
             self.addresses.extend(_addresses(server.sockets, listen))
 
     async def stop(self) -> None:
-        """Stop accepting, let requests in flight finish (SHUTDOWN_SECONDS at most), close."""
+        """Stop accepting, let requests in flight finish ([server] shutdown_timeout at most: 10 s
+        by default, inside systemd's and Docker's stop timeouts), close."""
         for server in self._servers:
             server.close()
         if self._http1 is not None:
-            await self._http1.shutdown(SHUTDOWN_SECONDS)
+            await self._http1.shutdown(self.settings.limits.shutdown_timeout)
             self._http1 = None
         for server in self._servers:
             await server.wait_closed()

@@ -36,6 +36,7 @@ class Upstream:
     read_timeout: float = 30.0
     max_connections: int = 100
     host: str = ""  # "" keeps the client's Host; anything else replaces it
+    total_timeout: float = 0.0  # a whole exchange, body included, must end in this; 0: no bound
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +71,16 @@ class Trust:
 
 
 @dataclass(frozen=True, slots=True)
+class Limits:
+    """What the front allows a client, and how long a stop waits (nginx's names in comments)."""
+
+    header_timeout: float = 10.0  # the whole request head must arrive in this time (408 after)
+    keepalive_timeout: float = 75.0  # an idle keep-alive connection is closed (keepalive_timeout)
+    max_body_size: int = 0  # larger request bodies get 413 (client_max_body_size); 0: no limit
+    shutdown_timeout: float = 10.0  # SIGTERM: requests in flight get this long, then are cut
+
+
+@dataclass(frozen=True, slots=True)
 class Headers:
     x_cache: bool = True
     cache_status: bool = True
@@ -92,5 +103,6 @@ class Settings:
         {"no-store", "max-stale", "min-fresh", "only-if-cached"}
     )
     mode: str = "rules"  # or "shared": no rules, a plain RFC 9111 shared cache
+    limits: Limits = field(default_factory=Limits)
     # RFC 9213 targeted fields for this cache (lower-case), first found wins over Cache-Control.
     targeted: tuple[str, ...] = ("sidecache-cache-control", "cdn-cache-control")

@@ -46,11 +46,13 @@ class Pool:
         connect_timeout: float,
         read_timeout: float,
         idle_seconds: float,
+        total_timeout: float = 0.0,
     ) -> None:
         self.loop = asyncio.get_running_loop()
         self.address, self.limit = address, limit
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
+        self.total_timeout = total_timeout
         self.idle_seconds = idle_seconds
         self._slots = 0  # slots taken: connections open or being opened
         self._open: set[Connection] = set()
@@ -230,7 +232,12 @@ class UpstreamClient:
         s = self.settings
         address = s.socket or _address(s.url)
         self._pool = Pool(
-            address, s.max_connections, s.connect_timeout, s.read_timeout, self.idle_seconds
+            address,
+            s.max_connections,
+            s.connect_timeout,
+            s.read_timeout,
+            self.idle_seconds,
+            s.total_timeout,
         )
 
     async def close(self) -> None:

@@ -731,3 +731,31 @@ def test_stale_windows_per_rule_and_in_shared_mode() -> None:
     assert shared.stale_if_error == 300.0
     cache = parse({"caches": {"c": {"coalesce_wait": "1s", "hit_for_pass": "0s"}}}, SOURCE)
     assert (cache.caches["c"].coalesce_wait, cache.caches["c"].hit_for_pass) == (1.0, 0.0)
+
+
+def test_limits_and_total_timeout() -> None:
+    settings = parse(
+        {
+            "server": {
+                "header_timeout": "2s",
+                "keepalive_timeout": "30s",
+                "max_body_size": "1MiB",
+                "shutdown_timeout": "25s",
+            },
+            "upstream": {"total_timeout": "1m"},
+        },
+        SOURCE,
+    )
+    limits = settings.limits
+    assert (limits.header_timeout, limits.keepalive_timeout) == (2.0, 30.0)
+    assert (limits.max_body_size, limits.shutdown_timeout) == (1024 * 1024, 25.0)
+    assert settings.upstream.total_timeout == 60.0
+    defaults = parse({}, SOURCE)
+    assert (defaults.limits.max_body_size, defaults.upstream.total_timeout) == (0, 0.0)
+
+
+@pytest.mark.parametrize("key", ["header_timeout", "keepalive_timeout"])
+def test_client_timeouts_must_be_positive(key: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse({"server": {key: "0s"}}, SOURCE)
+    assert str(caught.value) == f"{SOURCE}: server.{key}: a timeout must be longer than 0"
