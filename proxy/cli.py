@@ -11,7 +11,7 @@ import asyncio
 import logging
 import signal
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any
 
 from proxy import __version__
@@ -143,27 +143,65 @@ def main(argv: Sequence[str] | None = None) -> int:
         from proxy.demo import run_demo
 
         return _run_loop(lambda: run_demo(settings, args.demo_port))
-    return _run_loop(lambda: serve(settings))
+    return _run_loop(lambda: serve(settings, lambda: load_settings(args)))
 
 
-async def serve(settings: Settings) -> None:
-    """Run the proxy until SIGTERM or SIGINT, then stop listening and close the session."""
+async def serve(settings: Settings, reread: Callable[[], Settings] | None = None) -> None:
+    """Run the proxy until SIGTERM or SIGINT, then stop listening and close the session.
+    SIGHUP reads the configuration again (`reread`): a valid one takes effect for new
+    requests, an invalid one is reported and the running one kept."""
     proxy = Proxy(settings)
     await proxy.start()
     log.info("sidecache %s ready, upstream %s", __version__, _upstream_label(settings))
+    loop = asyncio.get_running_loop()
+    stop, hangup = asyncio.Event(), asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    if reread is not None:
+        loop.add_signal_handler(signal.SIGHUP, hangup.set)
     try:
-        await wait_for_signal()
+        while not stop.is_set():
+            await _first(stop.wait(), hangup.wait())
+            if hangup.is_set() and reread is not None and not stop.is_set():
+                hangup.clear()
+                await _reload(proxy, reread)
     finally:
+        log.info(
+            "sidecache stopping: requests in flight get %gs", proxy.settings.limits.shutdown_timeout
+        )
         await proxy.stop()
         log.info("sidecache stopped")
 
 
 async def wait_for_signal() -> None:
+    """Until SIGTERM or SIGINT (the demo's loop)."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
+
+
+async def _reload(proxy: Proxy, reread: Callable[[], Settings]) -> None:
+    try:
+        settings = reread()
+    except ConfigError as exc:
+        log.error("reload failed, the running configuration stays: config error: %s", exc)
+        return
+    for note in await proxy.reload(settings):
+        log.warning("reload: %s", note)
+    log.info("reloaded %s", settings.source)
+
+
+async def _first(*waits: Coroutine[Any, Any, bool]) -> None:
+    """Wait until one of `waits` is done; cancel the others."""
+    tasks = [asyncio.ensure_future(w) for w in waits]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def _upstream_label(settings: Settings) -> str:

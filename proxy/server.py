@@ -30,6 +30,8 @@ class Proxy:
 
     def __init__(self, settings: Settings, clock: Callable[[], float] = time.monotonic) -> None:
         self.settings = settings
+        self.clock = clock
+        self._retired: set[asyncio.Task[None]] = set()  # a reload's old handler and client
         self.stores: dict[str, CacheStore] = {
             name: MemoryStore(cache, clock) for name, cache in settings.caches.items()
         }
@@ -79,7 +81,49 @@ class Proxy:
             await server.wait_closed()
         self._servers = []
         await self.handler.aclose()
+        for task in list(self._retired):  # a reload's leftovers: close them now
+            task.cancel()
+        await asyncio.gather(*self._retired, return_exceptions=True)
         await self.upstream.close()
+
+    async def reload(self, settings: Settings) -> list[str]:
+        """Take a new configuration for new requests, without dropping a connection: caches
+        whose definition is unchanged keep their contents; a request in flight finishes with
+        the handler and upstream client it started with. Returns what only a restart applies."""
+        later: list[str] = []
+        if settings.listen != self.settings.listen:
+            later.append("listen addresses changed: a restart applies them")
+        if (settings.trust, settings.limits) != (self.settings.trust, self.settings.limits):
+            later.append("trusted_proxies and client limits apply to new connections")
+        stores: dict[str, CacheStore] = {}
+        for name, cache in settings.caches.items():
+            kept = self.stores.get(name)
+            same = kept is not None and self.settings.caches.get(name) == cache
+            stores[name] = kept if same and kept is not None else MemoryStore(cache, self.clock)
+        old_handler, old_upstream = self.handler, self.upstream
+        upstream = self.upstream
+        if settings.upstream != self.settings.upstream:
+            upstream = UpstreamClient(settings.upstream)
+            await upstream.start()
+        self.handler = Handler(settings, stores, upstream, self.clock)
+        self.settings, self.stores, self.upstream = settings, stores, upstream
+        if self._http1 is not None:
+            self._http1.driver = self.handler
+            self._http1.trust, self._http1.limits = settings.trust, settings.limits
+            self._http1.log_access = log_access if settings.headers.access_log else skip_access
+        retiring = old_upstream if upstream is not old_upstream else None
+        task = asyncio.get_running_loop().create_task(self._retire(old_handler, retiring))
+        self._retired.add(task)
+        task.add_done_callback(self._retired.discard)
+        return later
+
+    async def _retire(self, handler: Handler, upstream: UpstreamClient | None) -> None:
+        """After a reload: the old handler's background refreshes stop; the old upstream
+        client closes once the requests that use it had shutdown_timeout to finish."""
+        await handler.aclose()
+        if upstream is not None:
+            await asyncio.sleep(self.settings.limits.shutdown_timeout)
+            await upstream.close()
 
     @property
     def port(self) -> int:
