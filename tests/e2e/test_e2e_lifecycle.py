@@ -100,3 +100,26 @@ async def test_shutdown_timeout_cuts_a_request_that_takes_too_long(
     assert code == 0
     assert elapsed < 3.0
     assert isinstance(outcome[0], Exception) or outcome[0].status >= 500
+
+
+async def test_stale_if_error_covers_an_upstream_that_is_stopped_and_restarted(
+    upstream, client, start_sidecache
+):
+    # The app goes down for a deploy: the stale page answers (X-Cache: STALE); once it is back,
+    # the next request fetches a fresh one.
+    proxy = await start_sidecache(
+        upstream=upstream.url, args=["--ttl", "1s", "--stale-if-error", "1m"]
+    )
+    port = int(upstream.url.rsplit(":", 1)[1])
+    first = await fetch(client, "GET", proxy.base_url + "/")
+    await upstream.stop()
+    await asyncio.sleep(1.2)  # the entry goes stale (ttl 1 s, real time)
+    down = await fetch(client, "GET", proxy.base_url + "/")
+    await upstream.start(port=port)
+    back = await fetch(client, "GET", proxy.base_url + "/")
+
+    assert (first.x_cache, first.body) == ("MISS", b"/ #1")
+    assert (down.status, down.x_cache, down.body) == (200, "STALE", b"/ #1")
+    assert 'detail="stale-if-error"' in down.cache_status
+    assert int(down.headers["Age"]) >= 1
+    assert (back.x_cache, back.status) == ("MISS", 200)
