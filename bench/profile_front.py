@@ -115,6 +115,15 @@ async def start_origin() -> tuple[asyncio.subprocess.Process, int]:
 
 async def main(requests: int, connections: int, profile: str, request: bytes) -> None:
     origin, port = await start_origin()
+    try:
+        await measure(port, requests, connections, profile, request)
+    finally:  # the origin is a process of its own: never leave it behind
+        if origin.returncode is None:
+            origin.kill()
+        await origin.wait()
+
+
+async def measure(port: int, requests: int, connections: int, profile: str, request: bytes) -> None:
     settings = parse(
         {
             "server": {"listen": ["127.0.0.1:0"]},
@@ -166,8 +175,6 @@ async def main(requests: int, connections: int, profile: str, request: bytes) ->
     for connection in front:
         connection.connection_lost(None)
     await proxy.stop()
-    origin.terminate()
-    await origin.wait()
     if profiler:
         pstats.Stats(profiler).sort_stats(profile).print_stats(30)
 

@@ -373,7 +373,7 @@ class Http1Connection(asyncio.Protocol):
 
     def __init__(self, server: Http1Server) -> None:
         self.server = server
-        self.log_access, self.limits = server.log_access, server.limits
+        self.driver, self.log_access, self.limits = server.driver, server.log_access, server.limits
         self.trust, self.scheme = server.trust, server.scheme
         self.parser = httptools.HttpRequestParser(self)
         self.busy = False  # a request is being served
@@ -466,7 +466,7 @@ class Http1Connection(asyncio.Protocol):
             return False
         outcome = Outcome()
         try:
-            request.decision, entry, age, tags = self.server.driver.answer_now(view, outcome)
+            request.decision, entry, age, tags = self.driver.answer_now(view, outcome)
         except Exception:  # the worker tries again, and answers 500 if it fails too
             log.exception("error in the hit path for %s %s", view.method, view.target)
             return False
@@ -502,7 +502,7 @@ class Http1Connection(asyncio.Protocol):
     # --- httptools callbacks -----------------------------------------------------------------
     def on_message_begin(self) -> None:
         self._current = _Request(self)
-        self._current.started = self.loop.time()
+        self._current.started = self._last_active  # when the read with its first byte came
 
     def on_url(self, url: bytes) -> None:
         assert self._current is not None
@@ -609,7 +609,7 @@ class Http1Connection(asyncio.Protocol):
             await self._answer_problem(client, problem, view, started)
             return False
         try:
-            outcome = await self.server.driver.handle(client, request.decision)
+            outcome = await self.driver.handle(client, request.decision)
         except (ClientGone, asyncio.CancelledError):
             if request.too_large and not client.started and not self.closed:
                 # A chunked body ran past max_body_size while the request was forwarded.
@@ -823,11 +823,17 @@ class Http1Server:
         scheme: str = "http",
     ) -> None:
         self.driver, self.log_access, self.trust, self.scheme = driver, log_access, trust, scheme
-        self.limits = limits  # the driver may be replaced (a reload); the rest stay
+        self.limits = limits
         self.connections: set[Http1Connection] = set()
         self.settled = asyncio.Event()  # set whenever a connection finishes a request
         self._tags: Headers = ()
         self._tag_block = b""
+
+    def set_driver(self, driver: Driver) -> None:
+        """A reload: new requests, on every connection, go to `driver`."""
+        self.driver = driver
+        for connection in self.connections:
+            connection.driver = driver
 
     def tag_block(self, tags: Headers) -> bytes:
         """`tags` as header lines, serialised again only when the tuple is another one."""

@@ -108,7 +108,7 @@ class Proxy:
         self.handler = Handler(settings, stores, upstream, self.clock)
         self.settings, self.stores, self.upstream = settings, stores, upstream
         if self._http1 is not None:
-            self._http1.driver = self.handler
+            self._http1.set_driver(self.handler)
             self._http1.trust, self._http1.limits = settings.trust, settings.limits
             self._http1.log_access = log_access if settings.headers.access_log else skip_access
         retiring = old_upstream if upstream is not old_upstream else None
