@@ -326,19 +326,37 @@ class Handler:
     ) -> Outcome:
         """Fill as a brand-new visitor would, stream to the client, store if whole and storable.
         When the upstream fails, a `stale` entry within its stale-if-error window answers."""
+        response, authorized, asked = await self._ask(client, lookup, stale)
+        if response is None:
+            return client.outcome
+        return await self._fill(client, lookup, store, response, authorized, asked)
+
+    async def _ask(
+        self,
+        client: ClientSide,
+        lookup: Lookup,
+        stale: CachedResponse | None,
+        validators: Headers = (),
+    ) -> tuple[UpstreamResponse | None, bool, float]:
+        """Send the fill request (with `validators`, to revalidate): the response, whether it
+        carried Authorization, and when it was asked (epoch seconds). None when it failed and
+        the client has been answered: by `stale` within stale-if-error, else 502/504."""
         headers, authorized = self._fill_headers(client.view, lookup)
         outcome = _record(client.outcome, 0, "MISS", "", lookup.rule.label)
         asked = time.time()
         try:
-            response = await self.upstream.request("GET", client.view.target, headers)
+            response = await self.upstream.request("GET", client.view.target, headers + validators)
         except UpstreamError as exc:
             if self._stands_in(stale):
-                return await self._serve_stale(client, lookup, stale, "stale-if-error")
-            return await self._fail(client, exc, outcome)
+                await self._serve_stale(client, lookup, stale, "stale-if-error")
+            else:
+                await self._fail(client, exc, outcome)
+            return None, authorized, asked
         if response.status >= 500 and self._stands_in(stale):
             response.close()
-            return await self._serve_stale(client, lookup, stale, "stale-if-error")
-        return await self._fill(client, lookup, store, response, authorized, asked)
+            await self._serve_stale(client, lookup, stale, "stale-if-error")
+            return None, authorized, asked
+        return response, authorized, asked
 
     def _stands_in(self, entry: CachedResponse | None) -> TypeGuard[CachedResponse]:
         """May `entry` answer instead of an upstream failure (RFC 5861 stale-if-error)?"""
@@ -365,20 +383,10 @@ class Handler:
     ) -> Outcome:
         """A stale entry with a validator: ask the origin whether it changed (RFC 9111 §4.3).
         304: the entry is refreshed and answers; anything else is a fill."""
-        headers, authorized = self._fill_headers(client.view, lookup)
-        outcome = _record(client.outcome, 0, "MISS", "", lookup.rule.label)
-        asked = time.time()
-        try:
-            response = await self.upstream.request(
-                "GET", client.view.target, headers + _validators(entry)
-            )
-        except UpstreamError as exc:
-            if self._stands_in(entry):
-                return await self._serve_stale(client, lookup, entry, "stale-if-error")
-            return await self._fail(client, exc, outcome)
-        if response.status >= 500 and self._stands_in(entry):
-            response.close()
-            return await self._serve_stale(client, lookup, entry, "stale-if-error")
+        response, authorized, asked = await self._ask(client, lookup, entry, _validators(entry))
+        if response is None:
+            return client.outcome
+        outcome = client.outcome
         if response.status != 304:
             return await self._fill(client, lookup, store, response, authorized, asked)
         entry = await self._refreshed(store, lookup, client.view, entry, key, response, asked)
