@@ -9,12 +9,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
+import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any
 
-from proxy import __version__
+from proxy import __version__, systemd
 from proxy.config import ConfigError, parse, read_toml
 from proxy.explain import describe
 from proxy.server import Proxy
@@ -150,9 +152,11 @@ async def serve(settings: Settings, reread: Callable[[], Settings] | None = None
     """Run the proxy until SIGTERM or SIGINT, then stop listening and close the session.
     SIGHUP reads the configuration again (`reread`): a valid one takes effect for new
     requests, an invalid one is reported and the running one kept."""
-    proxy = Proxy(settings)
+    proxy = Proxy(settings, passed=systemd.passed_sockets())
     await proxy.start()
     log.info("sidecache %s ready, upstream %s", __version__, _upstream_label(settings))
+    serving = ", ".join(proxy.addresses)
+    systemd.notify(f"READY=1\nSTATUS=serving on {serving}\nMAINPID={os.getpid()}")
     loop = asyncio.get_running_loop()
     stop, hangup = asyncio.Event(), asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -166,6 +170,7 @@ async def serve(settings: Settings, reread: Callable[[], Settings] | None = None
                 hangup.clear()
                 await _reload(proxy, reread)
     finally:
+        systemd.notify("STOPPING=1")
         log.info(
             "sidecache stopping: requests in flight get %gs", proxy.settings.limits.shutdown_timeout
         )
@@ -183,14 +188,19 @@ async def wait_for_signal() -> None:
 
 
 async def _reload(proxy: Proxy, reread: Callable[[], Settings]) -> None:
+    # sd_notify(3): RELOADING=1 with the monotonic time, READY=1 once the reload is over.
+    usec = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
+    systemd.notify(f"RELOADING=1\nMONOTONIC_USEC={usec}")
     try:
         settings = reread()
     except ConfigError as exc:
         log.error("reload failed, the running configuration stays: config error: %s", exc)
+        systemd.notify("READY=1\nSTATUS=reload failed: the running configuration stays")
         return
     for note in await proxy.reload(settings):
         log.warning("reload: %s", note)
     log.info("reloaded %s", settings.source)
+    systemd.notify(f"READY=1\nSTATUS=reloaded {settings.source}")
 
 
 async def _first(*waits: Coroutine[Any, Any, bool]) -> None:

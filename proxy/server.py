@@ -12,7 +12,7 @@ import os
 import socket
 import stat
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 
 from proxy.accesslog import log_access, skip_access
 from proxy.handler import Handler
@@ -28,8 +28,14 @@ log = logging.getLogger("sidecache")
 class Proxy:
     """A running sidecache: `await start()`, read `addresses`, `await stop()`."""
 
-    def __init__(self, settings: Settings, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        clock: Callable[[], float] = time.monotonic,
+        passed: Sequence[socket.socket] = (),
+    ) -> None:
         self.settings = settings
+        self.passed = list(passed)  # listening sockets from systemd (socket activation)
         self.clock = clock
         self._retired: set[asyncio.Task[None]] = set()  # a reload's old handler and client
         self.stores: dict[str, CacheStore] = {
@@ -57,6 +63,17 @@ class Proxy:
         factory = Http1Server(self.handler, access, self.settings.trust, self.settings.limits)
         self._http1 = factory
         loop = asyncio.get_running_loop()
+        if self.passed:  # socket activation: systemd's sockets replace [server] listen
+            for sock in self.passed:
+                activated: asyncio.Server
+                if sock.family == socket.AF_UNIX:
+                    activated = await loop.create_unix_server(factory, sock=sock)
+                    self.addresses.append(f"unix:{sock.getsockname()}")
+                else:
+                    activated = await loop.create_server(factory, sock=sock)
+                    self.addresses.extend(_addresses([sock], Listen()))
+                self._servers.append(activated)
+            return
         for listen in self.settings.listen:
             server: asyncio.Server
             if listen.path:

@@ -203,6 +203,7 @@ async def spawn(
     base_url: str,
     cwd: Path | None = None,
     command: Sequence[str] | None = None,
+    pass_fds: Sequence[int] = (),
 ) -> Sidecache:
     """Start `sidecache ARGS` (or `command ARGS`) with its output captured; not yet waited for."""
     env = dict(os.environ, PYTHONUNBUFFERED="1")
@@ -213,6 +214,7 @@ async def spawn(
         stderr=asyncio.subprocess.PIPE,
         env=env,
         cwd=cwd,
+        pass_fds=tuple(pass_fds),
     )
     proc = Sidecache(process, base_url)
     proc._readers = [
