@@ -127,6 +127,7 @@ async def measure(port: int, requests: int, connections: int, profile: str, requ
     settings = parse(
         {
             "server": {"listen": ["127.0.0.1:0"]},
+            "admin": {"listen": ""},
             "upstream": {"url": f"http://127.0.0.1:{port}"},
             "caches": {"default": {"ttl": "1h"}},
             "rules": [{"name": "anonymous-reads", "action": "cache"}],

@@ -39,6 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--upstream", help="app server: http://host:port or unix:/path.sock")
     parser.add_argument("--listen", action="append", help="host:port, [::1]:port or unix:/path")
     parser.add_argument(
+        "--admin", metavar="ADDR", help='the admin listener (/health, /ready); "" turns it off'
+    )
+    parser.add_argument(
         "--cache",
         action="append",
         metavar="REGEX",
@@ -81,6 +84,8 @@ def apply_flags(data: dict[str, Any], args: argparse.Namespace) -> bool:
         put("upstream", "url", args.upstream)
     if args.listen:
         put("server", "listen", args.listen)
+    if args.admin is not None:
+        put("admin", "listen", args.admin)
     caches = data.setdefault("caches", {})
     flags = {
         "ttl": args.ttl,

@@ -19,7 +19,16 @@ from proxy.freshness import REQUEST_DIRECTIVES, TtlMode
 from proxy.identity import IdentityPolicy
 from proxy.keys import DEFAULT_KEY, compile_key
 from proxy.rules import Action, Condition, Rule, SetCookieMode, Test
-from proxy.settings import CacheSettings, Headers, Limits, Listen, Settings, Trust, Upstream
+from proxy.settings import (
+    ADMIN_PORT,
+    CacheSettings,
+    Headers,
+    Limits,
+    Listen,
+    Settings,
+    Trust,
+    Upstream,
+)
 from proxy.tomltable import ConfigError, Table, choice, kind_of, text
 from proxy.units import parse_duration, parse_size
 from proxy.view import RequestView, request_problem
@@ -76,6 +85,7 @@ def parse(data: Mapping[str, Any], source: str) -> Settings:
     server.finish()
     upstream = _upstream(root.table("upstream"))
     identity = _identity(root.table("identity"))
+    admin = _admin(root.table("admin"), listen)
     caches = _caches(root.table("caches"))
     mode = root.convert("mode", choice(Mode, '"rules", "shared"'), Mode.RULES)
     rules_raw = root.get("rules", list, [])
@@ -107,7 +117,28 @@ def parse(data: Mapping[str, Any], source: str) -> Settings:
         mode=mode.value,
         targeted=tuple(name.lower() for name in targeted),
         limits=limits,
+        admin=admin,
     )
+
+
+def _admin(table: Table, public: tuple[Listen, ...]) -> Listen | None:
+    """[admin] listen: host:port or unix:/path, "" for none; never a public address."""
+    text_value = table.get("listen", str, f"127.0.0.1:{ADMIN_PORT}")
+    table.finish()
+    if not text_value:
+        return None
+    try:
+        admin = parse_listen(text_value)
+    except ValueError as exc:
+        raise table.error("listen", str(exc)) from None
+    clash = any(
+        (admin.path and admin.path == p.path)
+        or (admin.port and (admin.host, admin.port) == (p.host, p.port))
+        for p in public
+    )
+    if clash:
+        raise table.error("listen", "is a public listen address: the admin listener is separate")
+    return admin
 
 
 def _request_directives(server: Table) -> frozenset[str]:

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 
 from proxy.accesslog import log_access, skip_access
+from proxy.admin import Admin
 from proxy.handler import Handler
 from proxy.http1 import Http1Server
 from proxy.settings import Listen, Settings
@@ -38,6 +39,7 @@ class Proxy:
         self.passed = list(passed)  # listening sockets from systemd (socket activation)
         self.clock = clock
         self._retired: set[asyncio.Task[None]] = set()  # a reload's old handler and client
+        self.admin = Admin(lambda: self.settings, lambda: list(self.addresses))
         self.stores: dict[str, CacheStore] = {
             name: MemoryStore(cache, clock) for name, cache in settings.caches.items()
         }
@@ -52,11 +54,15 @@ class Proxy:
         try:
             await self.upstream.start()
             await self._listen()
+            if self.settings.admin is not None:
+                await self.admin.start(self.settings.admin)
         except BaseException:
             await self.stop()
             raise
         for address in self.addresses:
             log.info("listening on %s", address)
+        for address in self.admin.addresses:
+            log.info("admin (/health, /ready) on %s", address)
 
     async def _listen(self) -> None:
         access = log_access if self.settings.headers.access_log else skip_access
@@ -89,6 +95,7 @@ class Proxy:
     async def stop(self) -> None:
         """Stop accepting, let requests in flight finish ([server] shutdown_timeout at most: 10 s
         by default, inside systemd's and Docker's stop timeouts), close."""
+        await self.admin.stop()
         for server in self._servers:
             server.close()
         if self._http1 is not None:

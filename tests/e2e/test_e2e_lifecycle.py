@@ -123,3 +123,15 @@ async def test_stale_if_error_covers_an_upstream_that_is_stopped_and_restarted(
     assert 'detail="stale-if-error"' in down.cache_status
     assert int(down.headers["Age"]) >= 1
     assert (back.x_cache, back.status) == ("MISS", 200)
+
+
+async def test_the_admin_listener_of_the_real_process(upstream, client, start_sidecache):
+    from sidecache_e2e import free_port
+
+    port = free_port()
+    proxy = await start_sidecache(upstream=upstream.url, args=["--admin", f"127.0.0.1:{port}"])
+    await proxy.wait_for_line(f"admin (/health, /ready) on http://127.0.0.1:{port}")
+    health = await fetch(client, "GET", f"http://127.0.0.1:{port}/health")
+    ready = await fetch(client, "GET", f"http://127.0.0.1:{port}/ready")
+    assert (health.status, health.body) == (200, b"ok\n")
+    assert ready.status == 200 and b'"ready": true' in ready.body

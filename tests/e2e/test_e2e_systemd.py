@@ -38,7 +38,7 @@ async def test_notify_ready_reloading_and_stopping(upstream, client, tmp_path, m
     monkeypatch.setenv("NOTIFY_SOCKET", path)
     port = free_port()
     proc = await spawn(
-        ["--upstream", upstream.url, "--listen", f"127.0.0.1:{port}"],
+        ["--upstream", upstream.url, "--listen", f"127.0.0.1:{port}", "--admin", ""],
         f"http://127.0.0.1:{port}",
         cwd=tmp_path,
     )
@@ -70,7 +70,7 @@ async def test_requests_are_served_on_a_socket_passed_by_systemd(upstream, clien
     fd = passed.fileno()
     # As systemd does: the socket at fd 3 (SD_LISTEN_FDS_START), LISTEN_PID the process that
     # reads it (execv keeps the pid), then the real command.
-    argv = [sys.executable, "-m", "proxy", "--upstream", upstream.url]
+    argv = [sys.executable, "-m", "proxy", "--upstream", upstream.url, "--admin", ""]
     launcher = (
         "import os, sys\n"
         f"os.dup2({fd}, 3)\n"

@@ -26,6 +26,7 @@ def config(upstream_url: str, **sections: Any) -> dict[str, Any]:
     """The base test configuration: one anonymous cache rule, as the embedded default."""
     data: dict[str, Any] = {
         "server": {"listen": ["127.0.0.1:0"]},
+        "admin": {"listen": ""},  # off: the admin tests turn it on (on port 0)
         "upstream": {"url": upstream_url, "connect_timeout": "2s", "read_timeout": "2s"},
         "caches": {"default": {"items": 100, "item_size": "64KiB", "ttl": "10s"}},
         "rules": [{"name": "anonymous-reads", "anonymous": True, "action": "cache"}],

@@ -1,0 +1,90 @@
+"""The admin listener (issue 6): /health and /ready on a listener of its own; the public
+listener serves no internal path."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from proxy.config import parse
+from proxy.tomltable import ConfigError
+
+from .conftest import StartProxy
+from .support import Client, FakeUpstream
+
+
+async def admin_get(client: Client, path: str) -> tuple[int, str]:
+    address = client.proxy.admin.addresses[0]
+    async with aiohttp.ClientSession() as session, session.get(address + path) as response:
+        return response.status, await response.text()
+
+
+async def test_health_and_ready_on_the_admin_listener(
+    sidecache: StartProxy, upstream: FakeUpstream
+) -> None:
+    client = await sidecache(admin={"listen": "127.0.0.1:0"})
+    health = await admin_get(client, "/health")
+    status, text = await admin_get(client, "/ready")
+    ready = json.loads(text)
+
+    assert health == (200, "ok\n")
+    assert status == 200
+    assert ready["ready"] is True
+    assert ready["listening"] == client.proxy.addresses
+    assert ready["config"] == "test.toml"
+    assert ready["upstream"] == "upstream reachable"
+    assert upstream.seen == []  # the check opens a connection, it sends no request
+
+
+async def test_ready_is_503_when_the_upstream_is_unreachable(
+    sidecache: StartProxy, closed_port: int
+) -> None:
+    client = await sidecache(
+        admin={"listen": "127.0.0.1:0"}, upstream_url=f"http://127.0.0.1:{closed_port}"
+    )
+    status, text = await admin_get(client, "/ready")
+    assert status == 503
+    assert json.loads(text)["upstream"] == "upstream not reachable: ConnectionRefusedError"
+    assert (await admin_get(client, "/health"))[0] == 200
+
+
+async def test_the_public_listener_serves_no_internal_path(
+    sidecache: StartProxy, upstream: FakeUpstream
+) -> None:
+    client = await sidecache(admin={"listen": "127.0.0.1:0"})
+    for path in ("/health", "/ready"):
+        got = await client.get(path)
+        assert got.body == f"GET {path} #1".encode()  # the app's answer, through the proxy
+    assert [s.path for s in upstream.seen] == ["/health", "/ready"]
+
+
+async def test_admin_on_a_unix_socket(sidecache: StartProxy, tmp_path: Path) -> None:
+    path = str(tmp_path / "admin.sock")
+    client = await sidecache(admin={"listen": f"unix:{path}"})
+    assert client.proxy.admin.addresses == [f"unix:{path}"]
+    connector = aiohttp.UnixConnector(path=path)
+    async with (
+        aiohttp.ClientSession(connector=connector) as session,
+        session.get("http://admin/health") as response,
+    ):
+        assert (response.status, await response.text()) == (200, "ok\n")
+
+
+def test_admin_defaults_and_refusals() -> None:
+    default = parse({}, "t.toml").admin
+    assert default is not None and (default.host, default.port) == ("127.0.0.1", 9180)
+    assert parse({"admin": {"listen": ""}}, "t.toml").admin is None
+    with pytest.raises(ConfigError) as caught:
+        parse(
+            {"server": {"listen": ["127.0.0.1:9000"]}, "admin": {"listen": "127.0.0.1:9000"}},
+            "t.toml",
+        )
+    assert str(caught.value) == (
+        "t.toml: admin.listen: is a public listen address: the admin listener is separate"
+    )
+    with pytest.raises(ConfigError) as bad:
+        parse({"admin": {"listen": "nonsense:port"}}, "t.toml")
+    assert str(bad.value).startswith("t.toml: admin.listen: bad listen address")
