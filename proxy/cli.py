@@ -14,15 +14,17 @@ import signal
 import sys
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from pathlib import Path
 from typing import Any
 
 from proxy import __version__, systemd
+from proxy import dev as dev_mode
 from proxy.config import ConfigError, parse, read_toml
 from proxy.explain import describe
 from proxy.server import Proxy
 from proxy.settings import Settings
 
-COMMANDS = ("run", "check", "demo")
+COMMANDS = ("run", "check", "demo", "dev")
 log = logging.getLogger("sidecache")
 
 
@@ -30,7 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sidecache",
         description="A caching reverse proxy that answers anonymous visitors from memory.",
-        epilog="commands: run (default), check CONFIG, demo",
+        epilog="commands: run (default), check CONFIG, demo, dev (a local dev proxy: coloured "
+        "log, config reloaded on save)",
     )
     parser.add_argument("command", nargs="?", default="run", choices=COMMANDS)
     parser.add_argument("config_path", nargs="?", metavar="CONFIG", help="config file (check)")
@@ -150,16 +153,40 @@ def main(argv: Sequence[str] | None = None) -> int:
         from proxy.demo import run_demo
 
         return _run_loop(lambda: run_demo(settings, args.demo_port))
+    if args.command == "dev":
+        watched = Path(args.config) if args.config else None
+        return _run_loop(
+            lambda: serve(settings, lambda: load_settings(args), dev=True, watched=watched)
+        )
     return _run_loop(lambda: serve(settings, lambda: load_settings(args)))
 
 
-async def serve(settings: Settings, reread: Callable[[], Settings] | None = None) -> None:
+async def serve(
+    settings: Settings,
+    reread: Callable[[], Settings] | None = None,
+    *,
+    dev: bool = False,
+    watched: Path | None = None,
+) -> None:
     """Run the proxy until SIGTERM or SIGINT, then stop listening and close the session.
     SIGHUP reads the configuration again (`reread`): a valid one takes effect for new
     requests, an invalid one is reported and the running one kept."""
-    proxy = Proxy(settings, passed=systemd.passed_sockets())
+    proxy = Proxy(
+        settings, passed=systemd.passed_sockets(), access=dev_mode.log_access if dev else None
+    )
     await proxy.start()
     log.info("sidecache %s ready, upstream %s", __version__, _upstream_label(settings))
+    tasks: list[asyncio.Task[None]] = []
+    if dev:
+        upstream = _upstream_label(settings)
+        print(
+            dev_mode.banner(proxy.addresses, upstream, proxy.admin.addresses, settings.source),
+            flush=True,
+        )
+        if watched is not None and reread is not None:
+            tasks.append(
+                asyncio.create_task(dev_mode.watch(watched, lambda: _reload(proxy, reread)))
+            )
     serving = ", ".join(proxy.addresses)
     systemd.notify(f"READY=1\nSTATUS=serving on {serving}\nMAINPID={os.getpid()}")
     loop = asyncio.get_running_loop()
@@ -175,6 +202,9 @@ async def serve(settings: Settings, reread: Callable[[], Settings] | None = None
                 hangup.clear()
                 await _reload(proxy, reread)
     finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         systemd.notify("STOPPING=1")
         log.info(
             "sidecache stopping: requests in flight get %gs", proxy.settings.limits.shutdown_timeout

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Sequence
 from proxy.accesslog import log_access, skip_access
 from proxy.admin import Admin
 from proxy.handler import Handler
-from proxy.http1 import Http1Server
+from proxy.http1 import Http1Server, LogAccess
 from proxy.settings import Listen, Settings
 from proxy.store import CacheStore
 from proxy.store.memory import MemoryStore
@@ -34,8 +34,10 @@ class Proxy:
         settings: Settings,
         clock: Callable[[], float] = time.monotonic,
         passed: Sequence[socket.socket] = (),
+        access: LogAccess | None = None,
     ) -> None:
         self.settings = settings
+        self.access = access  # another access-log writer (the dev proxy's coloured lines)
         self.passed = list(passed)  # listening sockets from systemd (socket activation)
         self.clock = clock
         self._retired: set[asyncio.Task[None]] = set()  # a reload's old handler and client
@@ -65,7 +67,7 @@ class Proxy:
             log.info("admin (/health, /ready) on %s", address)
 
     async def _listen(self) -> None:
-        access = log_access if self.settings.headers.access_log else skip_access
+        access = self._access_log(self.settings)
         factory = Http1Server(self.handler, access, self.settings.trust, self.settings.limits)
         self._http1 = factory
         loop = asyncio.get_running_loop()
@@ -110,6 +112,11 @@ class Proxy:
         await asyncio.gather(*self._retired, return_exceptions=True)
         await self.upstream.close()
 
+    def _access_log(self, settings: Settings) -> LogAccess:
+        if not settings.headers.access_log:
+            return skip_access
+        return self.access or log_access
+
     async def reload(self, settings: Settings) -> list[str]:
         """Take a new configuration for new requests, without dropping a connection: caches
         whose definition is unchanged keep their contents; a request in flight finishes with
@@ -134,7 +141,7 @@ class Proxy:
         if self._http1 is not None:
             self._http1.set_driver(self.handler)
             self._http1.trust, self._http1.limits = settings.trust, settings.limits
-            self._http1.log_access = log_access if settings.headers.access_log else skip_access
+            self._http1.log_access = self._access_log(settings)
         retiring = old_upstream if upstream is not old_upstream else None
         task = asyncio.get_running_loop().create_task(self._retire(old_handler, retiring))
         self._retired.add(task)
