@@ -13,7 +13,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -69,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--items", type=int, help="default cache: most entries")
     parser.add_argument("--item-size", help="default cache: largest body stored, e.g. 64KiB")
     parser.add_argument("--max-bytes", help="default cache: total size, e.g. 64MiB")
-    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING (default INFO)")
+    parser.add_argument("--log-level", help="DEBUG, INFO, WARNING (default INFO)")
     parser.add_argument("--demo-port", type=int, default=5050, help="demo: the demo site's port")
     return parser
 
@@ -136,9 +136,39 @@ def load_settings(args: argparse.Namespace) -> Settings:
     return parse(data, source)
 
 
+# Environment variables for what a container sidecar needs without any file (flags win).
+ENVIRONMENT = {
+    "config": "SIDECACHE_CONFIG",
+    "upstream": "SIDECACHE_UPSTREAM",
+    "listen": "SIDECACHE_LISTEN",  # comma-separated addresses
+    "admin": "SIDECACHE_ADMIN",
+    "ttl": "SIDECACHE_TTL",
+    "max_bytes": "SIDECACHE_MAX_BYTES",
+    "stale_while_revalidate": "SIDECACHE_STALE_WHILE_REVALIDATE",
+    "stale_if_error": "SIDECACHE_STALE_IF_ERROR",
+    "log_level": "SIDECACHE_LOG_LEVEL",
+    "shared": "SIDECACHE_SHARED",  # "1", "true" or "yes"
+}
+
+
+def apply_environment(args: argparse.Namespace, environ: Mapping[str, str]) -> None:
+    """Fill the options the command line left unset from SIDECACHE_* variables."""
+    for name, variable in ENVIRONMENT.items():
+        value = environ.get(variable)
+        if value is None or getattr(args, name) not in (None, False):
+            continue
+        if name == "listen":
+            args.listen = [item.strip() for item in value.split(",") if item.strip()]
+        elif name == "shared":
+            args.shared = value.strip().lower() in ("1", "true", "yes")
+        else:
+            setattr(args, name, value)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    _setup_logging(args.log_level)
+    apply_environment(args, os.environ)
+    _setup_logging(args.log_level or "INFO")
     try:
         settings = load_settings(args)
     except ConfigError as exc:

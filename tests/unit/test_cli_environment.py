@@ -1,0 +1,48 @@
+"""Pin proxy.cli's SIDECACHE_* variables: a container sidecar is configured without a file,
+and flags given on the command line win."""
+
+from __future__ import annotations
+
+from argparse import Namespace
+
+from proxy.cli import apply_environment, build_parser, load_settings
+from proxy.settings import Settings
+
+
+def settings_for(argv: list[str], environ: dict[str, str]) -> tuple[Namespace, Settings]:
+    args = build_parser().parse_args(argv)
+    apply_environment(args, environ)
+    return args, load_settings(args)
+
+
+def test_a_sidecar_without_any_file() -> None:
+    args, settings = settings_for(
+        [],
+        {
+            "SIDECACHE_UPSTREAM": "http://127.0.0.1:5000",
+            "SIDECACHE_LISTEN": "0.0.0.0:8080, [::]:8080",
+            "SIDECACHE_ADMIN": "127.0.0.1:9999",
+            "SIDECACHE_TTL": "30s",
+            "SIDECACHE_STALE_IF_ERROR": "5m",
+            "SIDECACHE_LOG_LEVEL": "WARNING",
+        },
+    )
+    assert settings.upstream.url == "http://127.0.0.1:5000"
+    assert [str(listen) for listen in settings.listen] == ["0.0.0.0:8080", "[::]:8080"]
+    assert settings.admin is not None and settings.admin.port == 9999
+    assert settings.caches["default"].ttl == 30.0
+    assert all(rule.stale_if_error == 300.0 for rule in settings.rules if rule.cache)
+    assert args.log_level == "WARNING"
+
+
+def test_flags_win_over_the_environment() -> None:
+    _, settings = settings_for(
+        ["--upstream", "http://127.0.0.1:7000"], {"SIDECACHE_UPSTREAM": "http://127.0.0.1:5000"}
+    )
+    assert settings.upstream.url == "http://127.0.0.1:7000"
+
+
+def test_shared_mode_from_the_environment() -> None:
+    for value, shared in (("1", True), ("true", True), ("no", False)):
+        _, settings = settings_for([], {"SIDECACHE_SHARED": value})
+        assert (settings.mode == "shared") is shared
