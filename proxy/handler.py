@@ -476,13 +476,9 @@ class Handler:
                     outcome.detail = NotStoredReason.TOO_BIG.value
                     return
             response.release()
-            stored = stored_headers(response.headers, time.time())
-            status_line = (response.status, response.reason)
-            fresh = self._entry(
-                lookup, status_line, response, stored, recorder.body(), verdict, asked
+            outcome.detail = await self._store_fill(
+                store, lookup, view, response, recorder.body(), verdict, asked
             )
-            put = await self._put(store, lookup, view, fresh, verdict)
-            outcome.detail = "stored" if put else NotStoredReason.NO_SPACE.value
         except UpstreamError as exc:
             log.info("background refresh of %s failed: %s", view.target, exc.message)
         except Exception:  # a bug: logged, and the stale entry simply stays stale
@@ -529,13 +525,27 @@ class Handler:
             if recorder.overflowed:
                 outcome.detail = NotStoredReason.TOO_BIG.value
                 return outcome
-            headers = stored_headers(response.headers, time.time())
-            status_line = (response.status, response.reason)
-            body = recorder.body()
-            entry = self._entry(lookup, status_line, response, headers, body, verdict, asked)
-            stored = await self._put(store, lookup, view, entry, verdict)
-            outcome.detail = "stored" if stored else NotStoredReason.NO_SPACE.value
+            outcome.detail = await self._store_fill(
+                store, lookup, view, response, recorder.body(), verdict, asked
+            )
         return outcome
+
+    async def _store_fill(
+        self,
+        store: CacheStore,
+        lookup: Lookup,
+        view: RequestView,
+        response: UpstreamResponse,
+        body: bytes,
+        verdict: Store,
+        asked: float,
+    ) -> str:
+        """Store a fill's whole `body`; the access log's detail: stored, or no-space."""
+        headers = stored_headers(response.headers, time.time())
+        status_line = (response.status, response.reason)
+        entry = self._entry(lookup, status_line, response, headers, body, verdict, asked)
+        stored = await self._put(store, lookup, view, entry, verdict)
+        return "stored" if stored else NotStoredReason.NO_SPACE.value
 
     def _entry(
         self,

@@ -40,7 +40,14 @@ from proxy.exchange import ClientGone, Driver, Outcome
 from proxy.policy import response_has_body, status_has_body
 from proxy.settings import Limits, Trust
 from proxy.store import CachedResponse
-from proxy.view import Headers, RequestView, header_text, origin_form, request_problem
+from proxy.view import (
+    Headers,
+    RequestView,
+    field_lines,
+    header_text,
+    origin_form,
+    request_problem,
+)
 
 log = logging.getLogger("sidecache.front")
 
@@ -86,10 +93,6 @@ class _Clock:
         if now != cls.second:
             cls.second, cls.value = now, formatdate(now, usegmt=True).encode()
         return cls.value
-
-
-def _header_block(headers: Headers) -> bytes:
-    return "".join([f"{n}: {v}\r\n" for n, v in headers]).encode("utf-8", "surrogateescape")
 
 
 def _connection_header(version: tuple[int, int], close: bool) -> bytes:
@@ -271,7 +274,7 @@ class Http1Client:
     def _head(self, status: int, reason: str, headers: Headers, framing: list[bytes]) -> bytes:
         if self.request.body_pending:
             self._close_after = True  # answering before the body is in: the stream is out of step
-        parts = [_status_line(status, reason), _header_block(headers), *framing]
+        parts = [_status_line(status, reason), field_lines(headers), *framing]
         if not any(n.lower() == "date" for n, _ in headers):
             parts.append(b"Date: " + _Clock.date() + b"\r\n")
         parts.append(self._connection_header())
@@ -838,7 +841,7 @@ class Http1Server:
     def tag_block(self, tags: Headers) -> bytes:
         """`tags` as header lines, serialised again only when the tuple is another one."""
         if tags is not self._tags:
-            self._tags, self._tag_block = tags, _header_block(tags)
+            self._tags, self._tag_block = tags, field_lines(tags)
         return self._tag_block
 
     def __call__(self) -> Http1Connection:

@@ -22,6 +22,11 @@ def header_text(raw: bytes) -> str:
     return raw.decode("utf-8", "surrogateescape")
 
 
+def field_lines(headers: Headers) -> bytes:
+    """`headers` as HTTP/1.1 field lines, octets as received (see header_text)."""
+    return "".join([f"{n}: {v}\r\n" for n, v in headers]).encode("utf-8", "surrogateescape")
+
+
 # RFC 9110 §7.2 / RFC 3986 §3.2.2: reg-name or IPv4 (unreserved, sub-delims, pct-encoded), or an
 # IP literal in brackets; then an optional port.
 _HOST = re.compile(r"(?:[A-Za-z0-9\-._~!$&'()*+,;=%]*|\[[0-9A-Fa-f:.]+\])(?::[0-9]*)?")

@@ -11,7 +11,7 @@ import itertools
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from proxy.view import Headers
+from proxy.view import Headers, field_lines
 
 # Per-entry bookkeeping (the entry object, the key, cachetools' links) counted against max_bytes,
 # so a flood of tiny entries cannot exceed the byte budget by an order of magnitude.
@@ -54,11 +54,11 @@ class CachedResponse:
     not_modified_block: bytes = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        block = _block(self.headers)
+        block = field_lines(self.headers)
         lowered = [(n.lower(), n, v) for n, v in self.headers]
         subset = tuple((n, v) for low, n, v in lowered if low in NOT_MODIFIED_FIELDS)
         object.__setattr__(self, "header_block", block)
-        not_modified = _block(subset)
+        not_modified = field_lines(subset)
         object.__setattr__(self, "not_modified_block", not_modified)
         size = len(self.body) + len(block) + len(not_modified) + ENTRY_OVERHEAD
         object.__setattr__(self, "size", size)
@@ -90,10 +90,6 @@ def vary_marker(names: tuple[str, ...], stored_at: float, expires_at: float) -> 
     no other marker of this process has, nothing else."""
     generation = next(_generations)
     return CachedResponse(0, "", (), b"", stored_at, expires_at, vary=names, generation=generation)
-
-
-def _block(headers: Headers) -> bytes:
-    return "".join([f"{n}: {v}\r\n" for n, v in headers]).encode("utf-8", "surrogateescape")
 
 
 @dataclass(frozen=True, slots=True)
