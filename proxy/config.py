@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import tomllib
 from collections.abc import Mapping
+from dataclasses import fields
 from enum import StrEnum
 from importlib.resources import files
 from ipaddress import ip_network
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from proxy.freshness import REQUEST_DIRECTIVES, TtlMode
-from proxy.identity import IdentityPolicy
+from proxy.identity import PRESETS, IdentityPolicy
 from proxy.keys import DEFAULT_KEY, compile_key
 from proxy.rules import Action, Condition, Rule, SetCookieMode, Test
 from proxy.settings import (
@@ -94,12 +95,13 @@ def parse(data: Mapping[str, Any], source: str) -> Settings:
         if rules_raw:
             raise root.error("rules", 'mode = "shared" has no rules: the origin\'s headers decide')
         caches = {"default": CacheSettings("default"), **caches}
-        rules: tuple[Rule, ...] = (_shared_rule(shared, caches),)
+        rules: tuple[Rule, ...] = (_shared_rule(shared, caches, identity),)
     else:
         if shared.data:
             raise root.error("shared", 'only used with mode = "shared"')
         rules = tuple(
-            _rule(Table(r, source, f"rules[{i}]"), i, caches) for i, r in enumerate(rules_raw, 1)
+            _rule(Table(r, source, f"rules[{i}]"), i, caches, identity)
+            for i, r in enumerate(rules_raw, 1)
         )
     root.finish()
     warnings = tuple(w for rule in rules if not rule.forward_all for w in _warnings(rule))
@@ -234,12 +236,15 @@ def _host_value(value: str) -> str:
 
 
 def _identity(table: Table) -> IdentityPolicy:
-    remember = table.strings("remember_cookies", ("remember_token",))
-    session = table.strings("session_cookies", ("session",))
-    user_keys = table.strings("session_user_keys", ("_user_id", "user_id"))
+    """[identity]: a preset ("flask", the default, or "django") and any list it sets, replaced."""
+    name = table.get("preset", str, "flask")
+    preset = PRESETS.get(name)
+    if preset is None:
+        raise table.error("preset", f"unknown preset {name!r} (use one of: {', '.join(PRESETS)})")
+    lists = {f.name: table.strings(f.name, getattr(preset, f.name)) for f in fields(preset)}
     table.finish()
     try:
-        policy = IdentityPolicy(remember, session, user_keys)
+        policy = IdentityPolicy(**lists)
     except ValueError as exc:
         raise ConfigError(table.source, table.path, str(exc)) from None
     return policy
@@ -270,7 +275,9 @@ def _cache(table: Table, name: str) -> CacheSettings:
     return cache
 
 
-def _rule(table: Table, number: int, caches: Mapping[str, CacheSettings]) -> Rule:
+def _rule(
+    table: Table, number: int, caches: Mapping[str, CacheSettings], identity: IdentityPolicy
+) -> Rule:
     name = table.get("name", str, "")
     action = table.convert("action", choice(Action, '"cache", "pass"'), Action.CACHE)
     no_ttl: tuple[TtlMode, float | None] = (TtlMode.FORCE, None)
@@ -302,6 +309,7 @@ def _rule(table: Table, number: int, caches: Mapping[str, CacheSettings]) -> Rul
         set_cookie=table.convert(
             "set_cookie", choice(SetCookieMode, '"skip", "strip"'), SetCookieMode.SKIP
         ),
+        state_cookies=identity.state_cookies,
         keep_cookies=table.strings("keep_cookies", ()),
         keep_headers=tuple(h.lower() for h in table.strings("keep_headers", ())),
         allow_authorization=table.get("allow_authorization", bool, False),
@@ -321,7 +329,9 @@ class Mode(StrEnum):
 SHARED_STATUSES = frozenset(range(200, 600)) - {206, 304}
 
 
-def _shared_rule(table: Table, caches: Mapping[str, CacheSettings]) -> Rule:
+def _shared_rule(
+    table: Table, caches: Mapping[str, CacheSettings], identity: IdentityPolicy
+) -> Rule:
     """Shared mode's one rule: every GET/HEAD of an anonymous visitor, stored as the origin's
     headers say (nothing without explicit freshness but for revalidation, unless heuristics are
     on), fills forwarding the request as it came, Authorization as RFC 9111 §3.5 says."""
@@ -340,6 +350,7 @@ def _shared_rule(table: Table, caches: Mapping[str, CacheSettings]) -> Rule:
         stale_while_revalidate=table.convert("stale_while_revalidate", parse_duration, None),
         stale_if_error=table.convert("stale_if_error", parse_duration, None),
         set_cookie=SetCookieMode.SKIP,
+        state_cookies=identity.state_cookies,
         allow_authorization=True,
         key=compile_key(DEFAULT_KEY),
         forward_all=True,

@@ -6,7 +6,8 @@ Order of checks, each with one reason (the way Varnish's builtin vcl_recv reads)
 3. a GET/HEAD carrying a body is not a plain read (request-body)
 4. Authorization → pass unless the rule allows it (RFC 9111 §3.5)
 5. remember cookie or logged-in session → pass, for every cache rule (product rule: a logged-in
-   user is never answered from cache and their response is never stored)
+   user is never answered from cache and their response is never stored); a one-time message
+   waiting (Flask's `_flashes`, Django's `messages` cookie) → pass: that page is personal
 6. Upgrade → pass (a WebSocket handshake is not a read; it is not relayed yet either)
 A Range request is a lookup: a usable entry answers it (206), else it is forwarded (handler).
 """
@@ -16,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from proxy.encoding import normalise_accept_encoding
-from proxy.identity import IdentityPolicy
+from proxy.identity import IdentityPolicy, Visitor
 from proxy.reasons import PassReason
 from proxy.rules import Action, Rule, first_match
 from proxy.view import RequestView
@@ -67,8 +68,11 @@ def _refusal(view: RequestView, rule: Rule, identity: IdentityPolicy) -> PassRea
     authorized = view.header("authorization") is not None
     if authorized and not rule.allow_authorization:
         return PassReason.AUTHORIZATION
-    if not view.is_anonymous(identity, count_authorization=False):
+    who = view.visitor(identity)
+    if who is Visitor.LOGGED_IN:
         return PassReason.AUTHENTICATED
+    if who is Visitor.MESSAGES:
+        return PassReason.FLASHES
     if view.header("upgrade") is not None:
         return PassReason.UPGRADE
     return None

@@ -14,8 +14,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import TypeGuard, assert_never
 
-from cachetools import TTLCache
-
 from proxy.conditional import not_modified
 from proxy.decide import Decision, Lookup, Pass, decide
 from proxy.exchange import ClientGone, ClientSide, Outcome
@@ -30,6 +28,7 @@ from proxy.freshness import (
     initial_age,
     request_directives,
 )
+from proxy.hitforpass import HitForPass, mark_for
 from proxy.invalidate import invalidates, lookups
 from proxy.policy import (
     DontStore,
@@ -39,6 +38,7 @@ from proxy.policy import (
     cache_control,
     cache_status,
     end_to_end,
+    personal,
     refreshed_headers,
     response_has_body,
     storability,
@@ -56,7 +56,6 @@ from proxy.view import Headers, RequestView
 
 log = logging.getLogger("sidecache")
 _NO_SET_COOKIE = frozenset({"set-cookie"})
-HIT_FOR_PASS_KEYS = 10_000  # uncacheable keys remembered per cache (the oldest go first)
 
 
 class Handler:
@@ -74,7 +73,7 @@ class Handler:
         self._tag_memo: dict[tuple[str, str], Headers] = {}
         self._policies: dict[int, TtlPolicy] = {}
         self._fills: dict[str, asyncio.Event] = {}  # key → the fill others wait for
-        self._hit_for_pass: dict[str, TTLCache[str, bool]] = {}  # cache → uncacheable keys
+        self._hit_for_pass = HitForPass(clock)
         self._background: set[asyncio.Task[None]] = set()  # stale-while-revalidate refreshes
         self._hit_tags = self._tags("HIT", cache_status(True))
         self._revalidated_tags = self._tags("HIT", "sidecache; fwd=stale; fwd-status=304")
@@ -182,6 +181,8 @@ class Handler:
         if entry is not None and self._servable(view, entry, asked):
             self._refresh_behind(store, lookup, view, entry, key)
             return await self._serve_stale(client, lookup, entry, "stale-while-revalidate")
+        if self._personal(lookup):
+            return await self.forward_pass(client, Pass(PassReason.HIT_FOR_PASS, lookup.rule))
         leader = self._lead(lookup)
         try:
             if entry is not None and (entry.etag or entry.last_modified):
@@ -209,28 +210,42 @@ class Handler:
         as uncacheable (hit-for-pass: the last fill could not be stored), coalescing is off,
         or another fill leads already (its waiters gave up on it)."""
         cache = self.settings.caches[lookup.rule.cache]
-        passing = self._hit_for_pass.get(lookup.rule.cache)
         if cache.coalesce_wait <= 0 or lookup.key in self._fills:
             return None
-        if passing is not None and lookup.key in passing:
+        if self._hit_for_pass.marked(cache.name, cache.hit_for_pass, lookup.key):
             return None
         fill = self._fills[lookup.key] = asyncio.Event()
         return fill
 
     def _release(self, lookup: Lookup, fill: asyncio.Event, outcome: Outcome) -> None:
-        """The fill is over: wake its waiters; remember an uncacheable key (hit-for-pass)."""
+        """The fill is over: remember an uncacheable key (hit-for-pass), wake its waiters."""
+        if 200 <= outcome.status < 500:
+            self._mark(lookup, outcome.detail)
         if self._fills.get(lookup.key) is fill:
             del self._fills[lookup.key]
         fill.set()
-        stored = outcome.detail in ("stored", "revalidated")
+
+    def _mark(self, lookup: Lookup, detail: str) -> None:
+        """Remember what a fill's response said of its key: personal, uncacheable, or nothing."""
+        personal = mark_for(detail)
+        if personal and lookup.rule.forward_all:  # shared mode's fills are the visitor's own
+            personal = False
+        if personal is not None:
+            cache = self.settings.caches[lookup.rule.cache]
+            self._hit_for_pass.mark(cache.name, cache.hit_for_pass, lookup.key, personal=personal)
+
+    def _personal(self, lookup: Lookup) -> bool:
+        """Is the key marked personal: is each request for it a pass of the visitor's own?"""
         cache = self.settings.caches[lookup.rule.cache]
-        if not stored and cache.hit_for_pass > 0 and 200 <= outcome.status < 500:
-            passing = self._hit_for_pass.get(lookup.rule.cache)
-            if passing is None:
-                passing = self._hit_for_pass[lookup.rule.cache] = TTLCache(
-                    maxsize=HIT_FOR_PASS_KEYS, ttl=cache.hit_for_pass, timer=self.clock
-                )
-            passing[lookup.key] = True
+        return self._hit_for_pass.personal(cache.name, cache.hit_for_pass, lookup.key)
+
+    def _proven_personal(self, lookup: Lookup, reason: NotStoredReason) -> None:
+        """A fill's response proved the page personal: mark the key at once and wake the
+        requests waiting for this fill, which then pass with their own requests too."""
+        self._mark(lookup, reason)
+        fill = self._fills.pop(lookup.key, None)
+        if fill is not None:
+            fill.set()
 
     async def _wait_for(self, fill: asyncio.Event, lookup: Lookup) -> None:
         """Wait for another request's fill of this key, at most the cache's coalesce_wait."""
@@ -463,6 +478,11 @@ class Handler:
                 await self._refreshed(store, lookup, view, entry, key, response, asked)
                 outcome.detail = "revalidated"
                 return
+            made_for_one = personal(response.headers, lookup.rule, self.settings.targeted)
+            if made_for_one is not None:
+                response.close()
+                outcome.detail = made_for_one.value  # marked when the refresh is released
+                return
             verdict = self._verdict(response, lookup, authorized)
             if not isinstance(verdict, Store):
                 response.close()
@@ -512,13 +532,22 @@ class Handler:
         """Stream a fill response to the client; store it if it arrived whole and may be."""
         view, outcome = client.view, client.outcome
         cache = self.settings.caches[lookup.rule.cache]
-        verdict = self._verdict(response, lookup, authorized)
+        made_for_one = personal(response.headers, lookup.rule, self.settings.targeted)
+        verdict: Storability
+        if made_for_one is not None:
+            self._proven_personal(lookup, made_for_one)
+            if not _own_request(view, lookup.rule):  # its answer was made for someone else
+                response.close()
+                return await self.forward_pass(client, Pass(PassReason.HIT_FOR_PASS, lookup.rule))
+            verdict = DontStore(made_for_one)
+        else:
+            verdict = self._verdict(response, lookup, authorized)
         if self._request_directives(view).no_store and isinstance(verdict, Store):
             verdict = DontStore(NotStoredReason.REQUEST_NO_STORE)
         recorder = Recorder(cache.item_size) if isinstance(verdict, Store) else None
         outcome.status = response.status
         outcome.detail = verdict.reason.value if isinstance(verdict, DontStore) else "stored"
-        shown = self._miss_headers(view, response, verdict)
+        shown = self._miss_headers(view, lookup.rule, response, verdict)
         if not await self._stream(client, response, shown, recorder, outcome):
             return outcome
         if recorder is not None and isinstance(verdict, Store):
@@ -642,20 +671,21 @@ class Handler:
         )
 
     def _miss_headers(
-        self, view: RequestView, response: UpstreamResponse, verdict: Storability
+        self, view: RequestView, rule: Rule, response: UpstreamResponse, verdict: Storability
     ) -> Headers:
         """The fill response's end-to-end headers and the MISS tags.
 
         A fill carries no cookies, so its Set-Cookie starts a session the client does not have
         and would clobber the one it has. A client that sent no cookies would have been given
-        that session by the app itself: it gets it, unless the response is stored.
+        that session by the app itself (and shared mode's fills are the client's own request):
+        it gets it, unless the response is stored.
         """
         stored = isinstance(verdict, Store)
         detail = verdict.reason.value if isinstance(verdict, DontStore) else ""
         # Claim "stored" only when the length is known to fit; a chunked body may yet overflow.
         sure = stored and response.content_length is not None
         tags = self._tags("MISS", cache_status(False, fwd="miss", stored=sure, detail=detail))
-        own_session = not stored and "cookie" not in view.header_map
+        own_session = not stored and _own_request(view, rule)
         drop = frozenset() if own_session else _NO_SET_COOKIE
         return end_to_end(response.headers, drop=drop) + tags
 
@@ -750,6 +780,12 @@ def _record(
     outcome.status, outcome.cache, outcome.detail, outcome.rule = status, cache, detail, rule
     outcome.sent = sent
     return outcome
+
+
+def _own_request(view: RequestView, rule: Rule) -> bool:
+    """Was the fill the client's own request, credentials and all? Yes when the client sent no
+    cookies (a fill sends none), or in shared mode (its fills forward every header)."""
+    return rule.forward_all or "cookie" not in view.header_map
 
 
 def _within(entry: CachedResponse, window: float, now: float) -> bool:

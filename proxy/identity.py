@@ -1,10 +1,15 @@
-"""Decide whether a visitor is anonymous, from the Cookie and Authorization headers.
+"""Decide who a visitor is, from the Cookie and Authorization headers.
 
 Product rule: sidecache stores and serves cached pages only for anonymous visitors. A visitor
-is *not* anonymous when they send an Authorization header, a "remember me" cookie, or a session
-cookie that carries a user id. Every doubt resolves to "not anonymous" (fail closed): such a
-visitor only bypasses the cache, so a forged or unreadable cookie can slow down its own sender
-but can never expose another visitor's page, nor put a logged-in page into the cache.
+is *not* anonymous when they send an Authorization header, a "remember me" cookie (or, for
+Django, a `sessionid`: that session lives on the server), or a session cookie that carries a
+user id. Every doubt resolves to "not anonymous" (fail closed): such a visitor only bypasses
+the cache, so a forged or unreadable cookie can slow down its own sender but can never expose
+another visitor's page, nor put a logged-in page into the cache.
+
+An anonymous visitor with a one-time message waiting (Flask's `_flashes` in the session,
+Django's `messages` cookie) must reach the app too, or the message is shown on no page or on a
+later one: such a visitor's next page is personal.
 
 Pure: standard library only, no I/O.
 """
@@ -17,6 +22,7 @@ import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, fields
+from enum import StrEnum
 
 # RFC 6265 §6.1 asks browsers to keep at least 4096 bytes per cookie, and the major browsers
 # stop there; a session value twice that size was not issued by the app, so we do not read it.
@@ -59,13 +65,24 @@ def _unquote(value: str) -> str:
     return value[1:-1] if quoted else value
 
 
+class Visitor(StrEnum):
+    ANONYMOUS = "anonymous"
+    LOGGED_IN = "logged-in"
+    MESSAGES = "messages"  # anonymous, with a one-time message waiting: its page is personal
+
+
 @dataclass(frozen=True, slots=True)
 class IdentityPolicy:
-    """Which cookies mark a visitor as logged in (defaults: Flask session and Flask-Login)."""
+    """Which cookies mark a visitor as logged in or as having messages waiting (defaults: Flask
+    with Flask-Login and Flask-WTF; `PRESETS["django"]` for Django)."""
 
-    remember_cookies: tuple[str, ...] = ("remember_token",)
-    session_cookies: tuple[str, ...] = ("session",)
-    session_user_keys: tuple[str, ...] = ("_user_id", "user_id")
+    remember_cookies: tuple[str, ...] = ("remember_token",)  # present: logged in
+    session_cookies: tuple[str, ...] = ("session",)  # client-side sessions we can read
+    session_user_keys: tuple[str, ...] = ("_user_id", "user_id")  # set: logged in
+    session_message_keys: tuple[str, ...] = ("_flashes",)  # set: messages waiting
+    message_cookies: tuple[str, ...] = ()  # present: messages waiting
+    # Hold a CSRF secret a form page renders a token for (Flask-WTF keeps it in the session).
+    csrf_cookies: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         """Reject settings that would silently let logged-in visitors through as anonymous.
@@ -82,25 +99,58 @@ class IdentityPolicy:
         if self.session_cookies and not self.session_user_keys:
             raise ValueError("IdentityPolicy.session_user_keys must not be empty")
 
+    @property
+    def state_cookies(self) -> frozenset[str]:
+        """Cookies that hold a visitor's state: a fill response setting one started a session
+        its page may show (a CSRF token, a message), so it is never stored, even stripped."""
+        return frozenset(
+            self.remember_cookies + self.session_cookies + self.message_cookies + self.csrf_cookies
+        )
+
+
+PRESETS = {
+    "flask": IdentityPolicy(),
+    # Django keeps sessions on the server (the cookie is an opaque id: fail closed), messages in
+    # a cookie of their own (FallbackStorage), and the CSRF secret in `csrftoken`.
+    "django": IdentityPolicy(
+        remember_cookies=("sessionid",),
+        session_cookies=(),
+        session_user_keys=(),
+        session_message_keys=(),
+        message_cookies=("messages",),
+        csrf_cookies=("csrftoken",),
+    ),
+}
+
 
 def session_has_user(value: str, user_keys: Sequence[str]) -> bool:
-    """Tell whether a Flask session cookie names a user, without knowing the app's secret.
+    """Tell whether a Flask session cookie names a user (see session_state)."""
+    if isinstance(user_keys, str):
+        raise TypeError("user_keys must be a sequence of key names, not one string")
+    return session_state(value, user_keys, ()) is Visitor.LOGGED_IN
+
+
+def session_state(value: str, user_keys: Sequence[str], message_keys: Sequence[str]) -> Visitor:
+    """Who a Flask session cookie says the visitor is, without knowing the app's secret.
 
     The itsdangerous format is "[.]<base64url payload>.<timestamp>.<signature>", a leading "."
     meaning zlib; the payload alone is accepted too. A user is present when the JSON object has
     any of user_keys with a value other than None, "" or False (Flask-Login's "_user_id"; keys
-    like "_fresh", "_id" and "csrf_token" exist for anonymous visitors too). An empty value is
-    no session, as for Flask. Anything unreadable (too long, bad base64, bad or oversized zlib,
+    like "_fresh", "_id" and "csrf_token" exist for anonymous visitors too); messages wait when
+    it has any of message_keys set and not empty (Flask's "_flashes"). An empty value is no
+    session, as for Flask. Anything unreadable (too long, bad base64, bad or oversized zlib,
     bad JSON, not an object) counts as a user: fail closed, see the module docstring.
     """
-    if isinstance(user_keys, str):
-        raise TypeError("user_keys must be a sequence of key names, not one string")
     if not value:
-        return False
+        return Visitor.ANONYMOUS
     payload = _session_payload(value)
     if not isinstance(payload, dict):
-        return True
-    return any(_is_set(payload.get(key)) for key in user_keys)
+        return Visitor.LOGGED_IN
+    if any(_is_set(payload.get(key)) for key in user_keys):
+        return Visitor.LOGGED_IN
+    if any(_is_set(payload.get(key)) and payload[key] not in ([], {}) for key in message_keys):
+        return Visitor.MESSAGES
+    return Visitor.ANONYMOUS
 
 
 def _is_set(value: object) -> bool:
@@ -169,20 +219,40 @@ def is_anonymous(
     policy: IdentityPolicy,
     conflicts: AbstractSet[str] = frozenset(),
 ) -> bool:
-    """Product rule: anonymous unless the request carries Authorization, any remember cookie
-    (whatever its value, even empty), a session cookie that session_has_user accepts, or a
-    session cookie sent twice with different values (`conflicts`; fail closed).
+    """Product rule: anonymous unless `visitor` says logged in."""
+    return visitor(cookies, has_authorization, policy, conflicts) is not Visitor.LOGGED_IN
+
+
+def visitor(
+    cookies: Mapping[str, str],
+    has_authorization: bool,
+    policy: IdentityPolicy,
+    conflicts: AbstractSet[str] = frozenset(),
+) -> Visitor:
+    """Product rule: logged in with Authorization, any remember cookie (whatever its value, even
+    empty), a session cookie that session_state reads as a user, or a session cookie sent twice
+    with different values (`conflicts`; fail closed). Else messages wait when a message cookie
+    has a value or a session carries a message key; else anonymous.
     """
     if has_authorization:
-        return False
+        return Visitor.LOGGED_IN
     names = cookies.keys()
     if not names.isdisjoint(policy.remember_cookies):
-        return False
+        return Visitor.LOGGED_IN
     if conflicts and not conflicts.isdisjoint(policy.session_cookies):
-        return False
+        return Visitor.LOGGED_IN
+    found = Visitor.ANONYMOUS
+    if any(cookies.get(name) for name in policy.message_cookies):
+        found = Visitor.MESSAGES
     if names.isdisjoint(policy.session_cookies):  # the common visitor: no session at all
-        return True
-    return not any(
-        name in cookies and session_has_user(cookies[name], policy.session_user_keys)
-        for name in policy.session_cookies
-    )
+        return found
+    for name in policy.session_cookies:
+        if name in cookies:
+            state = session_state(
+                cookies[name], policy.session_user_keys, policy.session_message_keys
+            )
+            if state is Visitor.LOGGED_IN:
+                return state
+            if state is Visitor.MESSAGES:
+                found = state
+    return found

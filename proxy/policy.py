@@ -178,7 +178,7 @@ def storability(
             return DontStore(reason)
     if authorized and not directives.keys() & _AUTHORIZED_OK:
         return DontStore(NotStoredReason.AUTHORIZATION)
-    if rule.set_cookie is SetCookieMode.SKIP and any(n.lower() == "set-cookie" for n, _ in headers):
+    if _sets_kept_cookie(headers, rule):
         return DontStore(NotStoredReason.SET_COOKIE)
     vary = set(field_values(headers, "vary"))
     if "*" in vary:
@@ -211,6 +211,32 @@ def storability(
     sie = 0.0 if must else stale_window(directives, "stale-if-error", policy.stale_if_error)
     keep = max(policy.keep, swr, sie)  # an entry stays while a window may still use it
     return Store(fresh_for, keep, must, tuple(sorted(secondary)), swr, sie)
+
+
+def personal(
+    headers: Headers, rule: Rule, targeted: tuple[str, ...] = ()
+) -> NotStoredReason | None:
+    """Why a fill response shows its page was made for one visitor, or None (product rule, and
+    Varnish's hit-for-pass): it says no-store or private, or sets a cookie the rule does not
+    strip. The app answered a request without cookies, so a visitor who has some must be sent
+    to it with their own (a CSRF form for their session, a message for them). Shared mode's
+    fills are the visitor's own request already: never."""
+    if rule.forward_all:
+        return None
+    directives, _ = response_directives(headers, targeted)
+    for directive, reason in _REFUSING_DIRECTIVES:
+        if directive in directives:
+            return reason
+    return NotStoredReason.SET_COOKIE if _sets_kept_cookie(headers, rule) else None
+
+
+def _sets_kept_cookie(headers: Headers, rule: Rule) -> bool:
+    """A Set-Cookie the page cannot be stored with: any, or with set_cookie = "strip" one that
+    holds a visitor's state (its page may show what was put there: a CSRF token, a message)."""
+    names = [v.split("=", 1)[0].strip() for n, v in headers if n.lower() == "set-cookie"]
+    if rule.set_cookie is SetCookieMode.SKIP:
+        return bool(names)
+    return not rule.state_cookies.isdisjoint(names)
 
 
 def _has_freshness(

@@ -18,6 +18,8 @@ class PassReason(StrEnum):
     METHOD = "method"  # only GET and HEAD are ever answered from a cache
     AUTHORIZATION = "authorization"  # RFC 9111 §3.5; the rule did not allow it
     AUTHENTICATED = "authenticated"  # remember cookie or logged-in session (identity.py)
+    FLASHES = "flashes"  # a one-time message is waiting for this visitor (identity.py)
+    HIT_FOR_PASS = "hit-for-pass"  # the page proved personal: each visitor's own request goes
     REQUEST_BODY = "request-body"  # a GET/HEAD with a body is not a plain read
     RANGE = "range"  # a Range request with no usable entry: partial responses are not stored
     UPGRADE = "upgrade"  # a protocol switch (WebSocket) is never a cacheable read

@@ -23,7 +23,10 @@ class Action(StrEnum):
 
 class SetCookieMode(StrEnum):
     SKIP = "skip"  # a fill response with Set-Cookie is not stored (Varnish's builtin default)
-    STRIP = "strip"  # store it without Set-Cookie (what a Flask-Login site needs)
+    # Store it without Set-Cookie, unless it sets a cookie that holds a visitor's state (a
+    # session, remember-me, messages or CSRF cookie: Rule.state_cookies): for an app that sets
+    # an analytics or preference cookie on every response.
+    STRIP = "strip"
 
 
 class Test(StrEnum):
@@ -77,6 +80,8 @@ class Rule:
     stale_while_revalidate: float | None = None  # None: the origin's directive, else 0
     stale_if_error: float | None = None
     set_cookie: SetCookieMode = SetCookieMode.SKIP
+    # [identity]'s state cookies: a fill response that sets one is personal even with "strip".
+    state_cookies: frozenset[str] = IdentityPolicy().state_cookies
     keep_cookies: tuple[str, ...] = ()
     keep_headers: tuple[str, ...] = ()  # lower-case; sent on fills beyond the allowlist
     allow_authorization: bool = False

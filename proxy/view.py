@@ -10,7 +10,7 @@ import re
 from collections.abc import Mapping
 from urllib.parse import unquote
 
-from proxy.identity import IdentityPolicy, conflicting_cookies, is_anonymous, parse_cookies
+from proxy.identity import IdentityPolicy, Visitor, conflicting_cookies, parse_cookies, visitor
 
 Headers = tuple[tuple[str, str], ...]
 
@@ -44,6 +44,7 @@ class RequestView:
         "_decoded",
         "_host",
         "_map",
+        "_visitor",
         "has_body",
         "headers",
         "method",
@@ -81,6 +82,7 @@ class RequestView:
         self._cookies: dict[str, str] | None = None
         self._host: str | None = None
         self._decoded: str | None = None
+        self._visitor: tuple[IdentityPolicy, Visitor] | None = None
         if trusted:
             self.scheme = _first(self.header("x-forwarded-proto")) or scheme
 
@@ -125,15 +127,25 @@ class RequestView:
         return [v for n, v in self.headers if n.lower() == "cookie"]
 
     def is_anonymous(self, policy: IdentityPolicy, *, count_authorization: bool = True) -> bool:
-        """identity.is_anonymous for this request; duplicate session cookies are looked at only
-        when a session cookie is present, so the common request pays for one parse."""
-        authorized = count_authorization and "authorization" in self.header_map
+        """identity.is_anonymous for this request."""
+        if count_authorization and "authorization" in self.header_map:
+            return False
+        return self.visitor(policy) is not Visitor.LOGGED_IN
+
+    def visitor(self, policy: IdentityPolicy) -> Visitor:
+        """identity.visitor for this request's cookies (Authorization aside), worked out once
+        per policy; duplicate session cookies are looked at only when a session cookie is
+        present, so the common request pays for one parse."""
         if "cookie" not in self.header_map:
-            return not authorized  # no cookie at all: no remember cookie, no session
+            return Visitor.ANONYMOUS  # no cookie at all: no remember cookie, no session
+        if self._visitor is not None and self._visitor[0] is policy:
+            return self._visitor[1]
         conflicts: frozenset[str] = frozenset()
         if not self.cookies.keys().isdisjoint(policy.session_cookies):
             conflicts = conflicting_cookies(self._cookie_lines())
-        return is_anonymous(self.cookies, authorized, policy, conflicts)
+        found = visitor(self.cookies, False, policy, conflicts)
+        self._visitor = (policy, found)
+        return found
 
     @property
     def host(self) -> str:

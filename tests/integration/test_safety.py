@@ -154,30 +154,39 @@ async def test_kept_cookies_ride_on_fills_and_key_the_entry(
 async def test_set_cookie_skip_does_not_store_and_never_hands_it_to_another_session(
     client: Client, upstream: FakeUpstream
 ) -> None:
+    # The cookie-less fill's Set-Cookie was made for nobody: the visitor, who has cookies, is
+    # answered by its own request (hit-for-pass), and so is the next one.
     upstream.on("/welcome", headers=[("Set-Cookie", "sid=fresh; Path=/; HttpOnly")])
 
     with_cookies = [await client.get("/welcome", {"Cookie": "theme=dark"}) for _ in range(2)]
 
-    assert [a.x_cache for a in with_cookies] == ["MISS", "MISS"]
+    assert [a.x_cache for a in with_cookies] == ["PASS", "PASS"]
     assert [a.cache_status for a in with_cookies] == [
-        'sidecache; fwd=miss; detail="set-cookie"'
+        'sidecache; fwd=bypass; detail="hit-for-pass"'
     ] * 2
-    assert all("Set-Cookie" not in a.headers for a in with_cookies)
-    assert len(upstream.seen) == 2
+    assert [a.body for a in with_cookies] == [b"GET /welcome #2", b"GET /welcome #3"]
+    assert len(upstream.seen) == 3
     assert_anonymous_fill(upstream, 0)
+    assert [s.values("Cookie") for s in upstream.seen[1:]] == [["theme=dark"]] * 2
+    # What the app set in answer to the visitor's own request is theirs.
+    assert all(
+        a.headers.getall("Set-Cookie") == ["sid=fresh; Path=/; HttpOnly"] for a in with_cookies
+    )
 
 
 async def test_set_cookie_skip_gives_a_cookieless_visitor_its_own_fresh_session(
     client: Client, upstream: FakeUpstream
 ) -> None:
-    # decisions.md: relayed only when not stored and the client sent no Cookie at all, i.e. the
-    # fill was exactly the client's own request.
+    # Relayed when not stored and the client sent no Cookie at all, i.e. the fill was exactly
+    # the client's own request; the next request is a pass (hit-for-pass), its own request too.
     upstream.on("/welcome", headers=[("Set-Cookie", "sid=fresh; Path=/; HttpOnly")])
 
     first, second = await client.get("/welcome"), await client.get("/welcome")
 
-    assert [a.x_cache for a in (first, second)] == ["MISS", "MISS"]
+    assert [a.x_cache for a in (first, second)] == ["MISS", "PASS"]
+    assert first.cache_status == 'sidecache; fwd=miss; detail="set-cookie"'
     assert first.headers.getall("Set-Cookie") == ["sid=fresh; Path=/; HttpOnly"]
+    assert second.headers.getall("Set-Cookie") == ["sid=fresh; Path=/; HttpOnly"]
     assert len(upstream.seen) == 2
 
 
@@ -188,7 +197,7 @@ async def test_set_cookie_strip_stores_without_it_and_never_replays_it(
     upstream.on(
         "/landing",
         headers=[
-            ("Set-Cookie", "session=eyJjc3JmIjoiMSJ9.a.b; HttpOnly"),
+            ("Set-Cookie", "_ga=GA1.2.3; Max-Age=63072000"),
             ("X-App", "landing"),
             ("Set-Cookie", "seen=1"),
         ],
@@ -204,6 +213,32 @@ async def test_set_cookie_strip_stores_without_it_and_never_replays_it(
         assert answer.headers["X-App"] == "landing"
         assert answer.body == b"GET /landing #1"
     assert len(upstream.seen) == 1
+
+
+@pytest.mark.parametrize(
+    ("identity", "set_cookie"),
+    [
+        pytest.param({}, "session=eyJjc3JmX3Rva2VuIjoiMSJ9.a.b; HttpOnly", id="flask-session"),
+        pytest.param({}, "remember_token=; Expires=Thu, 01 Jan 1970 00:00:00 GMT", id="remember"),
+        pytest.param({"preset": "django"}, "csrftoken=abc; Path=/", id="django-csrftoken"),
+        pytest.param({"preset": "django"}, "messages=xyz; Path=/", id="django-messages"),
+    ],
+)
+async def test_set_cookie_strip_never_stores_a_page_that_set_a_visitors_state(
+    sidecache: StartProxy, upstream: FakeUpstream, identity: dict[str, str], set_cookie: str
+) -> None:
+    # A fill that started a session (a CSRF secret, a flash message) rendered a page for it:
+    # stripped and stored, every visitor would get a form whose token is not theirs.
+    client = await sidecache(rules=[{"anonymous": True, "set_cookie": "strip"}], identity=identity)
+    upstream.on("/form", headers=[("Set-Cookie", "_ga=1"), ("Set-Cookie", set_cookie)])
+
+    first = await client.get("/form")
+    second = await client.get("/form", {"Cookie": "_ga=2"})
+
+    assert first.cache_status == 'sidecache; fwd=miss; detail="set-cookie"'
+    assert first.headers.getall("Set-Cookie") == ["_ga=1", set_cookie]  # its own session
+    assert (second.x_cache, second.body) == ("PASS", b"GET /form #2")
+    assert upstream.seen[1].values("Cookie") == ["_ga=2"]
 
 
 async def test_set_cookie_on_a_pass_reaches_the_client(
