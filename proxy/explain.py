@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from proxy.freshness import TtlMode
+from proxy.identity import IdentityPolicy
 from proxy.rules import Action, Condition, Rule
 from proxy.settings import CacheSettings, Settings
 
@@ -15,6 +16,7 @@ def describe(settings: Settings) -> str:
         f"upstream: {f'unix:{up.socket}' if up.socket else up.url} "
         f"(connect {up.connect_timeout:g}s, read {up.read_timeout:g}s, "
         f"{up.max_connections} connections)",
+        *_identity(settings.identity),
         "caches:",
         *(f"  {_cache(cache)}" for cache in settings.caches.values()),
         "mode: shared (no rules: the origin's headers decide, RFC 9111)"
@@ -26,6 +28,20 @@ def describe(settings: Settings) -> str:
         lines.append("  (none: every request is passed)")
     lines.extend(f"warning: {w}" for w in settings.warnings)
     return "\n".join(lines)
+
+
+def _identity(policy: IdentityPolicy) -> list[str]:
+    """Who is passed as logged in, and who as having a message waiting."""
+    logged_in = ["Authorization"]
+    logged_in += [f"cookie {name}" for name in policy.remember_cookies]
+    keys = "/".join(policy.session_user_keys)
+    logged_in += [f"session cookie {name} with {keys}" for name in policy.session_cookies]
+    messages = [f"cookie {name}" for name in policy.message_cookies]
+    if policy.session_cookies:
+        messages += [f"session key {key}" for key in policy.session_message_keys]
+    lines = ["logged in (passed): " + ", ".join(logged_in)]
+    lines.append("messages waiting (passed): " + (", ".join(messages) or "-"))
+    return lines
 
 
 def _cache(cache: CacheSettings) -> str:

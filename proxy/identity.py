@@ -242,7 +242,7 @@ def visitor(
     if conflicts and not conflicts.isdisjoint(policy.session_cookies):
         return Visitor.LOGGED_IN
     found = Visitor.ANONYMOUS
-    if any(cookies.get(name) for name in policy.message_cookies):
+    if policy.message_cookies and any(cookies.get(name) for name in policy.message_cookies):
         found = Visitor.MESSAGES
     if names.isdisjoint(policy.session_cookies):  # the common visitor: no session at all
         return found

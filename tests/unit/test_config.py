@@ -317,6 +317,24 @@ ERRORS = [
         "identity",
         "non-empty strings",
         "identity-empty-cookie-name",
+    ),
+    (
+        {"identity": {"preset": "rails"}},
+        "identity.preset",
+        "unknown preset 'rails' (use one of: flask, django)",
+        "identity-unknown-preset",
+    ),
+    (
+        {"identity": {"preset": "django", "session_cookies": ["s"]}},
+        "identity",
+        "session_user_keys must not be empty",
+        "django-preset-reading-sessions-needs-user-keys",
+    ),
+    (
+        {"identity": {"message_cookies": "messages"}},
+        "identity.message_cookies",
+        "expected list",
+        "identity-message-cookies-string",
     ),  # review of issue 2: aiohttp reads a timeout of 0 as "wait forever"
     ({"upstream": {"read_timeout": "0s"}}, "upstream.read_timeout", "longer than 0", "zero-read"),
     (
@@ -434,6 +452,26 @@ def test_embedded_default() -> None:
     assert rule.methods == frozenset({"GET", "HEAD"})
     assert rule.set_cookie is SetCookieMode.SKIP
     assert settings.warnings == ()
+
+
+def test_identity_presets() -> None:
+    # product rule (issue 10): Flask and Django side by side; a list given replaces the preset's
+    flask = parse({}, SOURCE).identity
+    assert flask == parse({"identity": {"preset": "flask"}}, SOURCE).identity
+    assert flask.session_message_keys == ("_flashes",)
+    assert (flask.message_cookies, flask.csrf_cookies) == ((), ())
+    django = parse({"identity": {"preset": "django"}}, SOURCE).identity
+    assert django.remember_cookies == ("sessionid",)
+    assert (django.session_cookies, django.session_user_keys) == ((), ())
+    assert (django.message_cookies, django.csrf_cookies) == (("messages",), ("csrftoken",))
+    renamed = parse({"identity": {"preset": "django", "message_cookies": ["msgs"]}}, SOURCE)
+    assert renamed.identity.message_cookies == ("msgs",)
+    assert renamed.identity.remember_cookies == ("sessionid",)
+
+
+def test_rules_know_the_state_cookies_they_may_not_strip() -> None:
+    data = {"identity": {"preset": "django"}, "caches": {"default": {}}, "rules": [{}]}
+    assert parse(data, SOURCE).rules[0].state_cookies == {"sessionid", "messages", "csrftoken"}
 
 
 def test_empty_config_defaults() -> None:

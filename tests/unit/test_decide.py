@@ -25,6 +25,8 @@ def b64url(data: bytes) -> str:
 LOGGED_IN = b64url(json.dumps({"_user_id": "1"}).encode()) + ".ts.sig"
 ANONYMOUS_SESSION = b64url(json.dumps({"csrf_token": "abc"}).encode()) + ".ts.sig"
 
+FLASHES_SESSION = b64url(json.dumps({"_flashes": [{" t": ["message", "Hi"]}]}).encode()) + ".t.s"
+
 # A cache rule with no conditions at all, so every refusal below is decide's own check.
 PLAIN = {"caches": {"default": {}}, "rules": [{"name": "all"}]}
 # The default config: anonymous GET/HEAD are cached.
@@ -59,6 +61,7 @@ def reason(view: RequestView, settings: Settings) -> PassReason | None:
 PLAIN_SETTINGS = settings_of(PLAIN)
 PASS_SETTINGS = settings_of({"rules": [{"name": "nothing", "action": "pass"}]})
 NO_RULES = settings_of({})
+DJANGO = settings_of({**PLAIN, "identity": {"preset": "django"}})
 ALLOW_AUTH = settings_of({"caches": {"default": {}}, "rules": [{"allow_authorization": True}]})
 
 
@@ -127,6 +130,20 @@ ALLOW_AUTH = settings_of({"caches": {"default": {}}, "rules": [{"allow_authoriza
             id="flask-session-anonymous-is-cached",
         ),
         pytest.param(request(cookie="theme=dark"), PLAIN_SETTINGS, None, id="other-cookie"),
+        # product rule: a one-time message waits for this visitor, so their page is personal
+        pytest.param(
+            request(cookie=f"_ga=1; session={FLASHES_SESSION}"),
+            DEFAULT,
+            PassReason.FLASHES,
+            id="flask-flashes",
+        ),
+        pytest.param(
+            request(cookie="messages=abc; csrftoken=x"), DJANGO, PassReason.FLASHES, id="django-msg"
+        ),
+        pytest.param(
+            request(cookie="sessionid=abc"), DJANGO, PassReason.AUTHENTICATED, id="django-session"
+        ),
+        pytest.param(request(cookie="csrftoken=abc"), DJANGO, None, id="django-csrftoken-cached"),
         # a Range request is a lookup: a stored complete response can answer it (206)
         pytest.param(request(range="bytes=0-9"), PLAIN_SETTINGS, None, id="range"),
         # product rule: a WebSocket handshake is a protocol switch, never a cacheable read

@@ -14,11 +14,15 @@ import pytest
 from proxy.identity import (
     MAX_PAYLOAD_BYTES,
     MAX_SESSION_CHARS,
+    PRESETS,
     IdentityPolicy,
+    Visitor,
     conflicting_cookies,
     is_anonymous,
     parse_cookies,
     session_has_user,
+    session_state,
+    visitor,
 )
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -274,6 +278,87 @@ def test_is_anonymous_from_cookie_headers(headers: list[str], expected: bool) ->
     # Rule: the parser and the verdict together, as the proxy calls them.
     conflicts = conflicting_cookies(headers)
     assert is_anonymous(parse_cookies(headers), False, DEFAULT, conflicts) is expected
+
+
+# --- visitor: messages waiting (issue 10) ---------------------------------------------------
+
+FLASHES = [{" t": ["message", "You have been logged out."]}]  # Flask's tagged (category, text)
+DJANGO = PRESETS["django"]
+
+VISITOR_CASES = [
+    pytest.param(DEFAULT, {}, Visitor.ANONYMOUS, id="no-cookies"),
+    pytest.param(DEFAULT, {"_ga": "GA1.2.3"}, Visitor.ANONYMOUS, id="analytics-cookie"),
+    # Product rule: a flash waits in the session → its owner's next page is personal.
+    pytest.param(
+        DEFAULT,
+        {"session": flask_cookie({"_flashes": FLASHES}, compress=True)},
+        Visitor.MESSAGES,
+        id="flask-flashes",
+    ),
+    pytest.param(
+        DEFAULT,
+        {"session": flask_cookie({**ANONYMOUS_SESSION, "_flashes": FLASHES}, compress=False)},
+        Visitor.MESSAGES,
+        id="flashes-beside-csrf",
+    ),
+    pytest.param(
+        DEFAULT,
+        {"session": flask_cookie({"_flashes": []}, compress=False)},
+        Visitor.ANONYMOUS,
+        id="empty-flashes-list",
+    ),
+    pytest.param(
+        DEFAULT,
+        {"session": flask_cookie({"_flashes": FLASHES, "_user_id": "7"}, compress=False)},
+        Visitor.LOGGED_IN,
+        id="logged-in-beats-flashes",
+    ),
+    pytest.param(
+        DEFAULT,
+        {"session": flask_cookie({"csrf_token": "x"}, compress=False)},
+        Visitor.ANONYMOUS,
+        id="csrf-only-session",
+    ),
+    pytest.param(DEFAULT, {"session": "garbage!"}, Visitor.LOGGED_IN, id="unreadable-fails-closed"),
+    # Django: the session lives on the server (an opaque id: fail closed); messages in a cookie.
+    pytest.param(DJANGO, {"sessionid": "k2j3h4"}, Visitor.LOGGED_IN, id="django-sessionid"),
+    pytest.param(DJANGO, {"messages": "abc:xyz"}, Visitor.MESSAGES, id="django-messages"),
+    pytest.param(DJANGO, {"messages": ""}, Visitor.ANONYMOUS, id="django-empty-messages"),
+    pytest.param(DJANGO, {"csrftoken": "abc"}, Visitor.ANONYMOUS, id="django-csrftoken"),
+    pytest.param(
+        DJANGO,
+        {"messages": "abc", "sessionid": "x"},
+        Visitor.LOGGED_IN,
+        id="django-logged-in-beats-messages",
+    ),
+    pytest.param(
+        DJANGO,
+        {"session": flask_cookie({"_user_id": "1"}, compress=False)},
+        Visitor.ANONYMOUS,
+        id="django-ignores-flask-session",
+    ),
+]
+
+
+@pytest.mark.parametrize(("policy", "cookies", "expected"), VISITOR_CASES)
+def test_visitor(policy: IdentityPolicy, cookies: dict[str, str], expected: Visitor) -> None:
+    assert visitor(cookies, False, policy) is expected
+
+
+def test_visitor_with_authorization_is_logged_in() -> None:
+    assert visitor({"messages": "x"}, True, DJANGO) is Visitor.LOGGED_IN
+
+
+def test_session_state_reads_configured_message_keys() -> None:
+    cookie = flask_cookie({"notice": "Saved"}, compress=False)
+    assert session_state(cookie, USER_KEYS, ("notice",)) is Visitor.MESSAGES
+    assert session_state(cookie, USER_KEYS, ("_flashes",)) is Visitor.ANONYMOUS
+
+
+def test_state_cookies_name_every_cookie_that_holds_a_visitors_state() -> None:
+    # Product rule: set_cookie = "strip" never stores a page that set one of these.
+    assert DEFAULT.state_cookies == {"remember_token", "session"}
+    assert DJANGO.state_cookies == {"sessionid", "messages", "csrftoken"}
 
 
 # --- IdentityPolicy ------------------------------------------------------------------------

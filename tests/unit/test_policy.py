@@ -16,6 +16,7 @@ from proxy.policy import (
     cache_status,
     connection_tokens,
     end_to_end,
+    personal,
     response_directives,
     storability,
     stored_headers,
@@ -465,3 +466,72 @@ TARGETS = ("sidecache-cache-control", "cdn-cache-control")
 )
 def test_response_directives(headers: Headers, directives: dict[str, str], kept: Headers) -> None:
     assert response_directives(headers, TARGETS) == (directives, kept)
+
+
+# --- personal: answers made for one visitor (issue 10, hit-for-pass) ---------------------------
+
+DJANGO_STRIP = parse(
+    {
+        "identity": {"preset": "django"},
+        "caches": {"default": {}},
+        "rules": [{"set_cookie": "strip"}],
+    },
+    "test.toml",
+).rules[0]
+SHARED = parse({"mode": "shared"}, "test.toml").rules[0]
+
+
+@pytest.mark.parametrize(
+    ("headers", "on", "expected"),
+    [
+        pytest.param(OK, SKIP, None, id="plain-page"),
+        pytest.param(cc("max-age=60"), SKIP, None, id="cacheable"),
+        pytest.param(cc("no-cache"), SKIP, None, id="no-cache-is-not-personal"),
+        # RFC 9111 §5.2.2.7 / §5.2.2.5: made for one user, or not to be kept
+        pytest.param(cc("private"), SKIP, NotStoredReason.PRIVATE, id="private"),
+        pytest.param(cc("Max-Age=0, No-Store"), SKIP, NotStoredReason.NO_STORE, id="no-store"),
+        # product rule: a fill without cookies got a cookie: the app started a session for it
+        pytest.param(
+            (*OK, ("Set-Cookie", "session=x")), SKIP, NotStoredReason.SET_COOKIE, id="skip"
+        ),
+        pytest.param((*OK, ("Set-Cookie", "_ga=1")), STRIP, None, id="strip-analytics-cookie"),
+        pytest.param(
+            (*OK, ("Set-Cookie", "_ga=1"), ("set-cookie", "session=x; HttpOnly")),
+            STRIP,
+            NotStoredReason.SET_COOKIE,
+            id="strip-never-a-session",
+        ),
+        pytest.param(
+            (*OK, ("Set-Cookie", " remember_token=; Max-Age=0")),
+            STRIP,
+            NotStoredReason.SET_COOKIE,
+            id="strip-never-remember",
+        ),
+        pytest.param(
+            (*OK, ("Set-Cookie", "csrftoken=abc; Path=/")),
+            DJANGO_STRIP,
+            NotStoredReason.SET_COOKIE,
+            id="strip-never-django-csrf",
+        ),
+        pytest.param(
+            (*OK, ("Set-Cookie", "session=x")), DJANGO_STRIP, None, id="django-strips-others"
+        ),
+        # shared mode's fills are the visitor's own request: nothing to pass for
+        pytest.param((*OK, ("Set-Cookie", "s=1"), ("Cache-Control", "private")), SHARED, None),
+    ],
+)
+def test_personal(headers: Headers, on: Rule, expected: NotStoredReason | None) -> None:
+    assert personal(headers, on) == expected
+
+
+def test_personal_reads_the_targeted_field_first() -> None:
+    # RFC 9213: CDN-Cache-Control speaks for this cache; Cache-Control: private is for browsers.
+    headers = (*cc("private"), ("CDN-Cache-Control", "max-age=60"))
+    assert personal(headers, SKIP, ("cdn-cache-control",)) is None
+    assert personal(headers, SKIP) == NotStoredReason.PRIVATE
+
+
+def test_strip_stores_only_when_no_state_cookie_is_set() -> None:
+    assert isinstance(verdict(headers=(*OK, ("Set-Cookie", "_ga=1")), on=STRIP), Store)
+    stripped = verdict(headers=(*OK, ("Set-Cookie", "session=a")), on=STRIP)
+    assert stripped == DontStore(NotStoredReason.SET_COOKIE)
