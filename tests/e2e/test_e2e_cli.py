@@ -41,7 +41,7 @@ def test_check_good_config_prints_the_compiled_rules(tmp_path):
     assert (
         "  1. about-for-anonymous: when path ~ '^/about$' and method in GET,HEAD and anonymous "
         "and cookie remember_token absent → cache in 'mycache' "
-        "(ttl=cache default, set_cookie=strip, key={host}{uri})"
+        "(ttl=cache default, set_cookie=skip, key={host}{uri})"
     ) in lines
 
 
