@@ -60,19 +60,24 @@ def decide(view: RequestView, rules: tuple[Rule, ...], identity: IdentityPolicy)
 
 
 def _refusal(view: RequestView, rule: Rule, identity: IdentityPolicy) -> PassReason | None:
-    """The first safety check that forbids answering `view` from cache, or None."""
+    """The first safety check that forbids answering `view` from cache, or None. (On the hit
+    path: presence tests on the header map, and the cookies read only when there are some.)"""
     if view.method not in CACHEABLE_METHODS:
         return PassReason.METHOD
     if view.has_body:
         return PassReason.REQUEST_BODY
-    authorized = view.header("authorization") is not None
-    if authorized and not rule.allow_authorization:
+    fields = view.header_map
+    if "authorization" in fields and not rule.allow_authorization:
         return PassReason.AUTHORIZATION
-    who = view.visitor(identity)
-    if who is Visitor.LOGGED_IN:
-        return PassReason.AUTHENTICATED
-    if who is Visitor.MESSAGES:
-        return PassReason.FLASHES
-    if view.header("upgrade") is not None:
+    if "cookie" in fields:
+        who = view.visitor(identity)
+        if who is _LOGGED_IN:
+            return PassReason.AUTHENTICATED
+        if who is _MESSAGES:
+            return PassReason.FLASHES
+    if "upgrade" in fields:
         return PassReason.UPGRADE
     return None
+
+
+_LOGGED_IN, _MESSAGES = Visitor.LOGGED_IN, Visitor.MESSAGES
