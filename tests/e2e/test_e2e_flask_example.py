@@ -5,28 +5,22 @@ is never shown to anyone else."""
 
 from __future__ import annotations
 
-import asyncio
-import socket
+import re
 import sys
 from pathlib import Path
 
 import pytest
-from sidecache_e2e import fetch, free_port, spawn
+from sidecache_e2e import fetch, free_port, spawn, wait_for_port
 
 ROOT = Path(__file__).resolve().parents[2]
 pytest.importorskip("flask_login", reason="the example app needs flask-login (test extras)")
+pytest.importorskip("flask_wtf", reason="the example app needs flask-wtf (test extras)")
+TOKEN = re.compile(rb'name="csrf_token" value="([^"]+)"')
 
 
-async def wait_for_port(port: int, within: float = 15.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while loop.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            await asyncio.sleep(0.1)
-    raise AssertionError(f"nothing listening on 127.0.0.1:{port} after {within} s")
+def cookie_pairs(set_cookies: list[str]) -> str:
+    """A Cookie header value sending back what Set-Cookie set."""
+    return "; ".join(value.split(";", 1)[0] for value in set_cookies)
 
 
 async def test_the_example_app_behind_sidecache(client, start_sidecache, tmp_path):
@@ -42,10 +36,18 @@ async def test_the_example_app_behind_sidecache(client, start_sidecache, tmp_pat
         first = await fetch(client, "GET", base + "/about")
         second = await fetch(client, "GET", base + "/about")
         home = await fetch(client, "GET", base + "/")
-        logged_in = await fetch(client, "POST", base + "/login", data={"name": "alice"})
-        cookies = "; ".join(
-            value.split(";", 1)[0] for value in logged_in.headers.getall("Set-Cookie", [])
+        form = await fetch(client, "GET", base + "/login")  # CSRF: the form, then its token
+        token = TOKEN.search(form.body)
+        assert token is not None, form.body
+        fields = {"csrf_token": token.group(1).decode(), "name": "alice", "password": "secret"}
+        logged_in = await fetch(
+            client,
+            "POST",
+            base + "/login",
+            headers={"Cookie": cookie_pairs(form.set_cookies)},
+            data={**fields, "remember": "y"},
         )
+        cookies = cookie_pairs(logged_in.set_cookies)
         alice = await fetch(client, "GET", base + "/about", headers={"Cookie": cookies})
         anonymous = await fetch(client, "GET", base + "/about")
     finally:
@@ -54,6 +56,7 @@ async def test_the_example_app_behind_sidecache(client, start_sidecache, tmp_pat
     assert (first.x_cache, second.x_cache) == ("MISS", "HIT")
     assert b"Hello, visitor" in second.body
     assert home.x_cache == "PASS"  # only /about is cached by these rules
+    assert logged_in.status == 302, logged_in.body
     assert "remember_token=" in cookies
     assert alice.x_cache == "PASS"
     assert b"Hello, alice" in alice.body
