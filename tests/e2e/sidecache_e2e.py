@@ -13,7 +13,7 @@ import os
 import socket
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -220,9 +220,10 @@ async def spawn(
     cwd: Path | None = None,
     command: Sequence[str] | None = None,
     pass_fds: Sequence[int] = (),
+    extra_env: Mapping[str, str] | None = None,
 ) -> Sidecache:
     """Start `sidecache ARGS` (or `command ARGS`) with its output captured; not yet waited for."""
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env = dict(os.environ, PYTHONUNBUFFERED="1", **(extra_env or {}))
     process = await asyncio.create_subprocess_exec(
         *(list(command) + list(args) if command else sidecache_command(*args)),
         stdin=asyncio.subprocess.DEVNULL,

@@ -3,32 +3,23 @@ under gunicorn, behind sidecache's embedded default rules (`sidecache --upstream
 config), visited by browsers: one cookie jar each, redirects followed, every form posted with the
 CSRF token its page carried.
 
-What reached the app is read from gunicorn's own access log, synchronised by a marker request
-sent to gunicorn directly (one sync worker writes its lines in order). The login and message
-tests also run against gunicorn directly (`via="app"`): the control that shows the site itself
-works, so a failure through sidecache is sidecache's.
+What reached the app is read from gunicorn's own access log (tests/e2e/browsing.py). The login
+and message tests also run against gunicorn directly (`via="app"`): the control that shows the
+site itself works, so a failure through sidecache is sidecache's.
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import html
-import itertools
 import json
 import re
-import sys
-import time
 import zlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
-import aiohttp
 import pytest
-from multidict import CIMultiDictProxy
-from sidecache_e2e import Sidecache, free_port, spawn, wait_for_port
-from yarl import URL
+from browsing import Browser, OpenBrowser, Page, Site, gunicorn_site, open_browsers
+from sidecache_e2e import Sidecache
 
 pytest.importorskip("flask_login", reason="the example app needs flask-login (test extras)")
 pytest.importorskip("flask_wtf", reason="the example app needs flask-wtf (test extras)")
@@ -44,67 +35,16 @@ MESSAGES = (
 )
 CACHED_PAGES = ("/", "/about", "/items?page=1", "/items?page=2", "/items?page=3")
 ANALYTICS = {"_ga": "GA1.2.3"}  # a cookie the app never reads, set before the first request
-TOKEN = re.compile(r'name="csrf_token" value="([^"]+)"')
-GREETING = re.compile(r'<p class="greeting">Hello, ([^<]*)</p>')
-FLASHES = re.compile(r'<ul class="flashes">(.*?)</ul>', re.S)
-REQUEST_LINE = re.compile(r'"([A-Z]+ \S+) HTTP/[0-9.]+"')
-SYNC = "/about?access-log-sync="
-REDIRECTS = 10  # most redirects followed in a row, as browsers cap them
 
 
 # --------------------------------------------------------------------------- the app
 
 
-@dataclass
-class Site:
-    """The example app under gunicorn (one sync worker) and its access log."""
-
-    url: str
-    access_log: Path
-    _markers: itertools.count[int]
-
-    async def reached(self) -> list[str]:
-        """Every request the app has answered so far ("GET /about", ...), markers left out.
-
-        A marker request goes to gunicorn directly; its line is written after those of every
-        request answered before it, so once it is in the file, the file is complete."""
-        marker = f"{SYNC}{next(self._markers)}"
-        timeout = aiohttp.ClientTimeout(total=5)
-        async with (
-            aiohttp.ClientSession(timeout=timeout) as session,
-            session.get(self.url + marker) as response,
-        ):
-            assert response.status == 200, f"marker request: {response.status}"
-            await response.read()
-        deadline = time.monotonic() + 5.0
-        while time.monotonic() < deadline:
-            lines = REQUEST_LINE.findall(self.access_log.read_text(encoding="utf-8"))
-            if f"GET {marker}" in lines:
-                return [line for line in lines if SYNC not in line]
-            await asyncio.sleep(0.02)
-        raise AssertionError(f"no access-log line for {marker} within 5 s")
-
-
 @pytest.fixture
 async def site(tmp_path: Path) -> AsyncIterator[Site]:
-    """`python -m gunicorn --chdir examples/flask-app -b 127.0.0.1:PORT -w 1 app:app`, its
-    access log in a file; stopped by its PID whatever the test did."""
-    port = free_port()
-    log = tmp_path / "gunicorn-access.log"
-    log.touch()
-    command = [sys.executable, "-m", "gunicorn", "--chdir", str(APP_DIR)]
-    args = ["-b", f"127.0.0.1:{port}", "-w", "1", "--access-logfile", str(log), "app:app"]
-    app = await spawn(args, f"http://127.0.0.1:{port}", command=command)
-    try:
-        await wait_for_port(port)
-        found = Site(app.base_url, log, itertools.count(1))
-        try:
-            await found.reached()  # the worker is up and answers
-        except (AssertionError, aiohttp.ClientError, TimeoutError) as exc:
-            raise AssertionError(f"the app does not answer: {exc}\n{app.output()}") from exc
+    """The example app under gunicorn (one sync worker), its access log in a file."""
+    async with gunicorn_site(APP_DIR, "app:app", tmp_path, "/about") as found:
         yield found
-    finally:
-        await app.stop()
 
 
 async def front(via: str, site: Site, start_sidecache: Callable[..., Awaitable[Sidecache]]) -> str:
@@ -119,135 +59,23 @@ async def front(via: str, site: Site, start_sidecache: Callable[..., Awaitable[S
 # --------------------------------------------------------------------------- browsers
 
 
-@dataclass
-class Page:
-    """One response as a browser got it."""
-
-    status: int
-    target: str  # path and query asked for
-    headers: CIMultiDictProxy[str]
-    text: str
-
-    @property
-    def x_cache(self) -> str | None:
-        return self.headers.get("X-Cache")
-
-    @property
-    def cache_status(self) -> str:
-        return self.headers.get("Cache-Status", "")
-
-    @property
-    def location(self) -> str | None:
-        return self.headers.get("Location")
-
-    @property
-    def greeting(self) -> str | None:
-        """Who the layout greets: a user name, "visitor", or None on a page without it."""
-        found = GREETING.search(self.text)
-        return html.unescape(found.group(1)) if found else None
-
-    @property
-    def messages(self) -> list[str]:
-        """The flashed messages the page shows."""
-        found = FLASHES.search(self.text)
-        items = re.findall(r"<li>(.*?)</li>", found.group(1), re.S) if found else []
-        return [html.unescape(item) for item in items]
-
-    def describe(self) -> str:
-        return (
-            f"{self.status} {self.target} X-Cache={self.x_cache} Cache-Status={self.cache_status}"
-        )
-
-
-class Browser:
-    """One visitor: a cookie jar of its own, redirects followed, forms posted with the CSRF
-    token of the page they were on."""
-
-    def __init__(self, base: str, cookies: Mapping[str, str]) -> None:
-        self.base = base
-        self.jar = aiohttp.CookieJar(unsafe=True)  # unsafe: cookies for an IP address host
-        if cookies:
-            self.jar.update_cookies(cookies, URL(base))
-        self.session = aiohttp.ClientSession(
-            cookie_jar=self.jar, timeout=aiohttp.ClientTimeout(total=10)
-        )
-
-    async def request(
-        self, method: str, target: str, data: Mapping[str, str] | None = None
-    ) -> Page:
-        """One exchange, no redirect followed."""
-        url = URL(self.base + target, encoded=True)
-        async with self.session.request(method, url, data=data, allow_redirects=False) as response:
-            text = await response.text()
-            return Page(response.status, target, response.headers, text)
-
-    async def follow(self, page: Page) -> list[Page]:
-        """The redirects from `page` on, as a browser follows a 302 (a GET each; the app sends
-        no other kind)."""
-        chain: list[Page] = []
-        while page.status in (301, 302, 303, 307, 308) and page.location:
-            assert len(chain) < REDIRECTS, f"more than {REDIRECTS} redirects: {chain}"
-            page = await self.request("GET", self._target(page.location))
-            chain.append(page)
-        return chain
-
-    async def open(self, target: str) -> list[Page]:
-        """GET `target` and follow its redirects: every response, the landing page last."""
-        first = await self.request("GET", target)
-        return [first, *await self.follow(first)]
-
-    async def get(self, target: str) -> Page:
-        """The page a browser lands on after opening `target`."""
-        return (await self.open(target))[-1]
-
-    async def submit(self, form: Page, fields: Mapping[str, str]) -> list[Page]:
-        """Post `fields` and the form's CSRF token to the form's own URL (its action is empty),
-        then follow the redirects: the POST's response first, the landing page last."""
-        token = TOKEN.search(form.text)
-        assert token is not None, f"no csrf_token in the form of {form.describe()}:\n{form.text}"
-        posted = await self.request("POST", form.target, {"csrf_token": token.group(1), **fields})
-        return [posted, *await self.follow(posted)]
-
-    def cookie_names(self) -> set[str]:
-        return set(self.jar.filter_cookies(URL(self.base)).keys())
-
-    def session_payload(self) -> dict[str, object] | None:
-        """The Flask session this browser holds, read without the secret (as sidecache does)."""
-        morsel = self.jar.filter_cookies(URL(self.base)).get("session")
-        if morsel is None or not morsel.value:
-            return None
-        value = morsel.value
-        data = value.lstrip(".").split(".", 1)[0]
-        raw = base64.urlsafe_b64decode(data + "=" * (-len(data) % 4))
-        payload = json.loads(zlib.decompress(raw) if value.startswith(".") else raw)
-        assert isinstance(payload, dict)
-        return payload
-
-    def _target(self, location: str) -> str:
-        if location.startswith(self.base):
-            location = location[len(self.base) :]
-        assert location.startswith("/"), f"a redirect off the site: {location}"
-        return location
-
-
-OpenBrowser = Callable[..., Browser]
-
-
 @pytest.fixture
 async def browsers() -> AsyncIterator[OpenBrowser]:
     """browsers(base, **cookies): a new visitor, with these cookies set before any request."""
-    opened: list[Browser] = []
-
-    def open_browser(base: str, **cookies: str) -> Browser:
-        browser = Browser(base, cookies)
-        opened.append(browser)
-        return browser
-
-    try:
+    async with open_browsers("csrf_token") as open_browser:
         yield open_browser
-    finally:
-        for browser in opened:
-            await browser.session.close()
+
+
+def session_payload(browser: Browser) -> dict[str, object] | None:
+    """The Flask session a browser holds, read without the secret (as sidecache does)."""
+    value = browser.cookie("session")
+    if not value:
+        return None
+    data = value.lstrip(".").split(".", 1)[0]
+    raw = base64.urlsafe_b64decode(data + "=" * (-len(data) % 4))
+    payload = json.loads(zlib.decompress(raw) if value.startswith(".") else raw)
+    assert isinstance(payload, dict)
+    return payload
 
 
 async def log_in(browser: Browser, name: str, *, remember: bool = False) -> list[Page]:
@@ -467,7 +295,7 @@ async def test_anonymous_visitors_with_cookies_are_answered_from_cache(
     analytics = browsers(base, **ANALYTICS)
     reader = browsers(base)
     assert_anonymous(await reader.get("/login"))
-    assert set(reader.session_payload() or {}) == {"csrf_token"}, reader.session_payload()
+    assert set(session_payload(reader) or {}) == {"csrf_token"}, session_payload(reader)
     await assert_answered_from_cache(site, [analytics, reader], most=2)
 
 
@@ -487,7 +315,7 @@ async def test_visitors_whose_message_was_shown_are_answered_from_cache_again(
     landing = await left.get("/logout")
     assert landing.messages == ["You have been logged out."], landing.describe()
     for visitor in (former, left):
-        payload = visitor.session_payload()
+        payload = session_payload(visitor)
         assert payload is not None and "csrf_token" in payload, payload
         assert "_user_id" not in payload and "_flashes" not in payload, payload
     assert "remember_token" not in left.cookie_names()
