@@ -5,11 +5,11 @@ form carries a CSRF token tied to the visitor's `csrftoken` cookie, so a cache t
 visitor's page to another, or a stale form, would show at once. One module holds the settings,
 views, templates and URLs. Run it with gunicorn:
 
-    gunicorn --chdir examples/django-app -b 127.0.0.1:5000 site_app:application
+    gunicorn --chdir examples/django-app -b 127.0.0.1:5000 -w 1 site_app:application
 
 and sidecache in front with `[identity] preset = "django"` (config/django.toml). The sqlite
-database (`DJANGO_DB`, default db.sqlite3 here) is migrated at start and holds the users alice
-and bob, both with the password "secret".
+database (`DJANGO_DB`, default db.sqlite3 here) is migrated at start (by every worker, so keep
+to one) and holds the users alice and bob, both with the password "secret".
 """
 
 from __future__ import annotations
@@ -21,6 +21,32 @@ import django
 from django.conf import settings
 
 HERE = Path(__file__).resolve().parent
+
+# The templates, inline (a locmem loader). The layout has a form only for logged-in visitors:
+# rendering {% csrf_token %} sets the csrftoken cookie, and a page that sets a cookie is not
+# cached for anonymous visitors.
+LAYOUT = """<!doctype html>
+<html lang="en">
+<title>{{ title }}</title>
+<nav><a href="/">Home</a> <a href="/about/">About</a> <a href="/contact/">Contact</a>
+<a href="/private/">Private</a>
+{% if user.is_authenticated %}
+<form method="post" action="/logout/">{% csrf_token %}<button>Log out</button></form>
+{% else %}<a href="/login/">Log in</a>{% endif %}</nav>
+<p class="greeting">Hello, {% if user.is_authenticated %}{{ user.username }}{% else %}visitor\
+{% endif %}</p>
+{% if messages %}<ul class="flashes">{% for message in messages %}<li>{{ message }}</li>\
+{% endfor %}</ul>{% endif %}
+<h1>{{ title }}</h1>
+{% block content %}{% endblock %}
+</html>
+"""
+FORM = """{% extends "layout.html" %}{% block content %}
+<form method="post">{% csrf_token %}{{ form.as_p }}<button>Send</button></form>
+{% endblock %}"""
+TEXT = """{% extends "layout.html" %}{% block content %}<p>{{ text }}</p>{% endblock %}"""
+PAGES = {"layout.html": LAYOUT, "form.html": FORM, "text.html": TEXT}
+
 settings.configure(
     DEBUG=False,
     SECRET_KEY=os.environ.get("SECRET_KEY", "dev only: set SECRET_KEY"),
@@ -48,7 +74,7 @@ settings.configure(
         {
             "BACKEND": "django.template.backends.django.DjangoTemplates",
             "OPTIONS": {
-                "loaders": [("django.template.loaders.locmem.Loader", {})],  # filled below
+                "loaders": [("django.template.loaders.locmem.Loader", PAGES)],  # inline, above
                 "context_processors": [
                     "django.template.context_processors.request",
                     "django.contrib.auth.context_processors.auth",
@@ -79,30 +105,6 @@ from django.core.management import call_command  # noqa: E402
 from django.http import HttpRequest, HttpResponse  # noqa: E402
 from django.shortcuts import redirect, render  # noqa: E402
 from django.urls import path  # noqa: E402
-
-LAYOUT = """<!doctype html>
-<html lang="en">
-<title>{{ title }}</title>
-<nav><a href="/">Home</a> <a href="/about/">About</a> <a href="/contact/">Contact</a>
-<a href="/private/">Private</a>
-{% if user.is_authenticated %}
-<form method="post" action="/logout/">{% csrf_token %}<button>Log out</button></form>
-{% else %}<a href="/login/">Log in</a>{% endif %}</nav>
-<p class="greeting">Hello, {% if user.is_authenticated %}{{ user.username }}{% else %}visitor\
-{% endif %}</p>
-{% if messages %}<ul class="flashes">{% for message in messages %}<li>{{ message }}</li>\
-{% endfor %}</ul>{% endif %}
-<h1>{{ title }}</h1>
-{% block content %}{% endblock %}
-</html>
-"""
-FORM = """{% extends "layout.html" %}{% block content %}
-<form method="post">{% csrf_token %}{{ form.as_p }}<button>Send</button></form>
-{% endblock %}"""
-TEXT = """{% extends "layout.html" %}{% block content %}<p>{{ text }}</p>{% endblock %}"""
-settings.TEMPLATES[0]["OPTIONS"]["loaders"][0][1].update(
-    {"layout.html": LAYOUT, "form.html": FORM, "text.html": TEXT}
-)
 
 
 class ContactForm(forms.Form):

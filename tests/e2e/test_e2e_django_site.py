@@ -211,3 +211,27 @@ async def test_form_pages_are_passed_with_the_visitors_own_cookies(site, start_s
     chain = await visitor.submit(form, {"username": "bob", "password": "secret"})
     assert chain[0].status == 302, f"{chain[0].describe()}\n{chain[0].text}"
     assert (await visitor.get("/")).greeting == "bob"
+
+
+async def test_a_visitor_with_cookies_may_be_the_first_to_ask_for_a_form(
+    site, start_sidecache, browsers
+):
+    """Nobody has asked for /login/ yet when a visitor holding csrftoken and _ga does: the
+    cookie-less fill shows the page is made per visitor (Set-Cookie, private, no-store), so it
+    is discarded and their own request is passed (detail="hit-for-pass"): the form is for the
+    secret they hold, their csrftoken stays, and the login is accepted."""
+    base = await front("sidecache", site, start_sidecache)
+    visitor = browsers(base, **ANALYTICS)
+    await visitor.get("/contact/")
+    token = visitor.cookie("csrftoken")
+    assert token, "no csrftoken from /contact/"
+    before = len(await site.reached())
+    form = await visitor.get("/login/")
+    # The fill, then their own request (one extra app request per key per hit_for_pass).
+    assert (await site.reached())[before:] == ["GET /login/", "GET /login/"]
+    assert form.x_cache == "PASS", form.describe()
+    assert 'detail="hit-for-pass"' in form.cache_status, form.describe()
+    assert visitor.cookie("csrftoken") == token, "the fill's csrftoken reached the visitor"
+    chain = await visitor.submit(form, {"username": "alice", "password": "secret"})
+    assert chain[0].status == 302, f"{chain[0].describe()}\n{chain[0].text}"
+    assert (await visitor.get("/")).greeting == "alice"
