@@ -6,8 +6,12 @@ Product rules:
   from them must not be able to cache a page poisoned by one visitor.
 - Header names with "_" are dropped (nginx's `underscores_in_headers off`): WSGI servers map "_"
   and "-" to the same CGI variable, so `X_Forwarded_Prefix` would slip past the rule above.
-- A `Connection` header may drop hop-by-hop headers it names, but never Host or a header the
-  cache key reads: the fill must see what the key says it saw.
+- A `Connection` header may drop hop-by-hop headers it names, but never Host or a header a
+  fill sends (the allowlist, the key's and the rule's headers; in shared mode every header):
+  a stored response may vary on any of them, and the fill must see what the variant says.
+- A revalidation asks about the stored response only: the client's own conditional headers
+  stay out of it (RFC 9111 §4.3.1), or a 304 for the client's validator would be merged onto
+  a stored body it says nothing about.
 - A fill is what a brand-new visitor would send: an allowlist of content-negotiation headers,
   the headers the key reads, the rule's keep_headers and keep_cookies, and nothing else — no
   cookies, credentials (unless the rule allows Authorization), validators or Range.
@@ -111,10 +115,11 @@ def fill_headers(
     `forward_all` (shared mode): every end-to-end header, as a pass sends them (a body in an
     encoding outside the key's normalised Accept-Encoding is then not stored)."""
     if forward_all:
-        sent = _client_headers(view, trust, upstream, frozenset({"host"}))
+        every = frozenset(n.lower() for n, _ in view.headers)
+        sent = _client_headers(view, trust, upstream, every)
         return sent + _host(upstream) + forwarded(view, trust)
     allowed = FILL_ALLOWED | keep_headers
-    protect = frozenset({"host"}) | keep_headers
+    protect = allowed
     trusted = trust.trusts(view.peer)
     kept = tuple(
         (n, v)
@@ -129,6 +134,17 @@ def fill_headers(
     if keep_authorization and authorization is not None:
         extra.append(("Authorization", authorization))
     return kept + _host(upstream) + forwarded(view, trust) + tuple(extra)
+
+
+CONDITIONAL = frozenset(
+    {"if-none-match", "if-modified-since", "if-match", "if-unmodified-since", "if-range"}
+)
+
+
+def unconditional(headers: Headers) -> Headers:
+    """`headers` without the client's conditional fields, for a revalidation that sends the
+    stored response's validators instead (RFC 9111 §4.3.1)."""
+    return tuple([(n, v) for n, v in headers if n.lower() not in CONDITIONAL])
 
 
 def _is_forwarding(name: str) -> bool:

@@ -17,7 +17,7 @@ from typing import TypeGuard, assert_never
 from proxy.conditional import not_modified
 from proxy.decide import Decision, Lookup, Pass, decide
 from proxy.exchange import ClientGone, ClientSide, Outcome
-from proxy.forwarding import fill_headers, pass_headers
+from proxy.forwarding import fill_headers, pass_headers, unconditional
 from proxy.freshness import (
     NO_DIRECTIVES,
     RequestDirectives,
@@ -360,7 +360,9 @@ class Handler:
         outcome = _record(client.outcome, 0, "MISS", "", lookup.rule.label)
         asked = time.time()
         try:
-            response = await self.upstream.request("GET", client.view.target, headers + validators)
+            if validators:  # a revalidation asks about the stored response only
+                headers = unconditional(headers) + validators
+            response = await self.upstream.request("GET", client.view.target, headers)
         except UpstreamError as exc:
             if self._stands_in(stale):
                 await self._serve_stale(client, lookup, stale, "stale-if-error")
@@ -472,7 +474,8 @@ class Handler:
         try:
             headers, authorized = self._fill_headers(view, lookup)
             asked = time.time()
-            response = await self.upstream.request("GET", view.target, headers + _validators(entry))
+            headers = unconditional(headers) + _validators(entry)
+            response = await self.upstream.request("GET", view.target, headers)
             outcome.status = response.status
             if response.status == 304:
                 await self._refreshed(store, lookup, view, entry, key, response, asked)

@@ -23,5 +23,6 @@ def variant_key(key: str, names: tuple[str, ...], view: RequestView, generation:
 
 def normalise(value: str) -> str:
     """§4.1: values that differ only in whitespace around list commas, or in the whitespace
-    around the value, select the same variant."""
-    return ",".join(item.strip() for item in value.split(","))
+    around the value, select the same variant. Whitespace is SP and HTAB only (RFC 9110
+    §5.6.3): an NBSP is part of the value the app sees, so it picks a variant of its own."""
+    return ",".join(item.strip(" \t") for item in value.split(","))

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from proxy.config import parse
-from proxy.forwarding import fill_headers, pass_headers
+from proxy.forwarding import fill_headers, pass_headers, unconditional
 from proxy.settings import Trust, Upstream
 from proxy.view import Headers, RequestView
 
@@ -407,3 +407,47 @@ def test_trusted_fill_carries_the_forwarding_headers_the_key_carries() -> None:
 def test_x_real_ip_is_the_visitor(extra: Headers, peer: str, real_ip: str) -> None:
     headers = pass_headers(view(*extra, peer=peer), TRUSTED, KEEP_HOST)
     assert named(headers, "X-Real-IP") == [real_ip]
+
+
+# --- what a client may not strip or add (issue 11) ------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["Accept-Language", "Accept", "User-Agent", "X-Theme"])
+def test_connection_cannot_strip_a_header_a_fill_sends(name: str) -> None:
+    # Product rule: a stored response may vary on any header the fill sends, so the fill must
+    # carry the client's value of each (RFC 9110 §7.6.1 lets Connection name hop-by-hop ones).
+    request = view((name, "v"), ("Connection", name))
+    assert named(fill(request, keep_headers=frozenset({"x-theme"})), name) == ["v"]
+
+
+def test_connection_still_strips_what_a_fill_does_not_send() -> None:
+    request = view(("X-Other", "v"), ("Connection", "X-Other"))
+    assert named(pass_headers(request, UNTRUSTED, KEEP_HOST), "X-Other") == []
+
+
+def test_connection_cannot_strip_anything_from_a_shared_mode_fill() -> None:
+    request = view(("X-Device", "phone"), ("Connection", "X-Device, Keep-Alive"))
+    sent = fill_headers(
+        request,
+        UNTRUSTED,
+        KEEP_HOST,
+        encoding="identity",
+        keep_cookies=(),
+        keep_authorization=False,
+        forward_all=True,
+    )
+    assert named(sent, "X-Device") == ["phone"]
+    assert named(sent, "Connection") == []
+
+
+def test_unconditional_drops_every_client_precondition() -> None:
+    # RFC 9111 §4.3.1: a revalidation carries the stored response's validators only.
+    headers: Headers = (
+        ("Accept", "*/*"),
+        ("If-None-Match", "*"),
+        ("if-modified-since", "Thu, 01 Jan 2026 00:00:00 GMT"),
+        ("If-Match", '"a"'),
+        ("If-Unmodified-Since", "Thu, 01 Jan 2026 00:00:00 GMT"),
+        ("If-Range", '"a"'),
+    )
+    assert unconditional(headers) == (("Accept", "*/*"),)

@@ -63,3 +63,10 @@ def test_another_generation_is_another_key() -> None:
 
 def test_normalise() -> None:
     assert normalise("  a ,b,  c  ") == "a,b,c"
+    assert normalise("\ta\t,\tb") == "a,b"
+
+
+def test_normalise_keeps_what_is_not_http_whitespace() -> None:
+    # RFC 9110 §5.6.3: OWS is SP and HTAB; the app sees an NBSP or a vertical tab as data.
+    assert normalise("\u00a0fr\u00a0") == "\u00a0fr\u00a0"
+    assert normalise("fr\x0b") == "fr\x0b"
