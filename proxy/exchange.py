@@ -62,8 +62,9 @@ class ClientSide(Protocol):
         """Send the status line and headers. `until_close`: the body has no length and is not
         chunked upstream either, so it goes out close-delimited and the connection is closed."""
 
-    async def write(self, chunk: bytes) -> None:
-        """Send a body chunk; raise ClientGone if the client disconnected."""
+    async def write(self, chunk: bytes, *, wait: bool = True) -> None:
+        """Send a body chunk; raise ClientGone if the client disconnected. `wait=False`: queue
+        it without waiting for a slow client to take it (the caller bounds what it queues)."""
 
     async def finish(self) -> None: ...
 

@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
 from typing import TypeGuard, assert_never
 
@@ -239,10 +239,13 @@ class Handler:
         cache = self.settings.caches[lookup.rule.cache]
         return self._hit_for_pass.personal(cache.name, cache.hit_for_pass, lookup.key)
 
-    def _proven_personal(self, lookup: Lookup, reason: NotStoredReason) -> None:
-        """A fill's response proved the page personal: mark the key at once and wake the
-        requests waiting for this fill, which then pass with their own requests too."""
-        self._mark(lookup, reason)
+    def _settle(self, lookup: Lookup, detail: str, status: int) -> None:
+        """The fill's fate is known before its first client has it all: remember what it says
+        of the key and wake the requests waiting for it at once, so they never wait on that
+        client. A stored entry answers them; a personal page sends them to pass with their
+        own requests; anything else to fill on their own (the key is then not waited on)."""
+        if 200 <= status < 500 or mark_for(detail):
+            self._mark(lookup, detail)
         fill = self._fills.pop(lookup.key, None)
         if fill is not None:
             fill.set()
@@ -538,7 +541,7 @@ class Handler:
         made_for_one = personal(response.headers, lookup.rule, self.settings.targeted)
         verdict: Storability
         if made_for_one is not None:
-            self._proven_personal(lookup, made_for_one)
+            self._settle(lookup, made_for_one, response.status)
             if not _own_request(view, lookup.rule):  # its answer was made for someone else
                 response.close()
                 return await self.forward_pass(client, Pass(PassReason.HIT_FOR_PASS, lookup.rule))
@@ -547,19 +550,29 @@ class Handler:
             verdict = self._verdict(response, lookup, authorized)
         if self._request_directives(view).no_store and isinstance(verdict, Store):
             verdict = DontStore(NotStoredReason.REQUEST_NO_STORE)
-        recorder = Recorder(cache.item_size) if isinstance(verdict, Store) else None
         outcome.status = response.status
-        outcome.detail = verdict.reason.value if isinstance(verdict, DontStore) else "stored"
-        shown = self._miss_headers(view, lookup.rule, response, verdict)
-        if not await self._stream(client, response, shown, recorder, outcome):
+        if not isinstance(verdict, Store):
+            outcome.detail = verdict.reason.value
+            self._settle(lookup, outcome.detail, response.status)  # nothing to wait for
+            shown = self._miss_headers(view, lookup.rule, response, verdict)
+            await self._stream(client, response, shown, outcome)
             return outcome
-        if recorder is not None and isinstance(verdict, Store):
+        outcome.detail = "stored"
+        recorder = Recorder(cache.item_size)
+
+        async def keep() -> None:
+            """The whole body is in: store it and wake the waiters, before the client is
+            waited for."""
             if recorder.overflowed:
                 outcome.detail = NotStoredReason.TOO_BIG.value
-                return outcome
-            outcome.detail = await self._store_fill(
-                store, lookup, view, response, recorder.body(), verdict, asked
-            )
+            else:
+                outcome.detail = await self._store_fill(
+                    store, lookup, view, response, recorder.body(), verdict, asked
+                )
+            self._settle(lookup, outcome.detail, response.status)
+
+        shown = self._miss_headers(view, lookup.rule, response, verdict)
+        await self._stream(client, response, shown, outcome, recorder, keep)
         return outcome
 
     async def _store_fill(
@@ -709,7 +722,7 @@ class Handler:
             await self._invalidate(view, response.headers)
         tags = self._tags("PASS", cache_status(False, fwd="bypass", detail=outcome.detail))
         outcome.status = response.status
-        await self._stream(client, response, end_to_end(response.headers) + tags, None, outcome)
+        await self._stream(client, response, end_to_end(response.headers) + tags, outcome)
         return outcome
 
     async def _invalidate(self, view: RequestView, response_headers: Headers) -> None:
@@ -725,11 +738,16 @@ class Handler:
         client: ClientSide,
         response: UpstreamResponse,
         headers: Headers,
-        recorder: Recorder | None,
         outcome: Outcome,
-    ) -> bool:
-        """Relay the upstream body; True when it ended cleanly on both sides."""
+        recorder: Recorder | None = None,
+        keep: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        """Relay the upstream body. With a `recorder` (a fill to store), the body is read at
+        the upstream's pace: chunks are queued for the client without waiting for it (the
+        recorder's cap bounds them) until it overflows, and `keep` runs once the body is in,
+        before the client is waited for."""
         head_only = client.view.method == "HEAD"
+        kept = False
         try:
             until_close = not response.framed and response_has_body(
                 client.view.method, response.status
@@ -741,30 +759,31 @@ class Handler:
                 if recorder is not None:
                     recorder.feed(chunk)
                 if not head_only:
-                    await client.write(chunk)
+                    await client.write(chunk, wait=recorder is None or recorder.overflowed)
                     outcome.sent += len(chunk)
                 elif recorder is None or recorder.overflowed:
                     response.close()  # HEAD and nothing (more) to keep: stop reading
                     if recorder is not None:
                         outcome.detail = NotStoredReason.TOO_BIG.value
                     await client.finish()
-                    return False
+                    return
+            response.release()
+            if keep is not None:
+                await keep()
+                kept = True
             await client.finish()
         except UpstreamError:
             # Headers are out: the only honest signal left is cutting the connection.
             client.abort()
             response.close()
             outcome.detail = NotStoredReason.INCOMPLETE.value
-            return False
         except (ClientGone, asyncio.CancelledError) as exc:
             # The client went away (a front may cancel us for it): drop the upstream exchange.
             response.close()
-            outcome.detail = NotStoredReason.INCOMPLETE.value
+            if not kept:  # else it is stored all the same
+                outcome.detail = NotStoredReason.INCOMPLETE.value
             if isinstance(exc, asyncio.CancelledError):
                 raise
-            return False
-        response.release()
-        return True
 
     async def _fail(self, client: ClientSide, exc: UpstreamError, outcome: Outcome) -> Outcome:
         """502/504 with a short plain-text body, before any response byte was sent."""

@@ -332,7 +332,7 @@ class Http1Client:
             held, self._held = self._held, b""
             self.connection.write(held)
 
-    async def write(self, chunk: bytes) -> None:
+    async def write(self, chunk: bytes, *, wait: bool = True) -> None:
         if not chunk or self.view.method == "HEAD":
             return
         if self._chunked:
@@ -342,7 +342,8 @@ class Http1Client:
             self._held = b""
         else:
             self._send(chunk)
-        await self.connection.drain()
+        if wait:
+            await self.connection.drain()
 
     async def finish(self) -> None:
         end = b"0\r\n\r\n" if self._chunked else b""

@@ -9,6 +9,7 @@ the next burst does not queue behind a fill that will not be stored either.
 from __future__ import annotations
 
 import asyncio
+import socket
 from typing import Any
 
 import aiohttp
@@ -129,3 +130,29 @@ async def test_a_stale_entry_is_revalidated_once_for_a_burst(
     assert len(upstream.to("/page")) == 2
     assert upstream.to("/page")[1].header("If-None-Match") == '"a"'
     assert {a.body for a in answers} == {b"GET /page #1"}
+
+
+async def test_a_client_that_does_not_read_never_holds_up_the_fill_for_others(
+    sidecache: StartProxy, upstream: FakeUpstream
+) -> None:
+    # Issue 11, fault 5: a fill completes into the store at the upstream's pace; the requests
+    # waiting for it get the entry the moment it is stored, whatever its first client does.
+    size = 16 * 1024 * 1024  # far more than the kernel buffers between us and the client
+    client = await sidecache(
+        caches={"default": {"item_size": "32MiB", "max_bytes": "64MiB", "coalesce_wait": "3s"}}
+    )
+    upstream.on("/big", body=b"x" * size, delay=0.2)
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    loop = asyncio.get_running_loop()
+    await asyncio.wait_for(loop.sock_connect(sock, ("127.0.0.1", client.port)), WAIT)
+    try:
+        request = b"GET /big HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept-Encoding: identity\r\n\r\n"
+        await loop.sock_sendall(sock, request)  # and never read
+        await asyncio.sleep(0.05)  # it leads the fill
+        other = await client.get("/big", {"Host": "127.0.0.1", "Accept-Encoding": "identity"})
+    finally:
+        sock.close()
+    assert (other.status, other.x_cache, len(other.body)) == (200, "HIT", size), other.cache_status
+    assert len(upstream.to("/big")) == 1
