@@ -150,10 +150,13 @@ class Proxy:
 
     async def _retire(self, handler: Handler, upstream: UpstreamClient | None) -> None:
         """After a reload: the old handler's background refreshes stop; the old upstream
-        client closes once the requests that use it had shutdown_timeout to finish."""
+        client closes once the last exchange that uses it has ended (or at stop)."""
         await handler.aclose()
-        if upstream is not None:
-            await asyncio.sleep(self.settings.limits.shutdown_timeout)
+        if upstream is None:
+            return
+        try:
+            await upstream.retire()
+        finally:
             await upstream.close()
 
     @property

@@ -59,6 +59,8 @@ class Pool:
         self._idle: list[Connection] = []
         self._waiters: deque[asyncio.Future[Connection | None]] = deque()
         self._closed = False
+        self._retiring = False  # a reload replaced us: no connection is kept once it is free
+        self._emptied: asyncio.Future[None] | None = None
 
     async def acquire(self, fresh: bool = False) -> Connection:
         """An idle connection (unless `fresh`), else a new one once a slot is free."""
@@ -136,7 +138,7 @@ class Pool:
 
     def finish(self, connection: Connection) -> None:
         """An exchange is over: keep the connection if it may be reused, else close it."""
-        if connection.reusable():
+        if connection.reusable() and not self._retiring:
             self.give(connection)
         else:
             connection.abort()
@@ -158,6 +160,16 @@ class Pool:
             connection.idle = False
             self._idle.remove(connection)
 
+    async def retire(self) -> None:
+        """Close the idle connections now and each busy one as its exchange ends (requests
+        already waiting for a slot still get one); return when no slot is taken."""
+        self._retiring = True
+        for connection in list(self._idle):
+            connection.abort()  # its connection_lost frees the slot
+        if self._slots:
+            self._emptied = self.loop.create_future()
+            await self._emptied
+
     def _free(self) -> None:
         """A slot is free: to the first in line, else back to the count."""
         while self._waiters:
@@ -166,6 +178,8 @@ class Pool:
                 waiter.set_result(None)
                 return
         self._slots -= 1
+        if not self._slots and self._emptied is not None and not self._emptied.done():
+            self._emptied.set_result(None)
 
     async def close(self) -> None:
         self._closed = True
@@ -244,6 +258,12 @@ class UpstreamClient:
         if self._pool is not None:
             pool, self._pool = self._pool, None
             await pool.close()
+
+    async def retire(self) -> None:
+        """Replaced by a reload: return once every exchange in flight has ended (their
+        connections are closed as they end); `close` then releases the rest."""
+        if self._pool is not None:
+            await self._pool.retire()
 
     async def request(
         self,
