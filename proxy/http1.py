@@ -58,6 +58,13 @@ MAX_HEADERS = 128
 MAX_HEAD = 64 * 1024  # request line and all header fields together (nginx: 4 x 8 KiB buffers)
 BODY_HIGH_WATER = 256 * 1024
 BODY_LOW_WATER = 64 * 1024
+# Pipelining: reading pauses above QUEUE_HIGH parsed requests and resumes at QUEUE_LOW. A read
+# larger than SLICE is parsed a slice at a time, the rest held back while the queue is full,
+# so one read of tiny requests cannot queue thousands of them (and a head still arriving is
+# charged at most a slice more than its size: MAX_HEAD has that margin).
+QUEUE_HIGH = 16
+QUEUE_LOW = 8
+SLICE = 4096
 _READS = frozenset({"GET", "HEAD"})  # the methods a hit can answer
 
 LogAccess = Callable[[RequestView, Outcome, float], None]
@@ -393,6 +400,7 @@ class Http1Connection(asyncio.Protocol):
         self._can_write.set()
         self._reading_paused = False
         self._fed = 0  # bytes in the feed being parsed
+        self._held = b""  # bytes read but not parsed yet: the queue was full
         self._worker: asyncio.Task[None] | None = None
         self._idle: asyncio.TimerHandle | None = None
         self._last_active = 0.0
@@ -433,6 +441,13 @@ class Http1Connection(asyncio.Protocol):
         self._disarm_idle()
         if self._broken:
             return
+        if len(data) > SLICE or self._held:
+            self._feed_slices(data)
+        else:
+            self._feed(data)
+        self._dispatch()
+
+    def _feed(self, data: bytes) -> None:
         self._fed = len(data)
         try:
             self.parser.feed_data(data)
@@ -444,7 +459,19 @@ class Http1Connection(asyncio.Protocol):
             self._check_head(len(data))
             if self._current is not None and self._current.too_large:
                 self._reject(413, "request body too large")  # a chunked body past the limit
-        self._dispatch()
+
+    def _feed_slices(self, data: bytes) -> None:
+        """Parse what was held back and `data`, a slice at a time, until the queue is full;
+        hold the rest back (reading stays paused) until it drains."""
+        data, self._held = self._held + data, b""
+        for start in range(0, len(data), SLICE):
+            if self._broken:
+                return
+            if len(self._queue) > QUEUE_HIGH:
+                self._held = data[start:]
+                self.pause_reading()
+                return
+            self._feed(data[start : start + SLICE])
 
     def _dispatch(self) -> None:
         """Answer hits at once, in order, while the worker is idle; wake it for the rest."""
@@ -459,6 +486,8 @@ class Http1Connection(asyncio.Protocol):
             if not request.keep_alive:  # answered "Connection: close": nothing after it is
                 queue.clear()
                 break
+        if (self._reading_paused or self._held) and len(queue) <= QUEUE_LOW:
+            self._refill()
         if queue and self._wakeup is not None and not self._wakeup.done():
             self._wakeup.set_result(None)
 
@@ -496,6 +525,19 @@ class Http1Connection(asyncio.Protocol):
             request.problem = (431, "request header fields too large")
         if request.problem is not None:
             self._reject(*request.problem)
+
+    def _refill(self) -> None:
+        """The queue is short again: parse what was held back, then read again (unless the
+        body being received holds reading paused: its reader resumes it)."""
+        if self._broken or self.closed:
+            return
+        if self._held:
+            self._feed_slices(b"")
+            if self._held:
+                return
+        body = self._current.body if self._current is not None else None
+        if body is None or body.size < BODY_LOW_WATER:
+            self.resume_reading()
 
     def pause_writing(self) -> None:
         self._can_write.clear()
@@ -537,7 +579,7 @@ class Http1Connection(asyncio.Protocol):
         if request.has_body:
             request.body = _Body(self)
         self._queue.append(request)  # data_received dispatches it when the feed is done
-        if len(self._queue) > 16:  # a pipelining client that does not read: stop taking more
+        if len(self._queue) > QUEUE_HIGH:  # a pipelining client that does not read: wait
             self.pause_reading()
 
     def on_body(self, body: bytes) -> None:
@@ -573,8 +615,8 @@ class Http1Connection(asyncio.Protocol):
                     self._wakeup = None
                 continue
             request = self._queue.popleft()
-            if len(self._queue) <= 8 and not self._broken:
-                self.resume_reading()
+            if len(self._queue) <= QUEUE_LOW:
+                self._refill()
             self.busy = True
             try:
                 keep_going = await self._serve(request)
