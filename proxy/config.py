@@ -76,6 +76,7 @@ def parse(data: Mapping[str, Any], source: str) -> Settings:
     limits = Limits(
         header_timeout=server.convert("header_timeout", _timeout, 10.0),
         keepalive_timeout=server.convert("keepalive_timeout", _timeout, 75.0),
+        body_timeout=server.convert("body_timeout", _timeout, 60.0),
         max_body_size=server.convert("max_body_size", parse_size, 0),
         shutdown_timeout=server.convert("shutdown_timeout", parse_duration, 10.0),
     )

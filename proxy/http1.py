@@ -144,10 +144,14 @@ def _entry_response(
     return (head, entry.body)
 
 
+class BodyTimeout(ClientGone):
+    """No more of the request body came within body_timeout (nginx's client_body_timeout)."""
+
+
 class _Body:
     """A request body on its way upstream: chunks queued by the parser, read by the handler."""
 
-    __slots__ = ("chunks", "connection", "done", "failed", "size", "waiter")
+    __slots__ = ("chunks", "connection", "done", "failed", "size", "timed_out", "waiter")
 
     def __init__(self, connection: Http1Connection) -> None:
         self.connection = connection
@@ -155,6 +159,7 @@ class _Body:
         self.size = 0
         self.done = False
         self.failed = False
+        self.timed_out = False
         self.waiter: asyncio.Future[None] | None = None  # made only when the reader must wait
 
     def feed(self, chunk: bytes) -> None:
@@ -172,6 +177,13 @@ class _Body:
         if self.waiter is not None and not self.waiter.done():
             self.waiter.set_result(None)
 
+    def _expire(self) -> None:
+        """body_timeout passed without a byte of body: the reader gives up (and with it the
+        upstream exchange, so no pool slot waits on this client)."""
+        self.timed_out = True
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_exception(BodyTimeout())
+
     async def read(self) -> bytes:
         """The next chunk, b"" at the end; raises ClientGone if the client went away mid-body."""
         while not self.chunks:
@@ -179,11 +191,14 @@ class _Body:
                 if self.failed:
                     raise ClientGone()
                 return b""
-            self.waiter = asyncio.get_running_loop().create_future()
+            loop = asyncio.get_running_loop()
+            self.waiter = loop.create_future()
+            timer = loop.call_later(self.connection.limits.body_timeout, self._expire)
             try:
                 await self.waiter
             finally:
                 self.waiter = None
+                timer.cancel()
         chunk = self.chunks.popleft()
         self.size -= len(chunk)
         if self.size < BODY_LOW_WATER:
@@ -657,6 +672,10 @@ class Http1Connection(asyncio.Protocol):
         try:
             outcome = await self.driver.handle(client, request.decision)
         except (ClientGone, asyncio.CancelledError):
+            timed_out = request.body is not None and request.body.timed_out
+            if timed_out and not client.started and not self.closed:
+                await self._answer_problem(client, (408, "request body timed out"), view, started)
+                return False
             if request.too_large and not client.started and not self.closed:
                 # A chunked body ran past max_body_size while the request was forwarded.
                 await self._answer_problem(client, (413, "request body too large"), view, started)

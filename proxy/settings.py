@@ -80,6 +80,7 @@ class Limits:
     header_timeout: float = 10.0  # the whole request head must arrive in this time (408 after)
     keepalive_timeout: float = 75.0  # an idle keep-alive connection is closed (keepalive_timeout)
     max_body_size: int = 0  # larger request bodies get 413 (client_max_body_size); 0: no limit
+    body_timeout: float = 60.0  # no more of a request body for this long: 408 or cut
     shutdown_timeout: float = 10.0  # SIGTERM: requests in flight get this long, then are cut
 
 
