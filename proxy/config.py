@@ -77,9 +77,12 @@ def parse(data: Mapping[str, Any], source: str) -> Settings:
         header_timeout=server.convert("header_timeout", _timeout, 10.0),
         keepalive_timeout=server.convert("keepalive_timeout", _timeout, 75.0),
         body_timeout=server.convert("body_timeout", _timeout, 60.0),
+        max_client_connections=server.get("max_client_connections", int, 4096),
         max_body_size=server.convert("max_body_size", parse_size, 0),
         shutdown_timeout=server.convert("shutdown_timeout", parse_duration, 10.0),
     )
+    if limits.max_client_connections < 1:
+        raise server.error("max_client_connections", "must be at least 1")
     honoured = _request_directives(server)
     targeted = server.strings(
         "targeted_cache_control", ("Sidecache-Cache-Control", "CDN-Cache-Control")

@@ -66,6 +66,10 @@ QUEUE_HIGH = 16
 QUEUE_LOW = 8
 SLICE = 4096
 _READS = frozenset({"GET", "HEAD"})  # the methods a hit can answer
+_REFUSED = (
+    b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n"
+    b"Content-Length: 32\r\nConnection: close\r\n\r\n503 too many client connections\n"
+)
 
 LogAccess = Callable[[RequestView, Outcome, float], None]
 _STATUS_LINES: dict[tuple[int, str], bytes] = {}
@@ -416,6 +420,7 @@ class Http1Connection(asyncio.Protocol):
         self._reading_paused = False
         self._fed = 0  # bytes in the feed being parsed
         self._held = b""  # bytes read but not parsed yet: the queue was full
+        self._silent = True  # nothing received yet: closed at header_timeout
         self._worker: asyncio.Task[None] | None = None
         self._idle: asyncio.TimerHandle | None = None
         self._last_active = 0.0
@@ -426,6 +431,9 @@ class Http1Connection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports implement asyncio.Transport without subclassing it.
         self.transport = transport  # type: ignore[assignment]
+        if len(self.server.connections) >= self.limits.max_client_connections:
+            self._refuse()
+            return
         self.server.connections.add(self)
         peer = transport.get_extra_info("peername")
         self.peer = peer[0] if isinstance(peer, tuple) else ""
@@ -434,6 +442,14 @@ class Http1Connection(asyncio.Protocol):
         self._worker = self.loop.create_task(self._work())
         self._arm_idle()
         self._head_timer = self.loop.call_later(self.limits.header_timeout, self._head_check)
+
+    def _refuse(self) -> None:
+        """Over max_client_connections: a 503 (whatever was asked) and close, at once."""
+        self.closed = self._broken = True
+        assert self.transport is not None
+        self.transport.write(_REFUSED)
+        self.transport.close()
+        log.warning("503: max_client_connections reached, a connection was refused")
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -453,6 +469,7 @@ class Http1Connection(asyncio.Protocol):
             self._worker.cancel()  # cancels the upstream exchange of the request in flight
 
     def data_received(self, data: bytes) -> None:
+        self._silent = False
         self._disarm_idle()
         if self._broken:
             return
@@ -791,6 +808,9 @@ class Http1Connection(asyncio.Protocol):
         closed; the timer is moved, never re-made per request."""
         self._head_timer = None
         if self.closed or self._broken:
+            return
+        if self._silent:  # not a byte since the accept: close, there is nothing to answer
+            self.close()
             return
         limit = self.limits.header_timeout
         request = self._current

@@ -81,6 +81,7 @@ class Limits:
     keepalive_timeout: float = 75.0  # an idle keep-alive connection is closed (keepalive_timeout)
     max_body_size: int = 0  # larger request bodies get 413 (client_max_body_size); 0: no limit
     body_timeout: float = 60.0  # no more of a request body for this long: 408 or cut
+    max_client_connections: int = 4096  # more at once are answered 503 and closed
     shutdown_timeout: float = 10.0  # SIGTERM: requests in flight get this long, then are cut
 
 
