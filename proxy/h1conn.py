@@ -12,6 +12,11 @@ exchange at a time (no pipelining). The pool that owns connections is in `upstre
 - A response to HEAD ends with its head whatever its framing says (§6.3). httptools cannot be
   told, so its parser would wait for a body: the connection is retired after a HEAD instead.
 - Interim 1xx responses are skipped (RFC 9110 §15.2); 204 and 304 have no body (llhttp knows).
+- A response the front could not frame faithfully fails the exchange (a 502): a status below
+  100 (RFC 9110 §15: three digits, 1xx to 5xx; llhttp takes `099`, whose body would reach the
+  client unframed), and a transfer coding other than one `chunked` (RFC 9112 §6.1: a proxy must
+  not forward a coding it does not understand; only chunked is decoded, and it may be applied
+  once, §7), as nginx refuses "unknown Transfer-Encoding" and a repeated one.
 - The read timeout bounds every wait on the upstream: for the head once the request is sent,
   for each piece of body, and for the upstream to take more of a request body. The total
   timeout (when set) bounds the exchange from the request to the response's last byte: a wait
@@ -104,6 +109,7 @@ class Connection(asyncio.Protocol):
         self.raw_headers: list[tuple[bytes, bytes]] = []
         self.content_length: int | None = None
         self.chunked = False
+        self.coded = False  # a transfer coding we do not decode: refused (RFC 9112 §6.1)
         self.keep_alive = False
         self.head_done = False
         self.done = False  # no more body will come
@@ -307,7 +313,10 @@ class Connection(asyncio.Protocol):
         if len(name) == 14 and name.lower() == b"content-length" and value.strip().isdigit():
             self.content_length = int(value)
         elif len(name) == 17 and name.lower() == b"transfer-encoding":
-            self.chunked = value.rstrip().lower().endswith(b"chunked")
+            # Exactly one "chunked", as nginx takes it: anything else (gzip, chunked twice,
+            # a second field) is a coding we would pass on undecoded and unlabelled.
+            self.coded = self.chunked or self.coded or value.strip().lower() != b"chunked"
+            self.chunked = True
 
     def on_headers_complete(self) -> None:
         if self.head_done:
@@ -315,6 +324,12 @@ class Connection(asyncio.Protocol):
         status = self.parser.get_status_code()
         if 100 <= status < 200:  # interim (100 Continue, 103 Early Hints): the final one follows
             self.reason, self.raw_headers, self.content_length, self.chunked = b"", [], None, False
+            self.coded = False
+            return
+        if status < 100 or self.coded:
+            self.done = True  # nothing of its body is kept (on_body)
+            what = "unknown Transfer-Encoding" if status >= 100 else f"invalid status {status:03d}"
+            self._fail(broken(what))
             return
         self.status, self.head_done, self._waiting = status, True, False
         self.keep_alive = self.parser.should_keep_alive()

@@ -310,8 +310,10 @@ class Handler:
         now: float,
         detail: str = "",
     ) -> int:
-        """Record a hit (a 304 when the client's copy is current); return the entry's Age."""
-        if _conditional(view) and not_modified(view, entry.etag, _modified(entry)):
+        """Record a hit (a 304 when the client's copy is current: preconditions apply only to
+        what would be a 2xx, RFC 9110 §13.2.1); return the entry's Age."""
+        fits = 200 <= entry.status < 300
+        if fits and _conditional(view) and not_modified(view, entry.etag, _modified(entry)):
             _record(outcome, 304, "HIT", detail, lookup.rule.label, 0)
         else:
             sent = 0 if view.method == "HEAD" else len(entry.body)

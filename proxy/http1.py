@@ -11,7 +11,9 @@ stays the one driver. What it owns (RFC 9112):
   BODY_HIGH_WATER bytes wait for the upstream, and resumes below BODY_LOW_WATER;
 - responses streamed with flow control: `write` waits while the transport's buffer is full;
 - `Expect: 100-continue` answered when the body is first read;
-- limits: request target (414), header fields (431), malformed input (400, then close);
+- limits: request target (414), header fields (431), malformed input (400, then close), and
+  so for a malformed chunked body when no answer is under way, an HTTP/1.0 request with
+  Transfer-Encoding (RFC 9112 §6.1) and an HTTP/0.9 request line (refused as soon as it ends);
 - Upgrade: a WebSocket handshake is refused with 501; other upgrades (h2c) are ignored, which
   RFC 9110 §7.8 allows;
 - a client that disconnects cancels its request, and with it the upstream exchange.
@@ -66,6 +68,9 @@ QUEUE_HIGH = 16
 QUEUE_LOW = 8
 SLICE = 4096
 _READS = frozenset({"GET", "HEAD"})  # the methods a hit can answer
+# Statuses that never have content, so no Content-Length (RFC 9110 §8.6, §15.3.5, §15.4.5). No
+# entry is 1xx or 304 (a 304 refreshes an entry); a 204 may be stored.
+_BODILESS = frozenset({*range(100, 200), 204, 304})
 _REFUSED = (
     b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n"
     b"Content-Length: 32\r\nConnection: close\r\n\r\n503 too many client connections\n"
@@ -118,7 +123,8 @@ def _entry_response(
     """A hit on the wire: the entry's header block was serialised when it was stored, the
     tags once per server; only Age and the framing are formatted per hit. A small body rides
     in the same bytes (one small copy beats a second buffer); a large one is passed as is, for
-    one writev. A 304 carries the entry's 304 subset of headers and nothing else."""
+    one writev. A 304 carries the entry's 304 subset of headers and nothing else; a 204 has
+    no Content-Length (RFC 9110 §8.6)."""
     if status == 304:
         head = b"".join(
             (
@@ -131,11 +137,15 @@ def _entry_response(
             )
         )
         return (head,)
+    if entry.status in _BODILESS:
+        framing = b"Age: %d\r\n" % age
+    else:
+        framing = b"Age: %d\r\nContent-Length: %d\r\n" % (age, len(entry.body))
     head = b"".join(
         (
             _status_line(entry.status, entry.reason),
             entry.header_block,
-            b"Age: %d\r\nContent-Length: %d\r\n" % (age, len(entry.body)),
+            framing,
             tags,
             _connection_header(view.version, close),
             b"\r\n",
@@ -337,7 +347,8 @@ class Http1Client:
     ) -> None:
         framing: list[bytes] = []
         if content_length is not None:
-            framing.append(b"Content-Length: %d\r\n" % content_length)
+            if status >= 200 and status != 204:  # never on 1xx/204 (RFC 9110 §8.6)
+                framing.append(b"Content-Length: %d\r\n" % content_length)
         elif not response_has_body(self.view.method, status):
             pass
         elif until_close or self.view.version < (1, 1):
@@ -488,7 +499,7 @@ class Http1Connection(asyncio.Protocol):
         except httptools.HttpParserError as exc:
             self._reject(400, f"malformed request: {exc}")
         else:
-            self._check_head(len(data))
+            self._check_head(data)
             if self._current is not None and self._current.too_large:
                 self._reject(413, "request body too large")  # a chunked body past the limit
 
@@ -546,17 +557,32 @@ class Http1Connection(asyncio.Protocol):
             self.close()
         return True
 
-    def _check_head(self, received: int) -> None:
+    def _check_head(self, data: bytes) -> None:
         """Refuse an oversized head while it is still arriving: httptools hands over a header
-        only once it is complete, so without this a client could stream megabytes into it."""
+        only once it is complete, so without this a client could stream megabytes into it. And
+        refuse an HTTP/0.9 request line as soon as it ends (see _simple_request)."""
         request = self._current
         if request is None or not request.in_head:
             return
-        request.head_bytes += received
+        request.head_bytes += len(data)
         if request.problem is None and request.head_bytes > MAX_HEAD:
             request.problem = (431, "request header fields too large")
+        if request.problem is None and self._simple_request(request, data):
+            request.problem = (400, "HTTP/0.9 is not supported")
         if request.problem is not None:
             self._reject(*request.problem)
+
+    def _simple_request(self, request: _Request, data: bytes) -> bool:
+        """An HTTP/0.9 request line (`GET /` and CRLF, no version) has ended. Its client sends
+        nothing more, while llhttp reads header lines after it and would wait for their end
+        until header_timeout; nginx acts on the line at once. llhttp sets the version (0.9) only
+        at the next byte, so a line just ended shows as: no version yet, and the feed ends with
+        the LF (the current request began in it or before; an HTTP/1.x line has its version
+        before any LF). Only a head split across reads pays for this, never a hit."""
+        if not request.target:
+            return False
+        version = self.parser.get_http_version()
+        return version == "0.9" or (version == "0.0" and data.endswith(b"\n"))
 
     def _refill(self) -> None:
         """The queue is short again: parse what was held back, then read again (unless the
@@ -689,6 +715,10 @@ class Http1Connection(asyncio.Protocol):
         try:
             outcome = await self.driver.handle(client, request.decision)
         except (ClientGone, asyncio.CancelledError):
+            if request.problem is not None and not client.started and not self.closed:
+                # Its body turned out malformed (or too large) while it was being forwarded.
+                await self._answer_problem(client, request.problem, view, started)
+                return False
             timed_out = request.body is not None and request.body.timed_out
             if timed_out and not client.started and not self.closed:
                 await self._answer_problem(client, (408, "request body timed out"), view, started)
@@ -835,8 +865,13 @@ class Http1Connection(asyncio.Protocol):
         request.method, request.target = "-", b"/"
         request.raw_headers = [(b"Host", b"-")]
         request.keep_alive = False
-        if self._current is not None:
-            self._current.fail_body()
+        current = self._current
+        if current is not None:
+            if not current.in_head:
+                # Its body broke off malformed: that request gets the answer (400, or 413 for
+                # a chunked body past the limit), unless its response is under way (_serve).
+                current.problem = current.problem or request.problem
+            current.fail_body()
             self._current = None
         self._queue.append(request)
 
@@ -877,6 +912,7 @@ def _read_framing(request: _Request, fields: Mapping[str, str]) -> None:
         request.keep_alive = "close" not in tokens
     else:
         request.keep_alive = "keep-alive" in tokens
+        _older_framing(request, fields)
     chunked = "transfer-encoding" in fields  # any coding but chunked is refused (501)
     length = fields.get("content-length")
     if length is not None and not length.strip().isdigit():
@@ -887,6 +923,21 @@ def _read_framing(request: _Request, fields: Mapping[str, str]) -> None:
         length = None
     request.content_length = None if chunked or length is None else int(length)
     request.has_body = chunked or bool(request.content_length)
+
+
+def _older_framing(request: _Request, fields: Mapping[str, str]) -> None:
+    """HTTP/1.0 and older (only their requests pay for this). RFC 9112 §6.1: an HTTP/1.0
+    message with Transfer-Encoding has faulty framing (1.0 has no chunked; a 1.0 hop would read
+    the body another way: smuggling), so 400 and close, as nginx does. A request line without
+    a version (HTTP/0.9, RFC 9112 §2.3) is refused too: sidecache does not speak 0.9."""
+    if request.version < (1, 0):
+        problem = (400, "HTTP/0.9 is not supported")
+    elif "transfer-encoding" in fields:
+        problem = (400, "Transfer-Encoding in an HTTP/1.0 request")
+    else:
+        return
+    request.problem = request.problem or problem
+    request.keep_alive = False
 
 
 def _check_fields(request: _Request) -> None:
