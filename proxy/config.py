@@ -30,7 +30,7 @@ from proxy.settings import (
     Trust,
     Upstream,
 )
-from proxy.tomltable import ConfigError, Table, choice, kind_of, text
+from proxy.tomltable import ConfigError, Table, choice, kind_of, shown, text
 from proxy.units import parse_duration, parse_size
 from proxy.view import RequestView, request_problem
 
@@ -51,7 +51,12 @@ def read_toml(path: str | None) -> tuple[dict[str, Any], str]:
         return tomllib.loads(text), source
     except OSError as exc:
         raise ConfigError(source, "", f"cannot read file: {exc.strerror or exc}") from None
-    except tomllib.TOMLDecodeError as exc:
+    except UnicodeDecodeError as exc:
+        where = f"byte {exc.start}: {exc.object[exc.start : exc.start + 1]!r}"
+        raise ConfigError(source, "", f"not UTF-8 text (TOML is UTF-8), at {where}") from None
+    except RecursionError:
+        raise ConfigError(source, "", "invalid TOML: arrays or tables nested too deeply") from None
+    except ValueError as exc:  # TOMLDecodeError, and int()'s limit of 4300 digits in tomllib
         raise ConfigError(source, "", f"invalid TOML: {exc}") from None
 
 
@@ -407,6 +412,8 @@ def _regex(value: object) -> re.Pattern[str]:
         return re.compile(value)
     except re.error as exc:
         raise ValueError(f"invalid regex {value!r}: {exc}") from None
+    except (OverflowError, RecursionError):  # a repeat count >= 2**32; groups nested too deep
+        raise ValueError(f"invalid regex {shown(value)}: too large or nested too deeply") from None
 
 
 def _conditions(table: Table) -> tuple[Condition, ...]:

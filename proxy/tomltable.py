@@ -6,6 +6,7 @@ keys nobody read, so a typo is an error rather than a silently ignored setting.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -92,3 +93,12 @@ def choice(enum: Callable[[str], T], choices: str) -> Callable[[object], T]:
 def kind_of(value: object) -> str:
     names = {dict: "a table", list: "a list", str: "a string", bool: "a boolean"}
     return names.get(type(value), type(value).__name__)
+
+
+def shown(value: object) -> str:
+    """`value` for a message: its repr, the middle of a long one elided (an int of thousands
+    of digits is not even printable: int-to-str has a digit limit)."""
+    if isinstance(value, int) and value.bit_length() > 200:
+        return f"a number of about {int(value.bit_length() * math.log10(2)) + 1} digits"
+    text = repr(value)
+    return text if len(text) <= 60 else f"{text[:28]}...{text[-28:]}"

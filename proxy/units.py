@@ -2,12 +2,17 @@
 
 Sizes follow IEC (KiB = 1024) and SI (KB = 1000) as written, like nginx's and Varnish's docs use
 them; a bare integer is bytes. Durations accept ms, s, m, h, d; a bare number is seconds.
+Numbers are ASCII digits. A size is read exactly (no float rounding) and is at most 2**63 - 1
+bytes, as nginx bounds its sizes; a duration is a finite number of seconds. Anything else is a
+ValueError, which config turns into one line naming the key.
 """
 
 from __future__ import annotations
 
 import math
 import re
+
+from proxy.tomltable import shown
 
 _SIZE_UNITS = {
     "": 1,
@@ -23,7 +28,8 @@ _SIZE_UNITS = {
     "gib": 1024**3,
 }
 _DURATION_UNITS = {"": 1.0, "ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-_NUMBER_UNIT = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*")
+MAX_SIZE = 2**63 - 1
+_NUMBER_UNIT = re.compile(r"[ \t]*([0-9]+)(?:\.([0-9]+))?[ \t]*([a-zA-Z]*)[ \t]*")
 
 
 def parse_size(value: object) -> int:
@@ -31,16 +37,24 @@ def parse_size(value: object) -> int:
     if isinstance(value, bool):
         raise ValueError("expected a size such as 64KiB, got a boolean")
     if isinstance(value, int):
-        if value < 0:
-            raise ValueError("a size cannot be negative")
-        return value
-    if not isinstance(value, str):
+        size = value
+    elif isinstance(value, str):
+        match = _NUMBER_UNIT.fullmatch(value)
+        unit = match.group(3).lower() if match else None
+        if match is None or unit not in _SIZE_UNITS:
+            raise ValueError(f"cannot parse size {value!r} (use e.g. 512, 64KiB, 10MB, 1GiB)")
+        whole, fraction = match.group(1), match.group(2) or ""
+        if len(whole) > 20:  # beyond MAX_SIZE whatever the unit; int() of it would be slow
+            raise ValueError(f"size {shown(value)} is larger than {MAX_SIZE} bytes")
+        factor = _SIZE_UNITS[unit]
+        size = int(whole) * factor + int(fraction or 0) * factor // 10 ** len(fraction)
+    else:
         raise ValueError(f"expected a size such as 64KiB, got {type(value).__name__}")
-    match = _NUMBER_UNIT.fullmatch(value)
-    unit = match.group(2).lower() if match else None
-    if match is None or unit not in _SIZE_UNITS:
-        raise ValueError(f"cannot parse size {value!r} (use e.g. 512, 64KiB, 10MB, 1GiB)")
-    return int(float(match.group(1)) * _SIZE_UNITS[unit])
+    if size < 0:
+        raise ValueError("a size cannot be negative")
+    if size > MAX_SIZE:
+        raise ValueError(f"size {shown(value)} is larger than {MAX_SIZE} bytes")
+    return size
 
 
 def parse_duration(value: object) -> float:
@@ -48,15 +62,26 @@ def parse_duration(value: object) -> float:
     if isinstance(value, bool):
         raise ValueError("expected a duration such as 30s, got a boolean")
     if isinstance(value, int | float):
-        if not math.isfinite(value):
-            raise ValueError(f"a duration must be a finite number of seconds, got {value}")
-        if value < 0:
+        seconds = _finite(value, value)
+        if seconds < 0:
             raise ValueError("a duration cannot be negative")
-        return float(value)
+        return seconds
     if not isinstance(value, str):
         raise ValueError(f"expected a duration such as 30s, got {type(value).__name__}")
     match = _NUMBER_UNIT.fullmatch(value)
-    unit = match.group(2).lower() if match else None
+    unit = match.group(3).lower() if match else None
     if match is None or unit not in _DURATION_UNITS:
         raise ValueError(f"cannot parse duration {value!r} (use e.g. 500ms, 30s, 5m, 1h)")
-    return float(match.group(1)) * _DURATION_UNITS[unit]
+    number = match.group(1) + "." + (match.group(2) or "0")
+    return _finite(float(number) * _DURATION_UNITS[unit], value)
+
+
+def _finite(number: float, written: object) -> float:
+    """`number` as a finite float; a ValueError for NaN, infinity and ints beyond float range."""
+    try:
+        seconds = float(number)
+    except OverflowError:
+        seconds = math.inf
+    if not math.isfinite(seconds):
+        raise ValueError(f"a duration must be a finite number of seconds, got {shown(written)}")
+    return seconds

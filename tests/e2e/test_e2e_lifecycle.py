@@ -56,6 +56,25 @@ async def test_sighup_with_a_bad_config_keeps_the_running_one(
     assert proxy.process.returncode is None
 
 
+async def test_sighup_with_a_config_that_is_not_utf8_keeps_the_running_one(
+    upstream, client, start_sidecache, tmp_path
+):
+    """Issue 11 (config fuzzing) / issue 12 point 2: a Latin-1 byte in the file stopped the
+    process on SIGHUP with a UnicodeDecodeError traceback."""
+    proxy = await start_sidecache(upstream=upstream.url, config=config("/a"))
+    path = tmp_path / "sidecache-0.toml"
+    await fetch(client, "GET", proxy.base_url + "/a")
+
+    path.write_bytes(b"# caf\xe9\n" + config("/a").encode())
+    proxy.process.send_signal(signal.SIGHUP)
+    line = await proxy.wait_for_line("reload failed")
+    hit = await fetch(client, "GET", proxy.base_url + "/a")
+
+    assert f"{path}: not UTF-8 text (TOML is UTF-8), at byte 5" in line
+    assert hit.x_cache == "HIT"
+    assert proxy.process.returncode is None
+
+
 async def test_sigterm_lets_a_request_in_flight_finish_then_exits_0(
     upstream, client, start_sidecache
 ):

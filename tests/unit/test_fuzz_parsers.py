@@ -17,12 +17,10 @@ The default run is short (100 examples per property, about 6 s for the file);
 no example database (hypothesis still keeps its caches in .hypothesis/, which ignores itself
 for git).
 
-Known bugs: what these properties found is pinned at the end of the file by strict xfail tests,
-each with its minimal input. Until a bug is fixed, the properties let exactly its failure
-through (`KNOWN_BUGS`: the exception type and the function that let it out) and count it as a
-hypothesis event (`--hypothesis-show-statistics`), so the rest of the input space is still
-searched. A fix makes its xfail pass, which fails the suite (strict): delete the marker and the
-bug's `KNOWN_BUGS` entry together.
+What the properties found (a non-UTF-8 config file, deeply nested TOML, 4301-digit integers,
+sizes and durations beyond float range, a size string rounded through float, a regex repeat
+count of 2**32 and deeply nested groups) is fixed; each case is a regression test with its
+minimal input at the end of the file.
 """
 
 from __future__ import annotations
@@ -34,11 +32,9 @@ import math
 import os
 import re
 import sys
-import traceback
 import warnings
 import zlib
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -91,101 +87,6 @@ REPO = Path(__file__).resolve().parents[2]
 ANY_TEXT = st.text(st.characters(exclude_categories=()))
 # Text a TOML file can hold (UTF-8: no lone surrogates).
 TOML_TEXT = st.text(max_size=20)
-
-
-# --- known bugs: let their failures through until they are fixed ---------------------------
-
-
-@dataclass(frozen=True)
-class KnownBug:
-    """A failure a property found, pinned by the strict xfail test `pinned_by`."""
-
-    name: str
-    exception: type[BaseException]
-    let_out_by: str  # the innermost function under proxy/ the exception went through
-    raised_in: str  # a fragment of the innermost frame's file name ("" : that proxy function)
-    pinned_by: str
-
-
-KNOWN_BUGS = (
-    KnownBug(
-        "config file not UTF-8",
-        UnicodeDecodeError,
-        "read_toml",
-        "codecs",
-        "test_bug_config_file_not_utf8_is_a_config_error",
-    ),
-    KnownBug(
-        "deeply nested TOML",
-        RecursionError,
-        "read_toml",
-        "tomllib",
-        "test_bug_deeply_nested_toml_is_a_config_error",
-    ),
-    KnownBug(
-        "TOML integer over 4300 digits",
-        ValueError,
-        "read_toml",
-        "tomllib",
-        "test_bug_toml_integer_over_4300_digits_is_a_config_error",
-    ),
-    KnownBug(
-        "duration integer beyond float",
-        OverflowError,
-        "parse_duration",
-        "",
-        "test_bug_duration_integer_beyond_float_range",
-    ),
-    KnownBug(
-        "size string beyond float",
-        OverflowError,
-        "parse_size",
-        "",
-        "test_bug_size_string_beyond_float_range",
-    ),
-    KnownBug(
-        "regex repeat count too large",
-        OverflowError,
-        "_regex",
-        "re/_parser",
-        "test_bug_regex_repeat_count_too_large_is_a_config_error",
-    ),
-    KnownBug(
-        "regex nested too deeply",
-        RecursionError,
-        "_regex",
-        "re/",
-        "test_bug_deeply_nested_regex_is_a_config_error",
-    ),
-)
-
-
-def known_bug(exc: BaseException) -> KnownBug | None:
-    """The known bug `exc` is an instance of, or None (then it is a new finding)."""
-    if isinstance(exc, ConfigError):
-        return None
-    frames = traceback.extract_tb(exc.__traceback__)
-    ours = [f for f in frames if Path(f.filename).parent.name == "proxy"]
-    if not frames or not ours:
-        return None
-    innermost = frames[-1]
-    for bug in KNOWN_BUGS:
-        if not isinstance(exc, bug.exception) or ours[-1].name != bug.let_out_by:
-            continue
-        if bug.raised_in:
-            if bug.raised_in in innermost.filename.replace(os.sep, "/"):
-                return bug
-        elif innermost is ours[-1]:
-            return bug
-    return None
-
-
-def tolerated(exc: BaseException) -> bool:
-    """True (and a hypothesis event) when `exc` is a known bug; False for anything new."""
-    bug = known_bug(exc)
-    if bug is not None:
-        event(f"known bug: {bug.name} (see {bug.pinned_by})")
-    return bug is not None
 
 
 # --- 1. cookies -----------------------------------------------------------------------------
@@ -1065,9 +966,9 @@ CONFIGS = st.tuples(
 ).map(lambda parts: {**parts[0], **parts[1]})
 
 
-def config_outcome(run: Callable[[], Settings], source: str) -> Settings | ConfigError | None:
-    """What loading a config gave: Settings, a ConfigError (its text starting with the file
-    name), or None for a known bug. Any other exception fails the property."""
+def config_outcome(run: Callable[[], Settings], source: str) -> Settings | ConfigError:
+    """What loading a config gave: Settings or a ConfigError (its text starting with the file
+    name). Any other exception fails the property."""
     with warnings.catch_warnings():
         # re.compile warns of a "possible nested set" ("[[:alpha:]]"): noted in the report,
         # not an error; the suite's filterwarnings=error would turn it into one.
@@ -1079,20 +980,14 @@ def config_outcome(run: Callable[[], Settings], source: str) -> Settings | Confi
             assert exc.source == source
             event("config: ConfigError")
             return exc
-        except Exception as exc:
-            if tolerated(exc):
-                return None
-            raise
     assert isinstance(settings_, Settings)
-    if not sane(settings_):
-        return None
+    check_sane(settings_)
     event("config: Settings")
     return settings_
 
 
-def sane(s: Settings) -> bool:
-    """Check what a loaded configuration promises; False (and an event) for the known bug of
-    an infinite duration written as a long string (see test_bug_duration_string_...)."""
+def check_sane(s: Settings) -> None:
+    """Check what a loaded configuration promises."""
     limits, upstream = s.limits, s.upstream
     assert s.listen and all(a.path or 0 <= a.port <= 65535 for a in s.listen)
     assert s.admin is None or s.admin not in s.listen
@@ -1130,10 +1025,7 @@ def sane(s: Settings) -> bool:
     ]
     assert all(t > 0 for t in timeouts)  # NaN fails here too
     assert all(d is None or d >= 0 for d in durations)
-    if all(math.isfinite(d) for d in [*timeouts, *durations] if d is not None):
-        return True
-    event("known bug: infinite duration from a string (see test_bug_duration_string_...)")
-    return False
+    assert all(math.isfinite(d) for d in [*timeouts, *durations] if d is not None)
 
 
 BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
@@ -1182,9 +1074,9 @@ def toml_document(data: Mapping[str, object]) -> str:
     return "".join(f"{toml_key(k)} = {toml_value(v)}\n" for k, v in data.items())
 
 
-def same_outcome(a: Settings | ConfigError | None, b: Settings | ConfigError | None) -> bool:
+def same_outcome(a: Settings | ConfigError, b: Settings | ConfigError) -> bool:
     """Both loaded (Settings compare by kind: their keys hold compiled functions), or both
-    failed with the same message (sources aside), or both hit a known bug."""
+    failed with the same message (sources aside)."""
     if isinstance(a, ConfigError) and isinstance(b, ConfigError):
         return (a.key, a.problem) == (b.key, b.problem)
     return type(a) is type(b)
@@ -1298,7 +1190,7 @@ def mutated_examples(draw: st.DrawFn) -> bytes:
 @example(b"")
 @example(b"\xef\xbb\xbf[server]\n")  # a byte order mark
 @example(b'[server]\nlisten = ["127.0.0.1:8080"]\r\n')
-@example(b"# caf\xe9\n")  # the known bugs, so that their matching is tested too
+@example(b"# caf\xe9\n")  # what the property found, see the regression tests below
 @example(b"a = " + b"[" * 1000 + b"]" * 1000)
 @example(b"a = " + b"1" * 4301)
 def test_config_files_of_any_bytes_give_settings_or_a_config_error(
@@ -1315,9 +1207,6 @@ def test_config_files_of_any_bytes_give_settings_or_a_config_error(
         table_, source = read_toml(str(path))
     except ConfigError as exc:
         assert str(exc).startswith(f"{path}: ")
-    except Exception as exc:
-        if not tolerated(exc):
-            raise
     else:
         assert isinstance(table_, dict) and source == str(path)
 
@@ -1359,10 +1248,6 @@ def test_parse_size_gives_a_size_or_value_error(value: object) -> None:
         size = parse_size(value)
     except ValueError:
         return
-    except Exception as exc:
-        if tolerated(exc):
-            return
-        raise
     assert type(size) is int and size >= 0
 
 
@@ -1380,14 +1265,7 @@ def test_parse_duration_gives_a_duration_or_value_error(value: object) -> None:
         seconds = parse_duration(value)
     except ValueError:
         return
-    except Exception as exc:
-        if tolerated(exc):
-            return
-        raise
     assert type(seconds) is float and seconds >= 0
-    if math.isinf(seconds) and isinstance(value, str):
-        event("known bug: infinite duration from a string (see test_bug_duration_string_...)")
-        return
     assert math.isfinite(seconds)
 
 
@@ -1423,7 +1301,7 @@ def test_written_durations_read_back(number: float, unit: str, case: Any) -> Non
     assert parse_duration(number) == number
 
 
-# --- what the properties found: strict xfails, each with its minimal input ----------------
+# --- what the properties found, fixed: each with its minimal input ------------------------
 
 
 def load_text(tmp_path: Path, text: str | bytes) -> Settings:
@@ -1435,37 +1313,21 @@ def load_text(tmp_path: Path, text: str | bytes) -> Settings:
     return load(str(path))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=UnicodeDecodeError,
-    reason="config.read_toml catches OSError and TOMLDecodeError only: a config file that is not "
-    "UTF-8 (a Latin-1 'é' in a comment) escapes as UnicodeDecodeError with a traceback; on SIGHUP "
-    "it escapes cli._reload and stops the running proxy",
-)
-def test_bug_config_file_not_utf8_is_a_config_error(tmp_path: Path) -> None:
+def test_config_file_not_utf8_is_a_config_error(tmp_path: Path) -> None:
+    """A Latin-1 byte in a comment: was a UnicodeDecodeError traceback (SIGHUP stopped it)."""
     with pytest.raises(ConfigError, match=r"fuzz\.toml: "):
         load_text(tmp_path, b"# caf\xe9\n")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=RecursionError,
-    reason="tomllib recurses once per nesting level: a deeply nested array escapes read_toml "
-    "as RecursionError",
-)
-def test_bug_deeply_nested_toml_is_a_config_error(tmp_path: Path) -> None:
+def test_deeply_nested_toml_is_a_config_error(tmp_path: Path) -> None:
+    """tomllib recurses once per nesting level: was a RecursionError."""
     depth = sys.getrecursionlimit()
     with pytest.raises(ConfigError, match=r"fuzz\.toml: "):
         load_text(tmp_path, "a = " + "[" * depth + "]" * depth)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ValueError,
-    reason="tomllib reads a decimal integer with int(), which refuses more than 4300 digits "
-    "(sys.int_info.default_max_str_digits) with a plain ValueError, not a TOMLDecodeError",
-)
-def test_bug_toml_integer_over_4300_digits_is_a_config_error(tmp_path: Path) -> None:
+def test_toml_integer_over_4300_digits_is_a_config_error(tmp_path: Path) -> None:
+    """tomllib's int() refuses over 4300 digits with a plain ValueError."""
     try:
         load_text(tmp_path, "a = " + "1" * 4301)
     except ConfigError as exc:
@@ -1474,74 +1336,44 @@ def test_bug_toml_integer_over_4300_digits_is_a_config_error(tmp_path: Path) -> 
         pytest.fail("loaded")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=OverflowError,
-    reason="units.parse_duration calls math.isfinite on an int, which raises OverflowError "
-    "beyond float range (TOML integers are not bounded by tomllib): `ttl = 1000...0` "
-    "(309+ digits) is a traceback, not a ConfigError",
-)
-def test_bug_duration_integer_beyond_float_range() -> None:
+def test_duration_integer_beyond_float_range_is_refused() -> None:
+    """`ttl = 1000...0` (309+ digits): was an OverflowError from math.isfinite."""
     with pytest.raises(ValueError, match="duration"):
         parse_duration(10**309)
     with pytest.raises(ConfigError, match=r"^fuzz\.toml: caches\.default\.ttl: "):
         parse({"caches": {"default": {"ttl": 10**309}}}, SOURCE)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=OverflowError,
-    reason="units.parse_size reads the number with float(): a string of 309+ digits is inf, "
-    'and int(inf) raises OverflowError: `max_body_size = "1000...0"` is a traceback',
-)
-def test_bug_size_string_beyond_float_range() -> None:
+def test_size_string_beyond_float_range_is_refused() -> None:
+    """`max_body_size = "1000...0"`: was int(inf), an OverflowError."""
     with pytest.raises(ValueError, match="size"):
         parse_size("1" + "0" * 309)
     with pytest.raises(ConfigError, match=r"^fuzz\.toml: server\.max_body_size: "):
         parse({"server": {"max_body_size": "1" + "0" * 309}}, SOURCE)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason='units.parse_duration refuses an infinite number ("a duration must be a finite '
-    'number of seconds") but returns inf for a string of 309+ digits: '
-    '`header_timeout = "1000...0s"` loads as an infinite timeout',
-)
-def test_bug_duration_string_beyond_float_range() -> None:
+def test_duration_string_beyond_float_range_is_refused() -> None:
+    """`header_timeout = "1000...0s"` loaded as an infinite timeout."""
     with pytest.raises(ValueError, match="finite"):
         parse_duration(float("inf"))  # the number: refused, as documented
     with pytest.raises(ValueError):
         parse_duration("1" + "0" * 309 + "s")  # the same as a string: inf
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=OverflowError,
-    reason="config._regex catches re.error only; re.compile raises OverflowError for a "
-    "repeat count of 2**32 or more",
-)
-def test_bug_regex_repeat_count_too_large_is_a_config_error() -> None:
+def test_regex_repeat_count_too_large_is_a_config_error() -> None:
+    """re.compile raises OverflowError for a repeat count of 2**32 or more."""
     with pytest.raises(ConfigError, match=r"^fuzz\.toml: rules\[1\]\.path: "):
         parse({"caches": {"default": {}}, "rules": [{"path": "a{4294967296}"}]}, SOURCE)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=RecursionError,
-    reason="config._regex catches re.error only; re.compile recurses once per group, so a "
-    "deeply nested regex (about 500 groups) raises RecursionError",
-)
-def test_bug_deeply_nested_regex_is_a_config_error() -> None:
+def test_deeply_nested_regex_is_a_config_error() -> None:
+    """re.compile recurses once per group: was a RecursionError."""
     depth = sys.getrecursionlimit()
     rule = {"cookie": {"lang": {"matches": "(" * depth + ")" * depth}}}
     with pytest.raises(ConfigError, match=r"^fuzz\.toml: rules\[1\]\.cookie\.lang: "):
         parse({"caches": {"default": {}}, "rules": [rule]}, SOURCE)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="units.parse_size reads an integer string through float(): beyond 2**53 it is "
-    'rounded ("9007199254740993" -> 9007199254740992), unlike the same size as a TOML int',
-)
-def test_bug_size_string_loses_precision() -> None:
+def test_size_string_is_exact_beyond_2_53() -> None:
+    """A size string was read through float() and rounded beyond 2**53."""
     assert parse_size("9007199254740993") == parse_size(9007199254740993)
