@@ -64,7 +64,8 @@ def forwarded(view: RequestView, trust: Trust) -> Headers:
     proto = view.header("x-forwarded-proto") if trusted else None
     host = view.header("x-forwarded-host") if trusted else None
     headers.append(("X-Forwarded-Proto", proto or view.scheme))
-    headers.append(("X-Forwarded-Host", host or view.host))
+    if host or view.host:  # a request without Host (HTTP/1.0) has no host to vouch for
+        headers.append(("X-Forwarded-Host", host or view.host))
     address = client_address(view, trust)
     if address:
         headers.append(("X-Real-IP", address))

@@ -57,6 +57,7 @@ log = logging.getLogger("sidecache.front")
 MAX_TARGET = 8190
 MAX_FIELD = 8190
 MAX_HEADERS = 128
+MAX_CONTENT_LENGTH = 2**63 - 1  # nginx's bound too: no upstream reads a longer one the same way
 MAX_HEAD = 64 * 1024  # request line and all header fields together (nginx: 4 x 8 KiB buffers)
 BODY_HIGH_WATER = 256 * 1024
 BODY_LOW_WATER = 64 * 1024
@@ -913,16 +914,31 @@ def _read_framing(request: _Request, fields: Mapping[str, str]) -> None:
     else:
         request.keep_alive = "keep-alive" in tokens
         _older_framing(request, fields)
+    if "proxy-connection" in fields:
+        # Not HTTP (RFC 9112 §9.6), yet llhttp closes on "Proxy-Connection: close" like on
+        # Connection's and refuses what follows: say so, rather than invite a next request.
+        request.keep_alive = (
+            request.keep_alive and "close" not in fields["proxy-connection"].lower()
+        )
     chunked = "transfer-encoding" in fields  # any coding but chunked is refused (501)
     length = fields.get("content-length")
-    if length is not None and not length.strip().isdigit():
+    if length is not None and not _valid_length(length):
         # Several lengths (joined "5, 5") or junk: llhttp refuses these itself; should one get
-        # through, no guess is made about where the body ends.
+        # through, no guess is made about where the body ends. A length of 2**63 or more (as
+        # nginx refuses it) is one the upstream may read otherwise (aiohttp: as no body).
         request.problem = request.problem or (400, "invalid Content-Length")
         request.keep_alive = False
         length = None
     request.content_length = None if chunked or length is None else int(length)
     request.has_body = chunked or bool(request.content_length)
+
+
+def _valid_length(length: str) -> bool:
+    """One Content-Length of ASCII digits below 2**63 (RFC 9110 §8.6: guard against overflow)."""
+    digits = length.strip(" \t")
+    if not (digits.isascii() and digits.isdigit()) or len(digits) > 19:
+        return False
+    return int(digits) <= MAX_CONTENT_LENGTH
 
 
 def _older_framing(request: _Request, fields: Mapping[str, str]) -> None:
