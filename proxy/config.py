@@ -315,6 +315,7 @@ def _rule(
         statuses=_statuses(table),
         stale_while_revalidate=table.convert("stale_while_revalidate", parse_duration, None),
         stale_if_error=table.convert("stale_if_error", parse_duration, None),
+        stale_if_unreachable=table.get("stale_if_unreachable", bool, False),
         set_cookie=table.convert(
             "set_cookie", choice(SetCookieMode, '"skip", "strip"'), SetCookieMode.SKIP
         ),
@@ -358,6 +359,7 @@ def _shared_rule(
         statuses=SHARED_STATUSES,
         stale_while_revalidate=table.convert("stale_while_revalidate", parse_duration, None),
         stale_if_error=table.convert("stale_if_error", parse_duration, None),
+        stale_if_unreachable=table.get("stale_if_unreachable", bool, True),
         set_cookie=SetCookieMode.SKIP,
         state_cookies=identity.state_cookies,
         allow_authorization=True,

@@ -74,6 +74,8 @@ def _rule(rule: Rule) -> str:
         ttl += f", stale_while_revalidate={rule.stale_while_revalidate:g}s"
     if rule.stale_if_error is not None:
         ttl += f", stale_if_error={rule.stale_if_error:g}s"
+    if rule.stale_if_unreachable:
+        ttl += ", stale_if_unreachable"
     if rule.forward_all:
         ttl = "ttl=origin, heuristic" if rule.heuristic else "ttl=origin"
         ttl += ", statuses=any final but 206 and 304, fills forward every header"

@@ -12,7 +12,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
-from typing import TypeGuard, assert_never
+from typing import assert_never
 
 from proxy.conditional import not_modified
 from proxy.decide import Decision, Lookup, Pass, decide
@@ -345,7 +345,7 @@ class Handler:
         stale: CachedResponse | None = None,
     ) -> Outcome:
         """Fill as a brand-new visitor would, stream to the client, store if whole and storable.
-        When the upstream fails, a `stale` entry within its stale-if-error window answers."""
+        When the upstream fails, a `stale` entry answers if `stand_in` lets it."""
         response, authorized, asked = await self._ask(client, lookup, stale)
         if response is None:
             return client.outcome
@@ -360,7 +360,7 @@ class Handler:
     ) -> tuple[UpstreamResponse | None, bool, float]:
         """Send the fill request (with `validators`, to revalidate): the response, whether it
         carried Authorization, and when it was asked (epoch seconds). None when it failed and
-        the client has been answered: by `stale` within stale-if-error, else 502/504."""
+        the client has been answered: by `stale` if `stand_in` lets it, else 502/504."""
         headers, authorized = self._fill_headers(client.view, lookup)
         outcome = _record(client.outcome, 0, "MISS", "", lookup.rule.label)
         asked = time.time()
@@ -369,20 +369,19 @@ class Handler:
                 headers = unconditional(headers) + validators
             response = await self.upstream.request("GET", client.view.target, headers)
         except UpstreamError as exc:
-            if self._stands_in(stale):
-                await self._serve_stale(client, lookup, stale, "stale-if-error")
+            why = stand_in(stale, lookup.rule, self.clock(), unreachable=True)
+            if stale is not None and why:
+                await self._serve_stale(client, lookup, stale, why)
             else:
                 await self._fail(client, exc, outcome)
             return None, authorized, asked
-        if response.status >= 500 and self._stands_in(stale):
-            response.close()
-            await self._serve_stale(client, lookup, stale, "stale-if-error")
-            return None, authorized, asked
+        if response.status >= 500 and stale is not None:
+            why = stand_in(stale, lookup.rule, self.clock(), unreachable=False)
+            if why:
+                response.close()
+                await self._serve_stale(client, lookup, stale, why)
+                return None, authorized, asked
         return response, authorized, asked
-
-    def _stands_in(self, entry: CachedResponse | None) -> TypeGuard[CachedResponse]:
-        """May `entry` answer instead of an upstream failure (RFC 5861 stale-if-error)?"""
-        return entry is not None and _within(entry, entry.stale_if_error, self.clock())
 
     async def _serve_stale(
         self, client: ClientSide, lookup: Lookup, entry: CachedResponse, why: str
@@ -810,6 +809,21 @@ def _own_request(view: RequestView, rule: Rule) -> bool:
     """Was the fill the client's own request, credentials and all? Yes when the client sent no
     cookies (a fill sends none), or in shared mode (its fills forward every header)."""
     return rule.forward_all or "cookie" not in view.header_map
+
+
+def stand_in(
+    entry: CachedResponse | None, rule: Rule, now: float, *, unreachable: bool
+) -> str | None:
+    """Why `entry` may answer instead of a failed upstream exchange, or None. Within its
+    stale-if-error window (RFC 5861), for a 5xx or no answer at all; and, with the rule's
+    `stale_if_unreachable` (shared mode's default), for as long as it is kept when the upstream
+    gave no answer (refused, closed, timed out: RFC 9111 §4.2.4 lets a disconnected cache serve
+    stale). Never what must be revalidated (must-/proxy-revalidate, s-maxage, no-cache)."""
+    if entry is None or entry.must_revalidate:
+        return None
+    if _within(entry, entry.stale_if_error, now):
+        return "stale-if-error"
+    return "stale-if-unreachable" if unreachable and rule.stale_if_unreachable else None
 
 
 def _within(entry: CachedResponse, window: float, now: float) -> bool:

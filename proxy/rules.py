@@ -79,6 +79,7 @@ class Rule:
     statuses: frozenset[int] = frozenset({200})
     stale_while_revalidate: float | None = None  # None: the origin's directive, else 0
     stale_if_error: float | None = None
+    stale_if_unreachable: bool = False  # a kept stale entry answers when the upstream gives none
     set_cookie: SetCookieMode = SetCookieMode.SKIP
     # [identity]'s state cookies: a fill response that sets one is personal even with "strip".
     state_cookies: frozenset[str] = IdentityPolicy().state_cookies

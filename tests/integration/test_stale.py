@@ -187,3 +187,78 @@ async def test_a_refresh_still_running_at_shutdown_is_cancelled_cleanly(
     assert (await client.get("/page")).x_cache == "STALE"
     await eventually(lambda: len(upstream.to("/page")) == 2)
     assert len(client.proxy.handler._background) == 1
+
+
+# --- stale_if_unreachable: the app gives no answer at all (RFC 9111 §4.2.4) ----------------
+
+
+async def shared_proxy(sidecache: StartProxy) -> Client:
+    return await sidecache(mode="shared", rules=[])
+
+
+@pytest.mark.parametrize("failure", ["refused", "timeout"])
+async def test_shared_mode_serves_stale_when_the_app_cannot_be_reached(
+    sidecache: StartProxy, upstream: FakeUpstream, clock: FakeClock, failure: str
+) -> None:
+    """Shared mode's default: a stale entry still kept answers when the app gives no answer
+    (a disconnected cache may serve stale), without any stale-if-error window."""
+    upstream.on("/page", headers=[("Cache-Control", "max-age=10")])
+    client = await shared_proxy(sidecache)
+    await client.get("/page")
+    clock.advance(300)  # stale for 290 s, within keep (10 minutes)
+    upstream.on("/page", **FAILURES[failure])
+    stale = await client.get("/page")
+
+    assert (stale.status, stale.x_cache, stale.body) == (200, "STALE", b"GET /page #1")
+    assert stale.cache_status == 'sidecache; hit; detail="stale-if-unreachable"'
+    assert stale.headers["Age"] == "300"
+
+
+@pytest.mark.parametrize(
+    ("headers", "later", "failure", "status"),
+    [
+        pytest.param("max-age=10", 30, "503", 503, id="an-answer-is-no-disconnection"),
+        pytest.param("max-age=10, must-revalidate", 30, "refused", 502, id="must-revalidate"),
+        pytest.param("max-age=10, proxy-revalidate", 30, "refused", 502, id="proxy-revalidate"),
+        pytest.param("s-maxage=10", 30, "refused", 502, id="s-maxage"),
+        pytest.param("max-age=10, no-cache", 30, "refused", 502, id="no-cache"),
+        pytest.param("max-age=10", 700, "refused", 502, id="no-longer-kept"),
+    ],
+)
+async def test_shared_mode_does_not_serve_stale_when_it_may_not(
+    sidecache: StartProxy,
+    upstream: FakeUpstream,
+    clock: FakeClock,
+    headers: str,
+    later: float,
+    failure: str,
+    status: int,
+) -> None:
+    upstream.on("/page", headers=[("Cache-Control", headers), ("ETag", '"a"')])
+    client = await shared_proxy(sidecache)
+    first = await client.get("/page")
+    clock.advance(later)
+    upstream.on("/page", **FAILURES[failure])
+    got = await client.get("/page")
+    assert "stored" in (first.cache_status or "")
+    assert (got.status, got.x_cache) == (status, "MISS" if status == 503 else None)
+
+
+async def test_a_rule_serves_stale_when_unreachable_only_when_it_says_so(
+    sidecache: StartProxy, upstream: FakeUpstream, clock: FakeClock
+) -> None:
+    client = await sidecache(
+        rules=[
+            {"name": "on", "path": "^/on$", "ttl": "10s", "stale_if_unreachable": True},
+            {"name": "off", "path": "^/off$", "ttl": "10s"},
+        ]
+    )
+    await client.get("/on")
+    await client.get("/off")
+    clock.advance(60)
+    upstream.on("/on", reset=True)
+    upstream.on("/off", reset=True)
+    on, off = await client.get("/on"), await client.get("/off")
+    assert (on.x_cache, on.body) == ("STALE", b"GET /on #1")
+    assert on.cache_status == 'sidecache; hit; detail="stale-if-unreachable"'
+    assert off.status == 502
