@@ -59,6 +59,13 @@ def decide(view: RequestView, rules: tuple[Rule, ...], identity: IdentityPolicy)
     return Lookup(key, rule, encoding)
 
 
+def recoded(lookup: Lookup, coding: str) -> str:
+    """`lookup`'s key for clients that accept `coding` instead (see `decide` for its format:
+    the rendered key has no NUL, as no request line or field value may hold one)."""
+    rendered, _, rest = lookup.key.partition("\x00")
+    return f"{rendered}\x00{coding}{rest[len(lookup.encoding) :]}"
+
+
 def _refusal(view: RequestView, rule: Rule, identity: IdentityPolicy) -> PassReason | None:
     """The first safety check that forbids answering `view` from cache, or None. (On the hit
     path: presence tests on the header map, and the cookies read only when there are some.)"""

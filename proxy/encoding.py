@@ -8,10 +8,13 @@ exactly the normalised set, so every client sharing the key can decode the store
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from functools import lru_cache
 
 _DISTINGUISHED = ("br", "gzip")  # in the order the fill lists them
 IDENTITY = "identity"
+# The other normalised values: keys whose stored body may still be uncoded (see `uncoded`).
+CODED = ("br, gzip", "gzip", "br")
 
 
 @lru_cache(maxsize=256)  # browsers send a handful of distinct values: parse each once
@@ -48,3 +51,12 @@ def _rejected(params: str) -> bool:
             except ValueError:
                 return True
     return False
+
+
+def uncoded(headers: Iterable[tuple[str, str]]) -> bool:
+    """True when a response's body has no content coding: any client can read it (RFC 9110
+    §12.5.3: identity is acceptable unless refused), whichever key it was stored under."""
+    for name, value in headers:
+        if name.lower() == "content-encoding" and value.strip().lower() not in ("", IDENTITY):
+            return False
+    return True

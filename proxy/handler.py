@@ -15,7 +15,8 @@ from dataclasses import replace
 from typing import assert_never
 
 from proxy.conditional import not_modified
-from proxy.decide import Decision, Lookup, Pass, decide
+from proxy.decide import Decision, Lookup, Pass, decide, recoded
+from proxy.encoding import CODED, IDENTITY, uncoded
 from proxy.exchange import ClientGone, ClientSide, Outcome
 from proxy.forwarding import fill_headers, pass_headers, unconditional
 from proxy.freshness import (
@@ -141,8 +142,23 @@ class Handler:
     async def _find(
         self, store: CacheStore, lookup: Lookup, view: RequestView
     ) -> tuple[CachedResponse | None, str]:
-        """The entry for this request and its key (a variant's, when the response varies)."""
-        key = lookup.key
+        """The entry for this request and its key (a variant's, when the response varies).
+        A client that accepts no coding may also take a usable entry stored for clients that
+        accept some, when its body is not coded (the app did not compress it): curl after a
+        browser, a Range request (fetch sends Accept-Encoding: identity with Range)."""
+        entry, key = await self._find_key(store, lookup.key, view)
+        if entry is None and lookup.encoding == IDENTITY:
+            now = self.clock()
+            for coding in CODED:
+                other, other_key = await self._find_key(store, recoded(lookup, coding), view)
+                if other is not None and uncoded(other.headers) and self._usable(view, other, now):
+                    return other, other_key
+        return entry, key
+
+    @staticmethod
+    async def _find_key(
+        store: CacheStore, key: str, view: RequestView
+    ) -> tuple[CachedResponse | None, str]:
         entry = await store.get(key)
         if entry is not None and entry.is_marker:
             key = variant_key(key, entry.vary, view, entry.generation)

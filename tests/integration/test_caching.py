@@ -335,6 +335,36 @@ async def test_a_gzip_body_sent_to_an_identity_fill_is_not_stored_for_identity_c
     assert len(upstream.seen) == 2
 
 
+@pytest.mark.parametrize("after", ["identity", None])
+async def test_a_client_accepting_no_coding_takes_an_uncoded_page_a_browser_filled(
+    client: Client, upstream: FakeUpstream, after: str | None
+) -> None:
+    """An app that does not compress: the page a browser's fill stored (under "br, gzip") is
+    readable by anyone, so curl (no Accept-Encoding) and fetch's Range requests (which send
+    Accept-Encoding: identity) are answered from it instead of filling their own."""
+    browser = await client.get("/plain", {"Accept-Encoding": "gzip, deflate, br"})
+    curl = await client.get("/plain", {"Accept-Encoding": after} if after else None)
+    ranged = await client.get("/plain", {"Accept-Encoding": "identity", "Range": "bytes=0-3"})
+
+    assert (browser.x_cache, curl.x_cache, curl.body) == ("MISS", "HIT", b"GET /plain #1")
+    assert (ranged.status, ranged.x_cache, ranged.body) == (206, "HIT", b"GET ")
+    assert [s.header("Accept-Encoding") for s in upstream.seen] == ["br, gzip"]
+
+
+async def test_a_client_accepting_no_coding_never_takes_a_coded_page(
+    client: Client, upstream: FakeUpstream
+) -> None:
+    upstream.on("/zipped", body=PLAIN, gzip=True)
+    await client.get("/zipped", {"Accept-Encoding": "gzip"})
+    plain = await client.get("/zipped")
+    ranged = await client.get("/zipped", {"Accept-Encoding": "identity", "Range": "bytes=0-2"})
+
+    assert (plain.x_cache, plain.body) == ("MISS", PLAIN)
+    assert "Content-Encoding" not in plain.headers
+    assert (ranged.status, ranged.body) == (206, PLAIN[:3])
+    assert [s.header("Accept-Encoding") for s in upstream.seen] == ["gzip", "identity"]
+
+
 @pytest.mark.parametrize(
     ("spellings", "sent"),
     [

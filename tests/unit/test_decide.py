@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from proxy.config import load, parse
-from proxy.decide import Decision, Lookup, Pass, decide
+from proxy.decide import Decision, Lookup, Pass, decide, recoded
 from proxy.keys import DEFAULT_KEY, compile_key
 from proxy.reasons import PassReason
 from proxy.rules import Action, Rule
@@ -369,3 +369,24 @@ def test_uwsgi_example(view: RequestView, expected: PassReason | None) -> None:
     else:
         assert isinstance(decision, Pass)
         assert decision.reason is expected
+
+
+@pytest.mark.parametrize("trusted", [False, True])
+@pytest.mark.parametrize("coding", ["br, gzip", "gzip", "br"])
+def test_recoded_is_the_key_a_client_accepting_that_coding_gets(trusted: bool, coding: str) -> None:
+    """decide.recoded: the key of the same request with another Accept-Encoding, the rendered
+    key and a trusted proxy's forwarded variant untouched."""
+    forwarded = [("X-Forwarded-Proto", "https")] if trusted else []
+
+    def lookup(accept: str | None) -> Lookup:
+        pairs = [("Host", "example.com"), *forwarded]
+        pairs += [("Accept-Encoding", accept)] if accept else []
+        view = RequestView("GET", "/p?q=1", tuple(pairs), peer="127.0.0.1", trusted=trusted)
+        found = decide(view, settings_of(PLAIN).rules, DEFAULT.identity)
+        assert isinstance(found, Lookup)
+        return found
+
+    plain = lookup(None)
+    assert plain.encoding == "identity"
+    assert recoded(plain, coding) == lookup(coding).key
+    assert recoded(lookup(coding), "identity") == plain.key

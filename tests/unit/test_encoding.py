@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from proxy.encoding import normalise_accept_encoding
+from proxy.encoding import normalise_accept_encoding, uncoded
 
 
 @pytest.mark.parametrize(
@@ -48,3 +48,19 @@ from proxy.encoding import normalise_accept_encoding
 )
 def test_normalise_accept_encoding(header: str | None, expected: str) -> None:
     assert normalise_accept_encoding(header) == expected
+
+
+@pytest.mark.parametrize(
+    ("headers", "readable"),
+    [
+        ([], True),
+        ([("Content-Type", "text/html")], True),
+        ([("Content-Encoding", "identity")], True),
+        ([("content-encoding", "")], True),
+        ([("Content-Encoding", "gzip")], False),
+        ([("CONTENT-ENCODING", " br ")], False),
+        ([("Content-Encoding", "identity"), ("Content-Encoding", "gzip")], False),
+    ],
+)
+def test_uncoded(headers: list[tuple[str, str]], readable: bool) -> None:
+    assert uncoded(headers) is readable
