@@ -96,14 +96,16 @@ def parse(data: Mapping[str, Any], source: str) -> Settings:
     upstream = _upstream(root.table("upstream"))
     identity = _identity(root.table("identity"))
     admin = _admin(root.table("admin"), listen)
-    caches = _caches(root.table("caches"))
+    defined = _caches(root.table("caches"))
+    # A "default" cache with the documented defaults when the file defines none: every key of
+    # the file is optional, `cache = "default"` included. Kept only when a rule uses it.
+    caches = {"default": CacheSettings("default"), **defined}
     mode = root.convert("mode", choice(Mode, '"rules", "shared"'), Mode.RULES)
     rules_raw = root.get("rules", list, [])
     shared = root.table("shared")
     if mode is Mode.SHARED:
         if rules_raw:
             raise root.error("rules", 'mode = "shared" has no rules: the origin\'s headers decide')
-        caches = {"default": CacheSettings("default"), **caches}
         rules: tuple[Rule, ...] = (_shared_rule(shared, caches, identity),)
     else:
         if shared.data:
@@ -113,6 +115,8 @@ def parse(data: Mapping[str, Any], source: str) -> Settings:
             for i, r in enumerate(rules_raw, 1)
         )
     root.finish()
+    if "default" not in defined and all(rule.cache != "default" for rule in rules):
+        del caches["default"]
     warnings = tuple(w for rule in rules if not rule.forward_all for w in _warnings(rule))
     return Settings(
         source,
@@ -266,15 +270,16 @@ def _caches(table: Table) -> dict[str, CacheSettings]:
 
 
 def _cache(table: Table, name: str) -> CacheSettings:
+    d = CacheSettings(name)  # the defaults
     cache = CacheSettings(
         name=name,
-        items=table.get("items", int, 1000),
-        item_size=table.convert("item_size", parse_size, 64 * 1024),
-        max_bytes=table.convert("max_bytes", parse_size, 64 * 1024 * 1024),
-        ttl=table.convert("ttl", parse_duration, 10.0),
-        keep=table.convert("keep", parse_duration, 600.0),
-        coalesce_wait=table.convert("coalesce_wait", parse_duration, 5.0),
-        hit_for_pass=table.convert("hit_for_pass", parse_duration, 10.0),
+        items=table.get("items", int, d.items),
+        item_size=table.convert("item_size", parse_size, d.item_size),
+        max_bytes=table.convert("max_bytes", parse_size, d.max_bytes),
+        ttl=table.convert("ttl", parse_duration, d.ttl),
+        keep=table.convert("keep", parse_duration, d.keep),
+        coalesce_wait=table.convert("coalesce_wait", parse_duration, d.coalesce_wait),
+        hit_for_pass=table.convert("hit_for_pass", parse_duration, d.hit_for_pass),
     )
     if cache.items < 1:
         raise table.error("items", "must be at least 1")
@@ -306,7 +311,7 @@ def _rule(
         anonymous=table.get("anonymous", bool, True) if "anonymous" in table.data else None,
         cookies=_conditions(table.table("cookie")),
         headers=_conditions(table.table("header")),
-        cache=_cache_name(table, action, caches),
+        cache=table.get("cache", str, "default" if action is Action.CACHE else ""),
         ttl_mode=mode,
         ttl=ttl,
         max_ttl=table.convert("max_ttl", parse_duration, None),
@@ -326,6 +331,7 @@ def _rule(
         key=table.convert("key", text(compile_key), compile_key(DEFAULT_KEY)),
     )
     table.finish()
+    _check_cache(table, rule, caches)
     return rule
 
 
@@ -350,7 +356,7 @@ def _shared_rule(
         name="shared",
         action=Action.CACHE,
         methods=CACHEABLE,
-        cache=_cache_name(table, Action.CACHE, caches),
+        cache=table.get("cache", str, "default"),
         ttl_mode=TtlMode.ORIGIN,
         ttl=0.0,
         max_ttl=table.convert("max_ttl", parse_duration, None),
@@ -367,6 +373,7 @@ def _shared_rule(
         forward_all=True,
     )
     table.finish()
+    _check_cache(table, rule, caches)
     return rule
 
 
@@ -399,12 +406,11 @@ def _methods(table: Table, action: Action) -> frozenset[str] | None:
     return methods
 
 
-def _cache_name(table: Table, action: Action, caches: Mapping[str, CacheSettings]) -> str:
-    name = table.get("cache", str, "default" if action is Action.CACHE else "")
-    if action is Action.CACHE and name not in caches:
-        known = ", ".join(sorted(caches)) or "none defined"
-        raise table.error("cache", f"unknown cache {name!r} (caches: {known})")
-    return name
+def _check_cache(table: Table, rule: Rule, caches: Mapping[str, CacheSettings]) -> None:
+    """A cache rule's cache exists (checked after the table's unknown keys: a typo first)."""
+    if rule.action is Action.CACHE and rule.cache not in caches:
+        known = ", ".join(sorted(caches))
+        raise table.error("cache", f"unknown cache {rule.cache!r} (caches: {known})")
 
 
 def _regex(value: object) -> re.Pattern[str]:

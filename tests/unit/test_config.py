@@ -12,7 +12,7 @@ from proxy.config import DEFAULT_SOURCE, ConfigError, load, parse, parse_listen,
 from proxy.freshness import TtlMode
 from proxy.rules import Action, SetCookieMode
 from proxy.rules import Test as Check
-from proxy.settings import Listen
+from proxy.settings import CacheSettings, Listen
 
 SOURCE = "site.toml"
 CACHES = {"default": {}}
@@ -103,12 +103,6 @@ ERRORS = [
         "rules[1].cache",
         "unknown cache 'mycache' (caches: default)",
         "unknown-cache-name",
-    ),
-    (
-        {"rules": [{"path": "^/"}]},
-        "rules[1].cache",
-        "unknown cache 'default' (caches: none defined)",
-        "no-caches-defined",
     ),
     # unparseable sizes and durations
     (
@@ -797,3 +791,30 @@ def test_client_timeouts_must_be_positive(key: str) -> None:
     with pytest.raises(ConfigError) as caught:
         parse({"server": {key: "0s"}}, SOURCE)
     assert str(caught.value) == f"{SOURCE}: server.{key}: a timeout must be longer than 0"
+
+
+def test_a_rule_without_caches_gets_the_default_cache() -> None:
+    """Issue 12 point 6: every key is optional, [caches.default] included."""
+    settings = parse({"rules": [{"path": "^/about$"}]}, "test.toml")
+    assert settings.caches == {"default": CacheSettings("default")}
+    assert settings.rules[0].cache == "default"
+
+
+def test_the_default_cache_is_made_only_when_a_rule_uses_it() -> None:
+    settings = parse(
+        {"caches": {"pages": {}}, "rules": [{"cache": "pages"}, {"action": "pass"}]}, "test.toml"
+    )
+    assert set(settings.caches) == {"pages"}
+
+
+def test_a_typo_is_reported_before_an_unknown_cache() -> None:
+    """Issue 12 point 6: the unknown-cache error hid the rule's other errors."""
+    with pytest.raises(ConfigError) as caught:
+        parse({"rules": [{"cache": "pages", "tll": "1h"}]}, "test.toml")
+    assert caught.value.key == "rules[1].tll"
+    with pytest.raises(ConfigError) as caught:
+        parse({"rules": [{"cache": "pages"}]}, "test.toml")
+    assert (caught.value.key, caught.value.problem) == (
+        "rules[1].cache",
+        "unknown cache 'pages' (caches: default)",
+    )
