@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from proxy.encoding import normalise_accept_encoding
 from proxy.identity import IdentityPolicy, Visitor
 from proxy.reasons import PassReason
-from proxy.rules import Action, Rule, first_match
+from proxy.rules import Action, Rule, first_match, refused_visitor
 from proxy.view import RequestView
 
 CACHEABLE_METHODS = frozenset({"GET", "HEAD"})
@@ -45,7 +45,12 @@ def decide(view: RequestView, rules: tuple[Rule, ...], identity: IdentityPolicy)
     """Return what to do with `view`: look it up in a cache, or pass it upstream."""
     rule = first_match(rules, view, identity)
     if rule is None:
-        return Pass(PassReason.NO_RULE)
+        refused = refused_visitor(rules, view, identity)
+        if refused is None:
+            return Pass(PassReason.NO_RULE)
+        authorization = "authorization" in view.header_map and not refused.allow_authorization
+        who = PassReason.AUTHORIZATION if authorization else PassReason.AUTHENTICATED
+        return Pass(who, refused)
     if rule.action is Action.PASS:
         return Pass(PassReason.RULE, rule)
     reason = _refusal(view, rule, identity)

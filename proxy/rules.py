@@ -100,8 +100,9 @@ class Rule:
     def label(self) -> str:
         return self.name or f"rules[{self.number}]"
 
-    def matches(self, view: RequestView, identity: IdentityPolicy) -> bool:
-        """True when every condition the rule states holds for `view`."""
+    def matches(self, view: RequestView, identity: IdentityPolicy, anonymity: bool = True) -> bool:
+        """True when every condition the rule states holds for `view` (`anonymity=False`: all
+        but `anonymous`)."""
         if self.methods is not None and view.method not in self.methods:
             return False
         if self.path is not None and self.path.search(view.decoded_path) is None:
@@ -110,7 +111,7 @@ class Rule:
             return False
         if self.headers and not all(c.holds(view.header(c.name)) for c in self.headers):
             return False
-        if self.anonymous is not None:
+        if self.anonymous is not None and anonymity:
             anonymous = view.is_anonymous(
                 identity, count_authorization=not self.allow_authorization
             )
@@ -124,5 +125,17 @@ def first_match(
     """The first rule whose conditions all hold, or None."""
     for rule in rules:
         if rule.matches(view, identity):
+            return rule
+    return None
+
+
+def refused_visitor(
+    rules: tuple[Rule, ...], view: RequestView, identity: IdentityPolicy
+) -> Rule | None:
+    """When no rule matched: the first `anonymous = true` cache rule that would have matched
+    but for the visitor being logged in (or sending Authorization), or None. That visitor's
+    pass is about who they are, not about a missing rule."""
+    for rule in rules:
+        if rule.anonymous and rule.action is Action.CACHE and rule.matches(view, identity, False):
             return rule
     return None

@@ -371,6 +371,72 @@ def test_uwsgi_example(view: RequestView, expected: PassReason | None) -> None:
         assert decision.reason is expected
 
 
+ANONYMOUS_RULES = settings_of(
+    {
+        "rules": [
+            {"name": "pages", "path": "^/(about)?$", "anonymous": True},
+            {"name": "api", "path": "^/api/", "anonymous": True, "allow_authorization": True},
+        ]
+    }
+)
+
+
+@pytest.mark.parametrize(
+    ("view", "reason", "rule"),
+    [
+        pytest.param(request("/about"), None, "pages", id="anonymous-cached"),
+        pytest.param(
+            request("/about", cookie=f"session={LOGGED_IN}"),
+            PassReason.AUTHENTICATED,
+            "pages",
+            id="logged-in-is-authenticated-not-no-rule",
+        ),
+        pytest.param(
+            request("/", cookie="remember_token=1|x"),
+            PassReason.AUTHENTICATED,
+            "pages",
+            id="remember-token",
+        ),
+        pytest.param(
+            request("/about", authorization="Basic eDp5"),
+            PassReason.AUTHORIZATION,
+            "pages",
+            id="authorization",
+        ),
+        pytest.param(
+            request("/api/x", cookie=f"session={LOGGED_IN}", authorization="Basic eDp5"),
+            PassReason.AUTHENTICATED,
+            "api",
+            id="authorization-allowed-session-not",
+        ),
+        pytest.param(
+            request("/contact", cookie=f"session={LOGGED_IN}"),
+            PassReason.NO_RULE,
+            None,
+            id="no-rule-would-match-anyway",
+        ),
+        pytest.param(
+            request("/about", method="POST", cookie=f"session={LOGGED_IN}"),
+            PassReason.NO_RULE,
+            None,
+            id="post-matches-no-cache-rule",
+        ),
+    ],
+)
+def test_anonymous_rules_say_who_was_passed(
+    view: RequestView, reason: PassReason | None, rule: str | None
+) -> None:
+    """Issue 12 point 7: with `anonymous = true` on the rule, a logged-in visitor was labelled
+    "no-rule"; the pass is about who they are, and names the rule that refused them."""
+    decision = run(view, ANONYMOUS_RULES)
+    if reason is None:
+        assert isinstance(decision, Lookup) and decision.rule.name == rule
+    else:
+        assert isinstance(decision, Pass)
+        assert decision.reason is reason
+        assert (decision.rule.name if decision.rule else None) == rule
+
+
 @pytest.mark.parametrize("trusted", [False, True])
 @pytest.mark.parametrize("coding", ["br, gzip", "gzip", "br"])
 def test_recoded_is_the_key_a_client_accepting_that_coding_gets(trusted: bool, coding: str) -> None:
