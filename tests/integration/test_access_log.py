@@ -45,7 +45,15 @@ async def test_one_access_log_line_per_request_names_cache_status_and_rule(
         ("127.0.0.1", "GET /log?x=1 HTTP/1.1", "200", "HIT", "15", "anonymous-reads", "-"),
         ("127.0.0.1", "GET /private HTTP/1.1", "200", "MISS", "15", "anonymous-reads", "private"),
         ("127.0.0.1", "POST /form HTTP/1.1", "200", "PASS", "13", "-", "no-rule"),
-        ("127.0.0.1", "GET /log?x=1 HTTP/1.1", "200", "PASS", "15", "-", "no-rule"),
+        (
+            "127.0.0.1",
+            "GET /log?x=1 HTTP/1.1",
+            "200",
+            "PASS",
+            "15",
+            "anonymous-reads",
+            "authenticated",
+        ),
     ]
 
 

@@ -751,7 +751,7 @@ async def test_an_h2c_upgrade_is_ignored_and_served_as_http11(
     then = "PASS" if via == "pass" else "MISS"
     got = [(a.status, a.header("X-Cache"), a.body, a.header("Upgrade")) for a in answers]
     assert got == [(200, "PASS", b"GET /h2 #1", None), (200, then, b"GET /next #1", None)]
-    reason = "upgrade" if via == "fill" else "no-rule"  # a logged-in visitor matches no rule
+    reason = "upgrade" if via == "fill" else "authenticated"  # a logged-in visitor is passed
     assert f'detail="{reason}"' in (answers[0].header("Cache-Status") or "")
     assert [s.path for s in upstream.seen] == ["/h2", "/next"]
     assert not {"upgrade", "http2-settings"} & upstream.seen[0].names

@@ -25,10 +25,11 @@ LOGGED_IN = {
     "unreadable session": {"Cookie": "session=%%%not-a-session"},
     "authorization": {"Authorization": "Basic dXNlcjpwYXNz"},
 }
-# The default anonymous rule does not match a logged-in visitor (no-rule); a rule that forgot
-# the anonymous condition, or tests only remember_token as uWSGI did, still passes them.
+# The default anonymous rule does not match a logged-in visitor, who is passed as authenticated
+# (issue 12 point 7: it said no-rule); a rule that forgot the anonymous condition, or tests only
+# remember_token as uWSGI did, still passes them.
 RULES: dict[str, tuple[dict[str, Any], str]] = {
-    "anonymous rule": ({"anonymous": True}, "no-rule"),
+    "anonymous rule": ({"anonymous": True}, "authenticated"),
     "rule without identity conditions": ({"path": "^/"}, "authenticated"),
     "uWSGI-style remember_token absent": (
         {"path": "^/", "cookie": {"remember_token": "absent"}},
