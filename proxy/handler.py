@@ -15,7 +15,7 @@ from dataclasses import replace
 from typing import assert_never
 
 from proxy.conditional import not_modified
-from proxy.decide import Decision, Lookup, Pass, decide, recoded
+from proxy.decide import CACHEABLE_METHODS, Decision, Lookup, Pass, decide, recoded
 from proxy.encoding import CODED, IDENTITY, uncoded
 from proxy.exchange import ClientGone, ClientSide, Outcome
 from proxy.forwarding import fill_headers, pass_headers, unconditional
@@ -737,7 +737,7 @@ class Handler:
             return await self._fail(client, exc, outcome)
         if invalidates(view.method, response.status):
             await self._invalidate(view, response.headers)
-        tags = self._tags("PASS", cache_status(False, fwd="bypass", detail=outcome.detail))
+        tags = self._tags("PASS", cache_status(False, fwd=_pass_fwd(view), detail=outcome.detail))
         outcome.status = response.status
         await self._stream(client, response, end_to_end(response.headers) + tags, outcome)
         return outcome
@@ -803,13 +803,17 @@ class Handler:
                 raise
 
     async def _fail(self, client: ClientSide, exc: UpstreamError, outcome: Outcome) -> Outcome:
-        """502/504 with a short plain-text body, before any response byte was sent."""
-        outcome.status, outcome.cache, outcome.detail = exc.status, "ERROR", exc.kind
+        """502/504 with a short plain-text body, before any response byte was sent. X-Cache
+        says what was tried (MISS or PASS), Cache-Status what failed; the log says ERROR."""
+        tried = outcome.cache
+        fwd = _pass_fwd(client.view) if tried == "PASS" else "miss"
+        tags = self._tags(tried, cache_status(False, fwd=fwd, detail=exc.kind))
         reason = "Gateway Timeout" if exc.status == 504 else "Bad Gateway"
         headers = (("Content-Type", "text/plain; charset=utf-8"), ("Cache-Control", "no-store"))
-        await client.respond(
-            exc.status, reason, headers, f"{exc.status} {reason}: {exc.message}\n".encode()
-        )
+        body = f"{exc.status} {reason}: {exc.message}\n".encode()
+        await client.respond(exc.status, reason, headers + tags, body)
+        outcome.status, outcome.cache, outcome.detail = exc.status, "ERROR", exc.kind
+        outcome.sent = 0 if client.view.method == "HEAD" else len(body)
         return outcome
 
 
@@ -819,6 +823,12 @@ def _record(
     outcome.status, outcome.cache, outcome.detail, outcome.rule = status, cache, detail, rule
     outcome.sent = sent
     return outcome
+
+
+def _pass_fwd(view: RequestView) -> str:
+    """RFC 9211's fwd for a pass: "method" when the method itself is never answered from a
+    cache (POST...), else "bypass" (the configuration or the visitor sent it upstream)."""
+    return "bypass" if view.method in CACHEABLE_METHODS else "method"
 
 
 def _own_request(view: RequestView, rule: Rule) -> bool:

@@ -39,7 +39,7 @@ async def test_post_body_is_forwarded_intact(upstream, client, start_sidecache):
     assert first.body == second.body == f"{len(body)} {digest}".encode()
     assert (first.x_cache, first.cache_status) == (
         "PASS",
-        'sidecache; fwd=bypass; detail="no-rule"',
+        'sidecache; fwd=method; detail="no-rule"',  # RFC 9211: POST is forwarded by its method
     )
     assert second.x_cache == "PASS"
     seen = upstream.requests("/upload?x=1")
@@ -156,7 +156,9 @@ async def test_upstream_down_is_502_quickly_and_the_proxy_keeps_serving(client, 
         assert elapsed < 1.0, f"502 took {elapsed:.3f} s"
         assert reply.headers["Content-Type"] == "text/plain; charset=utf-8"
         assert reply.body.startswith(b"502 Bad Gateway")
-        assert "X-Cache" not in reply.headers
+        # What was tried and what failed (issue 12 point 9).
+        assert reply.headers["X-Cache"] == ("PASS" if method == "POST" else "MISS")
+        assert reply.headers["Cache-Status"].endswith('; detail="upstream-refused"')
 
     # The app comes up on that port: the same proxy now serves it (and cached no 502).
     later = Upstream()
@@ -264,7 +266,7 @@ async def test_access_log_lines_have_the_documented_fields(client, start_sidecac
         ["127.0.0.1", '"GET', "/a?b=c", 'HTTP/1.1"', "MISS", "9"],
         ["127.0.0.1", '"GET', "/a?b=c", 'HTTP/1.1"', "HIT", "9"],
         ["127.0.0.1", '"POST', "/form", 'HTTP/1.1"', "PASS", "8"],
-        ["127.0.0.1", '"GET', "/", 'HTTP/1.1"', "ERROR", "0"],
+        ["127.0.0.1", '"GET', "/", 'HTTP/1.1"', "ERROR", "49"],  # the 502's own body
     ]
     assert [f[4] for f in fields] == ["200", "200", "200", "502"]
     assert all(len(f) == 10 for f in fields), lines

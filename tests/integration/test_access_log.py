@@ -70,7 +70,8 @@ async def test_a_failed_upstream_is_logged_as_an_error(
     # accesslog.py: space-separated fields, DETAIL one reason token (DESIGN: one enum per "why").
     match = ACCESS_LINE.fullmatch(lines[0])
     assert match is not None, lines
-    assert (match["status"], match["cache"], match["bytes"]) == ("502", "ERROR", "0")
+    body = b"502 Bad Gateway: upstream refused the connection\n"
+    assert (match["status"], match["cache"], match["bytes"]) == ("502", "ERROR", str(len(body)))
     assert match["rule"] == "anonymous-reads"
     assert re.fullmatch(r"[a-z][a-z-]*", match["detail"]), match["detail"]
 

@@ -9,6 +9,7 @@ proxy keeps serving.
 from __future__ import annotations
 
 import logging
+import re
 import time
 
 import aiohttp
@@ -25,13 +26,20 @@ def method_and_body(via: str) -> tuple[str, bytes | None]:
 
 
 def assert_gateway_error(answer: Got, status: int) -> None:
-    """A short plain-text 502/504 that nobody will mistake for the page (decisions.md)."""
+    """A short plain-text 502/504 that nobody will mistake for the page (decisions.md), tagged
+    with what was tried and what failed (issue 12 point 9: it carried no tags)."""
     reason = {502: b"Bad Gateway", 504: b"Gateway Timeout"}[status]
     assert answer.status == status
     assert answer.body.startswith(b"%d %s" % (status, reason))
     assert len(answer.body) < 200
     assert answer.headers["Content-Type"].startswith("text/plain")
-    assert "X-Cache" not in answer.headers
+    fill = answer.headers["X-Cache"] == "MISS"
+    assert answer.headers["X-Cache"] in ("MISS", "PASS")
+    assert re.fullmatch(
+        r'sidecache; fwd=%s; detail="upstream-(refused|error|timeout)"'
+        % ("miss" if fill else "method"),  # the passes here are POSTs
+        answer.headers["Cache-Status"],
+    ), answer.headers["Cache-Status"]
 
 
 @pytest.mark.parametrize("via", ["fill", "pass"])
