@@ -2,8 +2,9 @@
 
 A front turns its connection into a `ClientSide`; the handler never sees server objects. The
 contract: `respond` sends a whole response; `start`/`write`/`finish` stream one; `abort` cuts the
-connection so a client can never mistake a truncated body for a complete one. For HEAD requests
-the front sends headers only (Content-Length stays what a GET would get).
+connection so a client can never mistake a truncated body for a complete one; `interim` sends
+an interim (1xx) response before the final one. For HEAD requests the front sends headers only
+(Content-Length stays what a GET would get).
 """
 
 from __future__ import annotations
@@ -41,6 +42,11 @@ class ClientSide(Protocol):
 
     def body_length(self) -> int | None:
         """The request's Content-Length, when it sent one."""
+
+    def interim(self, status: int, reason: str, headers: Headers) -> None:
+        """Send an interim (1xx) response now, before the final one (RFC 9110 §15.2); the caller
+        has decided that this client may have it (`policy.relays_interim`). Ignored once the
+        final response has begun."""
 
     async def respond(self, status: int, reason: str, headers: Headers, body: bytes) -> None: ...
 

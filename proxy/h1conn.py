@@ -11,7 +11,14 @@ exchange at a time (no pipelining). The pool that owns connections is in `upstre
   the upstream closes it.
 - A response to HEAD ends with its head whatever its framing says (§6.3). httptools cannot be
   told, so its parser would wait for a body: the connection is retired after a HEAD instead.
-- Interim 1xx responses are skipped (RFC 9110 §15.2); 204 and 304 have no body (llhttp knows).
+- Interim 1xx responses (RFC 9110 §15.2) are handed to the exchange's `interim` callback as
+  they arrive, and none of their fields reach the final response; 204 and 304 have no body
+  (llhttp knows). An upstream that sends more than MAX_INTERIM of them, one with more than
+  MAX_INTERIM_FIELDS fields or more than MAX_INTERIM_HEAD bytes of fields in all of them (the
+  front's limits on a request head), or one with Transfer-Encoding or a non-zero
+  Content-Length (RFC 9110 §8.6, RFC 9112 §6.1: a server must not send those in a 1xx; llhttp
+  would read a body after some) is broken: the exchange fails (a 502). A 101 is a switch nobody
+  asked for: never handed on, and a 502 too.
 - A response the front could not frame faithfully fails the exchange (a 502): a status below
   100 (RFC 9110 §15: three digits, 1xx to 5xx; llhttp takes `099`, whose body would reach the
   client unframed), and a transfer coding other than one `chunked` (RFC 9112 §6.1: a proxy must
@@ -29,7 +36,7 @@ from __future__ import annotations
 import asyncio
 import math
 from collections import deque
-from collections.abc import AsyncIterable
+from collections.abc import AsyncIterable, Callable
 from typing import Protocol
 
 import httptools
@@ -37,6 +44,14 @@ import httptools
 HIGH_WATER = 256 * 1024
 LOW_WATER = 64 * 1024
 CHUNK = 64 * 1024  # queued pieces are joined up to this size when read
+# Interim responses per exchange: a slow app sends a 102 now and then, a 103 or two is usual;
+# an endless stream of them is a broken (or hostile) upstream holding the exchange open.
+MAX_INTERIM = 16
+MAX_INTERIM_FIELDS = 128  # per interim response, as http1.MAX_HEADERS per request
+MAX_INTERIM_HEAD = 64 * 1024  # field bytes of all interim responses, as http1.MAX_HEAD
+
+# An interim response as received: status, reason phrase, field lines.
+Interim = Callable[[int, bytes, list[tuple[bytes, bytes]]], None]
 
 
 class UpstreamError(Exception):
@@ -55,6 +70,19 @@ def timed_out() -> UpstreamError:
 
 def broken(what: str) -> UpstreamError:
     return UpstreamError(502, f"upstream failed: {what}", "upstream-error")
+
+
+def interim_fault(count: int, fields: int, size: int, framed: bool) -> str | None:
+    """Why the `count`th interim response of an exchange (`fields` field lines, `size` field
+    bytes in all interim responses so far, `framed`: Transfer-Encoding or a non-zero
+    Content-Length) shows a broken upstream; None when it does not."""
+    if count > MAX_INTERIM:
+        return f"more than {MAX_INTERIM} interim responses"
+    if fields > MAX_INTERIM_FIELDS or size > MAX_INTERIM_HEAD:
+        return "interim response header fields too large"
+    if framed:
+        return "framing in an interim response"
+    return None
 
 
 def _resolve(waiter: asyncio.Future[None] | None) -> None:
@@ -119,6 +147,9 @@ class Connection(asyncio.Protocol):
         self.failure: BaseException | None = None
         self._extra = False  # bytes after the message: the connection is out of step
         self._closing = False  # the request said Connection: close
+        self.interim: Interim | None = None  # where interim responses go (None: dropped)
+        self._interims = 0
+        self._interim_size = 0
 
     # --- one exchange ------------------------------------------------------------------------
     async def exchange(
@@ -128,12 +159,14 @@ class Connection(asyncio.Protocol):
         chunked: bool,
         head_only: bool,
         closing: bool = False,
+        interim: Interim | None = None,
     ) -> None:
         """Send `data` (the head, perhaps with the whole body), then `body`; return at the final
         response head. Raises the failure: an UpstreamError, or what the body iterator raised.
-        `closing`: the request said `Connection: close`, so the connection is not reused."""
+        `closing`: the request said `Connection: close`, so the connection is not reused.
+        `interim` is called with each interim response that arrives before the final one."""
         self._begin(head_only)
-        self._closing = closing
+        self._closing, self.interim = closing, interim
         self.busy, self.reused = True, self.exchanges > 0
         self.exchanges += 1
         total = self.pool.total_timeout
@@ -322,9 +355,8 @@ class Connection(asyncio.Protocol):
         if self.head_done:
             return  # a second response: ignored, the connection retires (_extra)
         status = self.parser.get_status_code()
-        if 100 <= status < 200:  # interim (100 Continue, 103 Early Hints): the final one follows
-            self.reason, self.raw_headers, self.content_length, self.chunked = b"", [], None, False
-            self.coded = False
+        if 100 <= status < 200:  # interim (102 Processing, 103 Early Hints): the final one follows
+            self._interim(status)
             return
         if status < 100 or self.coded:
             self.done = True  # nothing of its body is kept (on_body)
@@ -338,6 +370,23 @@ class Connection(asyncio.Protocol):
         if self.head_only:
             self.done = True
         _resolve(self._head)
+
+    def _interim(self, status: int) -> None:
+        """An interim response: checked against the limits, handed on, and forgotten."""
+        fields, reason = self.raw_headers, self.reason
+        framed = self.chunked or bool(self.content_length)
+        self.reason, self.raw_headers, self.content_length, self.chunked = b"", [], None, False
+        self.coded = False
+        if self.failure is not None:
+            return
+        self._interims += 1
+        self._interim_size += sum([len(n) + len(v) for n, v in fields])
+        fault = interim_fault(self._interims, len(fields), self._interim_size, framed)
+        if fault is not None:
+            self.done = True  # nothing after it is kept (on_body)
+            self._fail(broken(fault))
+        elif self.interim is not None and status != 101:
+            self.interim(status, reason, fields)
 
     def on_body(self, body: bytes) -> None:
         if self.done:
@@ -394,6 +443,7 @@ class Connection(asyncio.Protocol):
     def rest(self, idle: bool) -> None:
         """The exchange is over; `idle`: the connection waits in the pool."""
         self.busy, self.idle, self._head = False, idle, None
+        self.interim = None  # the client it relayed to is done with
         if idle:
             self._arm(self.pool.idle_seconds)
 

@@ -41,6 +41,7 @@ from proxy.policy import (
     end_to_end,
     personal,
     refreshed_headers,
+    relays_interim,
     response_has_body,
     storability,
     stored_headers,
@@ -51,7 +52,7 @@ from proxy.recorder import Recorder
 from proxy.rules import Rule
 from proxy.settings import Settings
 from proxy.store import CachedResponse, CacheStore, vary_marker
-from proxy.upstream import UpstreamClient, UpstreamError, UpstreamResponse
+from proxy.upstream import InterimRelay, UpstreamClient, UpstreamError, UpstreamResponse
 from proxy.vary import variant_key
 from proxy.view import Headers, RequestView
 
@@ -383,7 +384,11 @@ class Handler:
         try:
             if validators:  # a revalidation asks about the stored response only
                 headers = unconditional(headers) + validators
-            response = await self.upstream.request("GET", client.view.target, headers)
+            # A fill without the client's cookies: its interim Set-Cookie is someone else's.
+            drop = frozenset() if _own_request(client.view, lookup.rule) else _NO_SET_COOKIE
+            response = await self.upstream.request(
+                "GET", client.view.target, headers, interim=_relay(client, drop)
+            )
         except UpstreamError as exc:
             why = stand_in(stale, lookup.rule, self.clock(), unreachable=True)
             if stale is not None and why:
@@ -731,7 +736,12 @@ class Handler:
         headers = pass_headers(view, self.settings.trust, self.settings.upstream)
         try:
             response = await self.upstream.request(
-                view.method, view.target, headers, client.body(), client.body_length()
+                view.method,
+                view.target,
+                headers,
+                client.body(),
+                client.body_length(),
+                _relay(client),
             )
         except UpstreamError as exc:
             return await self._fail(client, exc, outcome)
@@ -829,6 +839,20 @@ def _pass_fwd(view: RequestView) -> str:
     """RFC 9211's fwd for a pass: "method" when the method itself is never answered from a
     cache (POST...), else "bypass" (the configuration or the visitor sent it upstream)."""
     return "bypass" if view.method in CACHEABLE_METHODS else "method"
+
+
+def _relay(client: ClientSide, drop: frozenset[str] = frozenset()) -> InterimRelay:
+    """Where the interim responses to a client's forwarded request go: to that client, without
+    hop-by-hop fields (and `drop`), when `relays_interim` says so (RFC 9110 §15.2). Never
+    stored, never seen by a waiter or a hit: only the upstream exchange made for this client
+    carries them, and a background refresh (no client) passes no relay at all."""
+    version = client.view.version
+
+    def relay(status: int, reason: str, headers: Headers) -> None:
+        if relays_interim(status, version):
+            client.interim(status, reason, end_to_end(headers, drop=drop))
+
+    return relay
 
 
 def _own_request(view: RequestView, rule: Rule) -> bool:

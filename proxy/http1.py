@@ -321,6 +321,14 @@ class Http1Client:
     def _connection_header(self) -> bytes:
         return _connection_header(self.view.version, self._close_after)
 
+    def interim(self, status: int, reason: str, headers: Headers) -> None:
+        """Written at once, without waiting for the client to read: an exchange has few, small
+        interim responses (h1conn bounds them). No Date, no Connection: neither means anything
+        on a 1xx."""
+        if self.started or self.connection.closed:
+            return
+        self.connection.write(_status_line(status, reason) + field_lines(headers) + b"\r\n")
+
     async def respond(self, status: int, reason: str, headers: Headers, body: bytes) -> None:
         # A HEAD answer keeps the Content-Length a GET would get; 1xx/204/304 have none.
         framing = [b"Content-Length: %d\r\n" % len(body)] if status_has_body(status) else []

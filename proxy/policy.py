@@ -316,6 +316,14 @@ def response_has_body(method: str, status: int) -> bool:
     return method != "HEAD" and status_has_body(status)
 
 
+def relays_interim(status: int, version: tuple[int, int]) -> bool:
+    """Is an upstream's interim response passed on to the client whose request it answers?
+    RFC 9110 §15.2: 1xx responses are forwarded, but never to an HTTP/1.0 client. Not 100
+    Continue: the front answers `Expect` itself and does not forward it (a second 100 would be
+    one too many); never 101: nothing is upgraded here (the exchange fails, a 502)."""
+    return 102 <= status < 200 and version >= (1, 1)
+
+
 def stored_headers(headers: Headers, received: float) -> Headers:
     """What an entry keeps: end-to-end headers without Set-Cookie or Age (recomputed on hits),
     and a Date if the origin sent none: RFC 9110 §6.6.1, a cache records when it received the

@@ -16,24 +16,29 @@ nginx's CPU per forwarded request. What it does, and what it deliberately does n
   as we wrote) is sent once more on a new connection, if that is safe: an idempotent method
   (RFC 9110 §9.2.2) whose body, if any, is still in hand (aiohttp, too, retries only those).
 - Errors become `UpstreamError`, carrying the status to answer: 504 for timeouts, 502 else.
+- Interim (1xx) responses go to the request's `interim` callback, if any, as they arrive
+  (`h1conn.py` bounds them); the returned response is always the final one.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Callable
 from urllib.parse import urlsplit
 
-from proxy.h1conn import Connection, UpstreamError, broken, timed_out
+from proxy.h1conn import Connection, Interim, UpstreamError, broken, timed_out
 from proxy.settings import Upstream
 from proxy.view import Headers, header_text
 
-__all__ = ["UpstreamClient", "UpstreamError", "UpstreamResponse"]
+__all__ = ["InterimRelay", "UpstreamClient", "UpstreamError", "UpstreamResponse"]
 
 IDLE_SECONDS = 15.0  # aiohttp's keepalive_timeout; an upstream that closes sooner is noticed
 SMALL_BODY = 64 * 1024
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
+
+# Where a request's interim responses go: status, reason phrase, fields (as received).
+InterimRelay = Callable[[int, str, Headers], None]
 
 
 class Pool:
@@ -197,11 +202,7 @@ class UpstreamResponse:
         self._connection: Connection | None = connection
         self.status = connection.status
         self.reason = header_text(connection.reason)
-        raw = connection.raw_headers
-        try:  # UTF-8 (and so ASCII), as almost every response is; header_text does the rest
-            self.headers: Headers = tuple([(n.decode(), v.decode()) for n, v in raw])
-        except UnicodeDecodeError:
-            self.headers = tuple([(header_text(n), header_text(v)) for n, v in raw])
+        self.headers: Headers = _text(connection.raw_headers)
         self.content_length = connection.content_length
         # Close-delimited bodies cannot be told apart from truncated ones (RFC 9112 §6.3); a
         # 204 or 304 has no body at all, so nothing of it can be missing.
@@ -272,8 +273,10 @@ class UpstreamClient:
         headers: Headers,
         body: AsyncIterable[bytes] | None = None,
         content_length: int | None = None,
+        interim: InterimRelay | None = None,
     ) -> UpstreamResponse:
-        """Send the request (streaming `body`); return once the status and headers are in."""
+        """Send the request (streaming `body`); return once the final status and headers are
+        in, after handing each interim response to `interim`."""
         pool = self._pool
         assert pool is not None, "UpstreamClient.start() was not awaited"
         has_host, closing = _scan(headers)
@@ -284,11 +287,12 @@ class UpstreamClient:
             data += b"".join([chunk async for chunk in body])  # one write, and replayable
             body = None
         retry = body is None and method in IDEMPOTENT
+        received = None if interim is None else _decoded(interim)
         connection = await pool.acquire()
         while True:
             try:
                 await connection.exchange(
-                    data, body, content_length is None, method == "HEAD", closing
+                    data, body, content_length is None, method == "HEAD", closing, received
                 )
             except UpstreamError:
                 if not (retry and connection.reused and connection.stale):
@@ -297,6 +301,24 @@ class UpstreamClient:
                 connection = await pool.acquire(fresh=True)
                 continue
             return UpstreamResponse(connection)
+
+
+def _text(raw: list[tuple[bytes, bytes]]) -> Headers:
+    """Field lines as text: UTF-8 (and so ASCII), as almost every response's are; header_text
+    does the rest."""
+    try:
+        return tuple([(n.decode(), v.decode()) for n, v in raw])
+    except UnicodeDecodeError:
+        return tuple([(header_text(n), header_text(v)) for n, v in raw])
+
+
+def _decoded(relay: InterimRelay) -> Interim:
+    """`relay`, taking an interim response as the connection parses it."""
+
+    def received(status: int, reason: bytes, raw: list[tuple[bytes, bytes]]) -> None:
+        relay(status, header_text(reason), _text(raw))
+
+    return received
 
 
 def _head(

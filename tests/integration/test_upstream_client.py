@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from proxy.h1conn import interim_fault
 from proxy.settings import Upstream
 from proxy.upstream import UpstreamClient, UpstreamError, UpstreamResponse
 
@@ -391,6 +392,57 @@ async def test_an_interim_100_continue_is_skipped(serve: Start) -> None:
     _, client = await serve(keep_answering(b"HTTP/1.1 100 Continue\r\n\r\n" + OK))
     response, body = await get(client)
     assert (response.status, response.reason, body) == (200, "OK", b"ok")
+
+
+async def test_interim_responses_go_to_the_callback_never_into_the_response(
+    serve: Start,
+) -> None:
+    """RFC 9110 §15.2: each interim response is handed on as it arrives (status, reason,
+    fields as received); the response returned is the final one, with its own fields only,
+    and the connection is reused."""
+    interim = (
+        b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 102 Processing\r\n\r\n"
+        b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n"
+    )
+    server, client = await serve(keep_answering(interim + OK))
+    seen: list[tuple[int, str, tuple[tuple[str, str], ...]]] = []
+    response, body = await get(client, interim=lambda *got: seen.append(got))
+    again, _ = await get(client)
+    assert seen == [
+        (100, "Continue", ()),
+        (102, "Processing", ()),
+        (103, "Early Hints", (("Link", "</a.css>; rel=preload"),)),
+    ]
+    assert (response.status, response.headers, body) == (200, (("Content-Length", "2"),), b"ok")
+    assert again.status == 200
+    assert server.accepted == 1
+
+
+async def test_an_upstream_101_is_a_502_and_never_handed_on(serve: Start) -> None:
+    switch = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\r\n"
+    _, client = await serve(keep_answering(switch))
+    seen: list[int] = []
+    with pytest.raises(UpstreamError) as failed:
+        await get(client, interim=lambda status, *_: seen.append(status))
+    assert (failed.value.status, failed.value.kind, seen) == (502, "upstream-error", [])
+
+
+@pytest.mark.parametrize(
+    ("count", "fields", "fault"),
+    [
+        (16, 128, None),
+        (17, 0, "more than 16 interim responses"),
+        (1, 129, "interim response header fields too large"),
+    ],
+)
+def test_interim_fault(count: int, fields: int, fault: str | None) -> None:
+    assert interim_fault(count, fields, 100, False) == fault
+
+
+def test_interim_fault_size_and_framing() -> None:
+    assert interim_fault(1, 1, 64 * 1024, False) is None
+    assert interim_fault(1, 1, 64 * 1024 + 1, False) == "interim response header fields too large"
+    assert interim_fault(1, 1, 10, True) == "framing in an interim response"
 
 
 # --- failures ------------------------------------------------------------------------------

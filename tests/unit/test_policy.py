@@ -17,6 +17,7 @@ from proxy.policy import (
     connection_tokens,
     end_to_end,
     personal,
+    relays_interim,
     response_directives,
     storability,
     stored_headers,
@@ -252,6 +253,22 @@ def test_end_to_end(headers: Headers, expected: Headers) -> None:
 def test_end_to_end_extra_drops() -> None:
     headers = (("Cookie", "a=1"), ("Accept", "*/*"))
     assert end_to_end(headers, drop=frozenset({"cookie"})) == (("Accept", "*/*"),)
+
+
+@pytest.mark.parametrize(
+    ("status", "version", "expected"),
+    [
+        pytest.param(103, (1, 1), True, id="103-early-hints"),
+        pytest.param(102, (1, 1), True, id="102-processing"),
+        pytest.param(199, (1, 1), True, id="unknown-1xx-still-interim"),
+        pytest.param(103, (1, 0), False, id="never-to-http-1.0"),  # RFC 9110 §15.2
+        pytest.param(100, (1, 1), False, id="100-is-the-front's"),  # it answers Expect itself
+        pytest.param(101, (1, 1), False, id="101-nothing-upgrades"),
+        pytest.param(200, (1, 1), False, id="final"),
+    ],
+)
+def test_relays_interim(status: int, version: tuple[int, int], expected: bool) -> None:
+    assert relays_interim(status, version) is expected
 
 
 def test_connection_tokens() -> None:
