@@ -31,10 +31,10 @@ ENV SIDECACHE_CONFIG=/etc/sidecache/sidecache.toml \
     PYTHONUNBUFFERED=1
 USER sidecache
 EXPOSE 8080
-# GET /health on the admin listener the running config names (SIDECACHE_ADMIN, else the
-# file's [admin] listen): a mounted file without an admin listener makes the check fail and
-# says so (docker inspect); keep `[admin] listen = "127.0.0.1:9180"` in it, or run with
-# --no-healthcheck.
+# GET /health on the admin listener the running config names (an --admin argument, else
+# SIDECACHE_ADMIN, else the file's [admin] listen): a mounted file without an admin listener
+# makes the check fail and says so (docker inspect); keep `[admin] listen = "127.0.0.1:9180"`
+# in it, or run with --no-healthcheck.
 HEALTHCHECK --interval=5s --timeout=3s --start-period=5s --retries=3 \
     CMD ["python3", "/usr/local/lib/sidecache/healthcheck.py"]
 # Exec form: sidecache is PID 1 and gets docker stop's SIGTERM (graceful, shutdown_timeout).

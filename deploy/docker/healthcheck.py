@@ -1,10 +1,11 @@
 """The container image's HEALTHCHECK: GET /health on the admin listener sidecache was given.
 
 It follows the running configuration rather than a fixed address, so a mounted config file
-that moves or turns off the admin listener is never overridden by the image: the address
-comes from SIDECACHE_ADMIN when set (it stands for --admin), else from the `[admin] listen`
-of the file SIDECACHE_CONFIG names, else 127.0.0.1:9180. Exit 0 when /health answers 200,
-1 otherwise, with one line saying why (docker inspect shows it).
+that moves or turns off the admin listener is never overridden by the image. The address is
+found as sidecache finds it (flags win over variables, both over the file): an `--admin`
+argument of the container's command (PID 1's command line), else SIDECACHE_ADMIN, else the
+`[admin] listen` of the file named by `--config` or SIDECACHE_CONFIG, else 127.0.0.1:9180.
+Exit 0 when /health answers 200, 1 otherwise, with one line saying why (docker inspect shows it).
 """
 
 from __future__ import annotations
@@ -34,11 +35,42 @@ class UnixConnection(http.client.HTTPConnection):
         self.sock = sock
 
 
-def admin_address(environ: dict[str, str]) -> str:
-    """The admin listen address in force: the environment's, the file's, or the fallback."""
+def option(argv: list[str], name: str) -> str | None:
+    """The value of `--name VALUE` or `--name=VALUE` in argv (the last one), else None."""
+    found = None
+    for index, arg in enumerate(argv):
+        if arg == name and index + 1 < len(argv):
+            found = argv[index + 1]
+        elif arg.startswith(name + "="):
+            found = arg[len(name) + 1 :]
+    return found
+
+
+def sidecache_argv() -> list[str]:
+    """The arguments of the container's PID 1 when it is sidecache (exec-form ENTRYPOINT).
+
+    The console script starts through its shebang, so the command line reads
+    `python3 /usr/local/bin/sidecache ARGS`: the arguments follow the script's path.
+    """
+    try:
+        with open("/proc/1/cmdline", "rb") as file:
+            argv = file.read().decode("utf-8", "replace").split("\0")[:-1]
+    except OSError:
+        return []
+    for index, arg in enumerate(argv[:2]):
+        if os.path.basename(arg) == "sidecache":
+            return argv[index + 1 :]
+    return []
+
+
+def admin_address(environ: dict[str, str], argv: list[str]) -> str:
+    """The admin listen address in force: the flag's, the variable's, the file's, or 9180."""
+    flag = option(argv, "--admin")
+    if flag is not None:
+        return flag.strip()
     if "SIDECACHE_ADMIN" in environ:
         return environ["SIDECACHE_ADMIN"].strip()
-    path = environ.get("SIDECACHE_CONFIG", DEFAULT_CONFIG)
+    path = option(argv, "--config") or environ.get("SIDECACHE_CONFIG", DEFAULT_CONFIG)
     with open(path, "rb") as file:
         admin = tomllib.load(file).get("admin", {})
     listen = admin.get("listen", FALLBACK) if isinstance(admin, dict) else FALLBACK
@@ -53,15 +85,15 @@ def connection(address: str) -> http.client.HTTPConnection:
     return http.client.HTTPConnection(host.strip("[]") or "127.0.0.1", int(port), timeout=TIMEOUT)
 
 
-def check(environ: dict[str, str]) -> str | None:
+def check(environ: dict[str, str], argv: list[str]) -> str | None:
     """None when /health answers 200, else why not."""
     try:
-        address = admin_address(environ)
+        address = admin_address(environ, argv)
     except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         return f"cannot read the config file: {exc}"
     if not address:
         return (
-            "no admin listener is configured ([admin] listen or SIDECACHE_ADMIN): "
+            "no admin listener is configured ([admin] listen, SIDECACHE_ADMIN or --admin): "
             "nothing answers /health"
         )
     try:
@@ -75,7 +107,7 @@ def check(environ: dict[str, str]) -> str | None:
 
 
 def main() -> int:
-    problem = check(dict(os.environ))
+    problem = check(dict(os.environ), sidecache_argv())
     if problem:
         print(f"sidecache healthcheck: {problem}", file=sys.stderr)
         return 1

@@ -6,11 +6,13 @@ overrides a mounted file, and the HEALTHCHECK script follows the admin address i
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import os
 import re
 import sys
 import tomllib
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 from sidecache_e2e import Upstream, free_port, spawn, wait_ready
@@ -105,3 +107,34 @@ async def test_the_healthcheck_says_so_when_the_config_file_is_missing(tmp_path:
     code, output = await healthcheck({"SIDECACHE_CONFIG": str(tmp_path / "none.toml")})
     assert code == 1
     assert "cannot read the config file" in output
+
+
+def load_healthcheck() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("healthcheck", HEALTHCHECK)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize(
+    ("argv", "environ", "file_admin", "expected"),
+    [
+        pytest.param([], {}, None, "127.0.0.1:9180", id="nothing-said-the-default"),
+        pytest.param([], {}, "127.0.0.1:9999", "127.0.0.1:9999", id="the-file"),
+        pytest.param([], {"SIDECACHE_ADMIN": "[::1]:1"}, "127.0.0.1:9999", "[::1]:1", id="env"),
+        pytest.param(["--admin", ""], {"SIDECACHE_ADMIN": "x:1"}, None, "", id="flag-wins"),
+        pytest.param(["--admin=127.0.0.1:7"], {}, "127.0.0.1:9", "127.0.0.1:7", id="flag-equals"),
+        pytest.param(["--config", "{other}"], {}, "127.0.0.1:9", "127.0.0.1:8", id="config-flag"),
+    ],
+)
+def test_the_admin_address_is_found_as_sidecache_finds_it(
+    tmp_path: Path, argv: list[str], environ: dict[str, str], file_admin, expected
+):
+    healthcheck = load_healthcheck()
+    config, other = tmp_path / "sidecache.toml", tmp_path / "other.toml"
+    config.write_text(f'[admin]\nlisten = "{file_admin}"\n' if file_admin else "", "utf-8")
+    other.write_text('[admin]\nlisten = "127.0.0.1:8"\n', encoding="utf-8")
+    argv = [arg.format(other=other) for arg in argv]
+    environ = {"SIDECACHE_CONFIG": str(config), **environ}
+    assert healthcheck.admin_address(environ, argv) == expected
