@@ -98,7 +98,11 @@ async def test_requests_are_served_on_a_socket_passed_by_systemd(upstream, clien
     assert "127.0.0.1:8080" not in proc.output()  # the config's listen address was not bound
 
 
-UNITS = Path(__file__).resolve().parents[2] / "deploy" / "systemd"
+ROOT = Path(__file__).resolve().parents[2]
+UNITS = ROOT / "deploy" / "systemd"
+# Where the README's install steps put the command: a venv, since Debian 12's pip refuses to
+# install into the system Python (PEP 668, externally-managed-environment).
+INSTALLED = "/opt/sidecache/bin/sidecache"
 
 
 @pytest.mark.skipif(
@@ -109,7 +113,7 @@ def test_the_unit_files_pass_systemd_analyze_verify(tmp_path):
     command = shutil.which("sidecache") or f"{sys.executable} -m proxy"
     for unit in ("sidecache.service", "sidecache.socket"):
         text = (UNITS / unit).read_text(encoding="utf-8")
-        (tmp_path / unit).write_text(text.replace("/usr/local/bin/sidecache", command))
+        (tmp_path / unit).write_text(text.replace(INSTALLED, command))
     result = subprocess.run(
         [
             "systemd-analyze",
@@ -141,3 +145,38 @@ def test_the_service_unit_has_what_the_issue_asks():
         "CapabilityBoundingSet=",
     ):
         assert line in service.splitlines(), line
+
+
+def test_the_readme_installs_the_command_where_exec_start_runs_it():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    service = (UNITS / "sidecache.service").read_text(encoding="utf-8")
+    assert f"ExecStart={INSTALLED} --config /etc/sidecache/sidecache.toml" in service
+    assert "sudo python3 -m venv /opt/sidecache" in readme
+    assert "sudo /opt/sidecache/bin/pip install ." in readme
+    commands = [line.strip() for line in readme.splitlines()]
+    assert not [line for line in commands if line.startswith("sudo pip ")]
+
+
+def test_documentation_points_at_the_readme_the_install_steps_copy():
+    service = (UNITS / "sidecache.service").read_text(encoding="utf-8")
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    urls = [line for line in service.splitlines() if line.startswith("Documentation=")]
+    assert urls == ["Documentation=file:/opt/sidecache/share/doc/sidecache/README.md"]
+    assert "README.md /opt/sidecache/share/doc/sidecache/README.md" in readme
+
+
+def test_a_unix_socket_has_somewhere_writable_and_an_app_socket_a_group():
+    # ProtectSystem=strict leaves no writable directory but the RuntimeDirectory; a
+    # DynamicUser is in no group of the app's socket without SupplementaryGroups.
+    service = (UNITS / "sidecache.service").read_text(encoding="utf-8")
+    assert "RuntimeDirectory=sidecache" in service.splitlines()
+    assert "unix:/run/sidecache/" in service
+    assert "SupplementaryGroups=" in service
+    assert "journalctl -u sidecache" in service
+
+
+def test_the_socket_unit_says_it_listens_on_every_interface():
+    socket_unit = (UNITS / "sidecache.socket").read_text(encoding="utf-8")
+    assert "ListenStream=80" in socket_unit.splitlines()
+    assert "every interface" in socket_unit
+    assert "#   ListenStream=127.0.0.1:" in socket_unit

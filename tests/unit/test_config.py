@@ -576,7 +576,7 @@ def test_warning_names_the_rule_by_name() -> None:
         pytest.param("127.0.0.1:8080", Listen("127.0.0.1", 8080), id="ipv4"),
         pytest.param("[::1]:8080", Listen("::1", 8080), id="ipv6-bracketed"),
         pytest.param("0.0.0.0:80", Listen("0.0.0.0", 80), id="all-interfaces"),
-        pytest.param(":8080", Listen("0.0.0.0", 8080), id="empty-host-all-interfaces"),
+        pytest.param(":8080", Listen("0.0.0.0", 8080), id="empty-host-every-ipv4-interface"),
         pytest.param("8080", Listen("127.0.0.1", 8080), id="bare-port-is-loopback"),
         pytest.param("unix:/run/sc.sock", Listen(path="/run/sc.sock"), id="unix-socket"),
         pytest.param("localhost:0", Listen("localhost", 0), id="port-zero"),
