@@ -18,6 +18,7 @@ from typing import Any
 
 from proxy.freshness import REQUEST_DIRECTIVES, TtlMode
 from proxy.identity import PRESETS, IdentityPolicy
+from proxy.invalidate import LOCATION, TARGET
 from proxy.keys import DEFAULT_KEY, compile_key
 from proxy.rules import Action, Condition, Rule, SetCookieMode, Test
 from proxy.settings import (
@@ -328,6 +329,7 @@ def _rule(
         keep_cookies=table.strings("keep_cookies", ()),
         keep_headers=tuple(h.lower() for h in table.strings("keep_headers", ())),
         allow_authorization=table.get("allow_authorization", bool, False),
+        invalidate=_invalidate(table, ()),
         key=table.convert("key", text(compile_key), compile_key(DEFAULT_KEY)),
     )
     table.finish()
@@ -369,6 +371,7 @@ def _shared_rule(
         set_cookie=SetCookieMode.SKIP,
         state_cookies=identity.state_cookies,
         allow_authorization=True,
+        invalidate=_invalidate(table, (TARGET, LOCATION)),
         key=compile_key(DEFAULT_KEY),
         forward_all=True,
     )
@@ -404,6 +407,18 @@ def _methods(table: Table, action: Action) -> frozenset[str] | None:
     if action is Action.CACHE and extra:
         raise table.error("methods", f"{extra[0]} is never answered from cache (GET, HEAD only)")
     return methods
+
+
+def _invalidate(table: Table, default: tuple[str, ...]) -> frozenset[str]:
+    """`invalidate`: which URIs an unsafe request's non-error answer invalidates (RFC 9111
+    §4.4): "target" (the request's own), "location" (a same-origin Location or
+    Content-Location). Any client can send an unsafe request, so every entry it drops is one
+    more request for the app: rules drop none unless they say so."""
+    named = table.strings("invalidate", default)
+    unknown = sorted(set(named) - {TARGET, LOCATION})
+    if unknown:
+        raise table.error("invalidate", f'unknown {unknown[0]!r} (use "target", "location")')
+    return frozenset(named)
 
 
 def _check_cache(table: Table, rule: Rule, caches: Mapping[str, CacheSettings]) -> None:

@@ -76,6 +76,8 @@ def _rule(rule: Rule) -> str:
         ttl += f", stale_if_error={rule.stale_if_error:g}s"
     if rule.stale_if_unreachable:
         ttl += ", stale_if_unreachable"
+    if rule.invalidate:
+        ttl += ", invalidate=" + "+".join(sorted(rule.invalidate, reverse=True))
     if rule.forward_all:
         ttl = "ttl=origin, heuristic" if rule.heuristic else "ttl=origin"
         ttl += ", statuses=any final but 206 and 304, fills forward every header"

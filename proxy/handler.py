@@ -754,10 +754,13 @@ class Handler:
 
     async def _invalidate(self, view: RequestView, response_headers: Headers) -> None:
         """Delete the entries the GETs of `invalidate.lookups` would have been answered from
-        (their Vary markers too: a new marker starts a new generation of variants)."""
-        for request in lookups(view, response_headers):
+        (their Vary markers too: a new marker starts a new generation of variants), when the
+        rule that stores them honours what named them (`Rule.invalidate`)."""
+        if not any(rule.invalidate for rule in self.settings.rules):
+            return
+        for request, named_by in lookups(view, response_headers):
             decision = decide(request, self.settings.rules, self.settings.identity)
-            if isinstance(decision, Lookup):
+            if isinstance(decision, Lookup) and named_by in decision.rule.invalidate:
                 await self.stores[decision.rule.cache].delete(decision.key)
 
     async def _stream(

@@ -86,6 +86,9 @@ class Rule:
     keep_cookies: tuple[str, ...] = ()
     keep_headers: tuple[str, ...] = ()  # lower-case; sent on fills beyond the allowlist
     allow_authorization: bool = False
+    # What an unsafe request's non-error answer may invalidate of this rule's entries
+    # (invalidate.TARGET, .LOCATION): none by default, shared mode both (RFC 9111 §4.4).
+    invalidate: frozenset[str] = frozenset()
     key: KeyTemplate | None = None
     # Shared mode's rule: fills send every end-to-end request header, cookies included, so the
     # response may vary on any of them (RFC 9111 §4.1) and must be storable by §3 on its own.

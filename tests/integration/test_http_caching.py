@@ -510,7 +510,7 @@ async def test_an_unsafe_request_invalidates_its_target(
     sidecache: StartProxy, upstream: FakeUpstream, method: str, status: int, invalidated: bool
 ) -> None:
     upstream.on("/item", headers=[("Cache-Control", "max-age=600")])
-    client = await origin_proxy(sidecache)
+    client = await origin_proxy(sidecache, invalidate=["target"])
     await client.get("/item")
     await client.get("/item", {"Accept-Encoding": "gzip"})  # another encoding, another entry
     upstream.on("/item", status=status)  # what the unsafe request gets
@@ -524,12 +524,28 @@ async def test_an_unsafe_request_invalidates_its_target(
     assert (plain.x_cache, gzipped.x_cache) == (expected, expected)
 
 
+@pytest.mark.parametrize(
+    ("invalidate", "dropped"),
+    [
+        pytest.param(["target", "location"], {"/item/new", "/item/7"}, id="target-and-location"),
+        pytest.param(["target"], {"/item/new"}, id="target-only"),
+        pytest.param(None, set(), id="rules-default-none"),
+    ],
+)
 async def test_location_and_content_location_of_the_same_origin_are_invalidated(
-    sidecache: StartProxy, upstream: FakeUpstream
+    sidecache: StartProxy,
+    upstream: FakeUpstream,
+    invalidate: list[str] | None,
+    dropped: set[str],
 ) -> None:
-    for path in ("/list", "/item/7", "/elsewhere"):
+    """Issue 12 point 18: what an unsafe request may drop is the rule's `invalidate`; rules
+    drop nothing by default (any client can POST: every drop is a request for the app)."""
+    paths = ("/list", "/item/7", "/elsewhere", "/item/new")
+    for path in paths:
         upstream.on(path, headers=[("Cache-Control", "max-age=600")])
-    client = await origin_proxy(sidecache)
+    client = await origin_proxy(sidecache, **({"invalidate": invalidate} if invalidate else {}))
+    for path in paths:
+        await client.get(path)
     for path in ("/list", "/item/7", "/elsewhere"):
         await client.get(path)
     upstream.on(
@@ -541,16 +557,33 @@ async def test_location_and_content_location_of_the_same_origin_are_invalidated(
         ],
     )
     await client.fetch("POST", "/item/new", LOGGED_IN, data=b"x")
+    upstream.on("/item/new", headers=[("Cache-Control", "max-age=600")])
 
-    after = {path: (await client.get(path)).x_cache for path in ("/list", "/item/7", "/elsewhere")}
-    assert after == {"/list": "HIT", "/item/7": "MISS", "/elsewhere": "HIT"}
+    after = {path: (await client.get(path)).x_cache for path in paths}
+    assert after == {path: "MISS" if path in dropped else "HIT" for path in paths}
+
+
+async def test_shared_mode_invalidates_target_and_location_by_default(
+    sidecache: StartProxy, upstream: FakeUpstream
+) -> None:
+    for path in ("/list", "/item/7"):
+        upstream.on(path, headers=[("Cache-Control", "max-age=600")])
+    client = await shared_proxy(sidecache)
+    for path in ("/list", "/item/7"):
+        await client.get(path)
+    upstream.on("/list", status=303, headers=[("Location", "/item/7")])
+    await client.fetch("POST", "/list", data=b"x")
+    upstream.on("/list", headers=[("Cache-Control", "max-age=600")])
+
+    after = {path: (await client.get(path)).x_cache for path in ("/list", "/item/7")}
+    assert after == {"/list": "MISS", "/item/7": "MISS"}
 
 
 async def test_invalidation_reaches_every_variant(
     sidecache: StartProxy, upstream: FakeUpstream
 ) -> None:
     upstream.on("/page", headers=[("Cache-Control", "max-age=600"), ("Vary", "Accept-Language")])
-    client = await origin_proxy(sidecache)
+    client = await origin_proxy(sidecache, invalidate=["target"])
     for language in ("en", "fr"):
         await client.get("/page", {"Accept-Language": language})
     await client.fetch("DELETE", "/page", LOGGED_IN)

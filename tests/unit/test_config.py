@@ -818,3 +818,20 @@ def test_a_typo_is_reported_before_an_unknown_cache() -> None:
         "rules[1].cache",
         "unknown cache 'pages' (caches: default)",
     )
+
+
+def test_invalidate_defaults_and_errors() -> None:
+    """Issue 12 point 18: rules invalidate nothing unless they say so; shared mode follows
+    RFC 9111 §4.4 (target and same-origin Location); anything else is an error."""
+    rules = parse({"rules": [{}, {"invalidate": ["target"]}]}, "test.toml").rules
+    assert [r.invalidate for r in rules] == [frozenset(), frozenset({"target"})]
+    (shared,) = parse({"mode": "shared"}, "test.toml").rules
+    assert shared.invalidate == frozenset({"target", "location"})
+    (off,) = parse({"mode": "shared", "shared": {"invalidate": []}}, "test.toml").rules
+    assert off.invalidate == frozenset()
+    with pytest.raises(ConfigError) as caught:
+        parse({"rules": [{"invalidate": ["targets"]}]}, "test.toml")
+    assert (caught.value.key, caught.value.problem) == (
+        "rules[1].invalidate",
+        'unknown \'targets\' (use "target", "location")',
+    )

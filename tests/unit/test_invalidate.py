@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from proxy.invalidate import ENCODINGS, invalidates, lookups, targets
+from proxy.invalidate import ENCODINGS, LOCATION, TARGET, invalidates, lookups, targets
 from proxy.view import Headers, RequestView
 
 POST = RequestView(
@@ -57,15 +57,19 @@ def test_invalidates(method: str, status: int, expected: bool) -> None:
     ],
 )
 def test_targets(headers: Headers, expected: list[str]) -> None:
-    assert targets(POST, headers) == expected
+    found = targets(POST, headers)
+    assert [target for target, _ in found] == expected
+    assert [named_by for _, named_by in found] == [TARGET] + [LOCATION] * (len(expected) - 1)
 
 
 def test_lookups_are_anonymous_gets_for_every_encoding() -> None:
     found = lookups(POST, (("Location", "/done"),))
-    assert [(v.method, v.target) for v in found] == [
-        ("GET", target) for target in ("/cart?item=1", "/done") for _ in ENCODINGS
+    assert [(v.method, v.target, named_by) for v, named_by in found] == [
+        ("GET", target, named_by)
+        for target, named_by in (("/cart?item=1", TARGET), ("/done", LOCATION))
+        for _ in ENCODINGS
     ]
-    assert [v.header("accept-encoding") for v in found[:4]] == list(ENCODINGS)
-    for view in found:
+    assert [v.header("accept-encoding") for v, _ in found[:4]] == list(ENCODINGS)
+    for view, _ in found:
         assert view.header("cookie") is None  # the logged-in visitor's cookies are left out
         assert view.host == "shop.example"
