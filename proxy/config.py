@@ -116,6 +116,7 @@ def parse(data: Mapping[str, Any], source: str) -> Settings:
             for i, r in enumerate(rules_raw, 1)
         )
     root.finish()
+    _check_names(rules, source)
     if "default" not in defined and all(rule.cache != "default" for rule in rules):
         del caches["default"]
     warnings = tuple(w for rule in rules if not rule.forward_all for w in _warnings(rule))
@@ -277,7 +278,7 @@ def _cache(table: Table, name: str) -> CacheSettings:
         items=table.get("items", int, d.items),
         item_size=table.convert("item_size", parse_size, d.item_size),
         max_bytes=table.convert("max_bytes", parse_size, d.max_bytes),
-        ttl=table.convert("ttl", parse_duration, d.ttl),
+        ttl=table.convert("ttl", _lifetime, d.ttl),
         keep=table.convert("keep", parse_duration, d.keep),
         coalesce_wait=table.convert("coalesce_wait", parse_duration, d.coalesce_wait),
         hit_for_pass=table.convert("hit_for_pass", parse_duration, d.hit_for_pass),
@@ -381,10 +382,18 @@ def _shared_rule(
 
 
 def _ttl(value: object) -> tuple[TtlMode, float | None]:
-    """`ttl = "origin"` (the origin's headers decide) or a duration (forced)."""
+    """`ttl = "origin"` (the origin's headers decide) or a duration (forced, more than 0)."""
     if value == "origin":
         return TtlMode.ORIGIN, None
-    return TtlMode.FORCE, parse_duration(value)
+    return TtlMode.FORCE, _lifetime(value)
+
+
+def _lifetime(value: object) -> float:
+    """A forced lifetime: 0 would store every page stale at once (a pass that costs memory)."""
+    seconds = parse_duration(value)
+    if seconds <= 0:
+        raise ValueError('must be more than 0 (a page never to be reused: action = "pass")')
+    return seconds
 
 
 def _statuses(table: Table) -> frozenset[int]:
@@ -407,6 +416,22 @@ def _methods(table: Table, action: Action) -> frozenset[str] | None:
     if action is Action.CACHE and extra:
         raise table.error("methods", f"{extra[0]} is never answered from cache (GET, HEAD only)")
     return methods
+
+
+def _check_names(rules: tuple[Rule, ...], source: str) -> None:
+    """Rule names are what the log and Cache-Status show: two rules with one name are one
+    rule to whoever reads them."""
+    first: dict[str, Rule] = {}
+    for rule in rules:
+        if not rule.name:
+            continue
+        other = first.setdefault(rule.name, rule)
+        if other is not rule:
+            raise ConfigError(
+                source,
+                f"rules[{rule.number}].name",
+                f"{rule.name!r} is already the name of rules[{other.number}]",
+            )
 
 
 def _invalidate(table: Table, default: tuple[str, ...]) -> frozenset[str]:
@@ -463,10 +488,18 @@ def _condition(table: Table, name: str) -> Condition:
 
 
 def _warnings(rule: Rule) -> list[str]:
-    """Legal but risky: a kept cookie that the key does not carry mixes variants."""
+    """Legal but risky: a kept cookie that the key does not carry mixes variants; a path
+    regex that is not anchored matches inside other paths."""
     cookies = rule.key.cookies if rule.key else frozenset()
     headers = rule.key.headers if rule.key else frozenset()
-    found = [
+    found = []
+    if rule.path is not None and not rule.path.pattern.startswith(("^", "\\A")):
+        found.append(
+            f"{rule.label}: path {rule.path.pattern!r} is not anchored: it matches anywhere in "
+            f"the path (/x{rule.path.pattern}, {rule.path.pattern}-old...); write "
+            f"'^{rule.path.pattern}$' for that path only, '^{rule.path.pattern}' for a prefix"
+        )
+    found += [
         f"{rule.label}: keep_cookies {name!r} is sent on fills but is not part of the key "
         f"(add {{cookie[{name}]}} to key, or one visitor's variant is served to all)"
         for name in rule.keep_cookies

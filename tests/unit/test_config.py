@@ -835,3 +835,60 @@ def test_invalidate_defaults_and_errors() -> None:
         "rules[1].invalidate",
         'unknown \'targets\' (use "target", "location")',
     )
+
+
+@pytest.mark.parametrize(
+    ("data", "key", "problem"),
+    [
+        pytest.param(
+            {"rules": [{"name": "about"}, {"name": "home"}, {"name": "about"}]},
+            "rules[3].name",
+            "'about' is already the name of rules[1]",
+            id="duplicate-rule-name",
+        ),
+        pytest.param(
+            {"rules": [{"ttl": "0s"}]},
+            "rules[1].ttl",
+            'must be more than 0 (a page never to be reused: action = "pass")',
+            id="rule-ttl-zero",
+        ),
+        pytest.param(
+            {"caches": {"default": {"ttl": 0}}},
+            "caches.default.ttl",
+            'must be more than 0 (a page never to be reused: action = "pass")',
+            id="cache-ttl-zero",
+        ),
+    ],
+)
+def test_validation_gaps(data: dict[str, Any], key: str, problem: str) -> None:
+    """Issue 12 point 19: these were accepted."""
+    with pytest.raises(ConfigError) as caught:
+        parse(data, "test.toml")
+    assert (caught.value.key, caught.value.problem) == (key, problem)
+
+
+def test_unnamed_rules_may_repeat_and_fallback_ttl_may_be_zero() -> None:
+    settings = parse(
+        {"rules": [{}, {}, {"name": "a", "ttl": "origin", "fallback_ttl": "0s"}]}, "test.toml"
+    )
+    assert [r.label for r in settings.rules] == ["rules[1]", "rules[2]", "a"]
+
+
+@pytest.mark.parametrize(
+    ("path", "warned"),
+    [
+        ("/about", True),
+        ("about$", True),
+        ("^/about$", False),
+        ("^/static/", False),
+        ("\\A/x", False),
+    ],
+)
+def test_an_unanchored_path_is_warned_about(path: str, warned: bool) -> None:
+    """Issue 12 point 19: `path = "/about"` also matches /x/about and /about-old."""
+    settings = parse({"rules": [{"name": "p", "path": path}]}, "test.toml")
+    anchored = [w for w in settings.warnings if "is not anchored" in w]
+    assert len(anchored) == (1 if warned else 0), settings.warnings
+    if warned:
+        assert anchored[0].startswith(f"p: path {path!r} is not anchored")
+        assert f"'^{path}$'" in anchored[0]
