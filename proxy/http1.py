@@ -426,8 +426,9 @@ class Http1Connection(asyncio.Protocol):
         self._current: _Request | None = None
         self._queue: deque[_Request] = deque()
         self._wakeup: asyncio.Future[None] | None = None  # the idle worker waits on it
-        self._can_write = asyncio.Event()
+        self._can_write = asyncio.Event()  # drain() waits on it
         self._can_write.set()
+        self._writable = True  # the same, for _dispatch to read without a call
         self._reading_paused = False
         self._fed = 0  # bytes in the feed being parsed
         self._held = b""  # bytes read but not parsed yet: the queue was full
@@ -466,6 +467,7 @@ class Http1Connection(asyncio.Protocol):
         self.closed = True
         self.server.connections.discard(self)
         self._can_write.set()
+        self._writable = True
         if self._current is not None:
             self._current.fail_body()
         for request in self._queue:
@@ -539,7 +541,7 @@ class Http1Connection(asyncio.Protocol):
     def _dispatch(self) -> None:
         """Answer hits at once, in order, while the worker is idle; wake it for the rest."""
         queue = self._queue
-        while queue and not self.busy and self._can_write.is_set() and not self.closed:
+        while queue and not self.busy and self._writable and not self.closed:
             request = queue[0]
             if request.has_body or request.problem is not None or request.method not in _READS:
                 break
@@ -618,9 +620,11 @@ class Http1Connection(asyncio.Protocol):
             self.resume_reading()
 
     def pause_writing(self) -> None:
+        self._writable = False
         self._can_write.clear()
 
     def resume_writing(self) -> None:
+        self._writable = True
         self._can_write.set()
 
     # --- httptools callbacks -----------------------------------------------------------------
