@@ -129,13 +129,15 @@ class RequestView:
         per policy; duplicate session cookies are looked at only when a session cookie is
         present, so the common request pays for one parse."""
         if "cookie" not in self.header_map:
-            return Visitor.ANONYMOUS  # no cookie at all: no remember cookie, no session
-        if self._visitor is not None and self._visitor[0] is policy:
-            return self._visitor[1]
-        conflicts: frozenset[str] = frozenset()
-        if not self.cookies.keys().isdisjoint(policy.session_cookies):
+            return _ANONYMOUS  # no cookie at all: no remember cookie, no session
+        known = self._visitor
+        if known is not None and known[0] is policy:
+            return known[1]
+        cookies = self.cookies
+        conflicts = _NO_CONFLICTS
+        if not cookies.keys().isdisjoint(policy.session_cookies):
             conflicts = conflicting_cookies(self._cookie_lines())
-        found = visitor(self.cookies, False, policy, conflicts)
+        found = visitor(cookies, False, policy, conflicts)
         self._visitor = (policy, found)
         return found
 
@@ -164,6 +166,8 @@ class RequestView:
 
 
 _VARIANT_HEADERS = frozenset({"forwarded", "x-original-url", "x-rewrite-url"})
+_ANONYMOUS = Visitor.ANONYMOUS
+_NO_CONFLICTS: frozenset[str] = frozenset()
 
 
 def _first(value: str | None) -> str:
