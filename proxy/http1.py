@@ -435,8 +435,9 @@ class Http1Connection(asyncio.Protocol):
         self._current: _Request | None = None
         self._queue: deque[_Request] = deque()
         self._wakeup: asyncio.Future[None] | None = None  # the idle worker waits on it
-        self._can_write = asyncio.Event()
+        self._can_write = asyncio.Event()  # drain() waits on it
         self._can_write.set()
+        self._writable = True  # the same, for _dispatch to read without a call
         self._reading_paused = False
         self._fed = 0  # bytes in the feed being parsed
         self._held = b""  # bytes read but not parsed yet: the queue was full
@@ -475,6 +476,7 @@ class Http1Connection(asyncio.Protocol):
         self.closed = True
         self.server.connections.discard(self)
         self._can_write.set()
+        self._writable = True
         if self._current is not None:
             self._current.fail_body()
         for request in self._queue:
@@ -490,16 +492,17 @@ class Http1Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self._silent = False
-        self._disarm_idle()
+        # The loop is kept from connection_made: on Python 3.11 get_running_loop() costs a
+        # getpid() system call, which this per-read path would pay on every request.
+        self._last_active = self.loop.time()  # the idle timer reads it when it fires
         if self._broken:
             return
-        if len(data) > SLICE or self._held:
+        if self._held or len(data) > SLICE:
             self._feed_slices(data)
-        else:
-            self._feed(data)
-        self._dispatch()
-
-    def _feed(self, data: bytes) -> None:
+            self._dispatch()
+            return
+        # One read of a slice or less, nothing held back: _feed inlined (the hit path). A head
+        # or body still arriving is checked; a request parsed whole (_current None) needs not.
         self._fed = len(data)
         try:
             self.parser.feed_data(data)
@@ -508,9 +511,28 @@ class Http1Connection(asyncio.Protocol):
         except httptools.HttpParserError as exc:
             self._reject(400, f"malformed request: {exc}")
         else:
-            self._check_head(data)
-            if self._current is not None and self._current.too_large:
-                self._reject(413, "request body too large")  # a chunked body past the limit
+            if self._current is not None:
+                self._after_feed(data)
+        self._dispatch()
+
+    def _feed(self, data: bytes) -> None:
+        """Parse one slice (the fast path of data_received does the same inline)."""
+        self._fed = len(data)
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade as upgrade:
+            self._upgrade(data[upgrade.args[0] :] if upgrade.args else b"")
+        except httptools.HttpParserError as exc:
+            self._reject(400, f"malformed request: {exc}")
+        else:
+            self._after_feed(data)
+
+    def _after_feed(self, data: bytes) -> None:
+        """The checks after a feed that left a request unfinished: its head's size (and
+        HTTP/0.9), and its chunked body's size."""
+        self._check_head(data)
+        if self._current is not None and self._current.too_large:
+            self._reject(413, "request body too large")  # a chunked body past the limit
 
     def _feed_slices(self, data: bytes) -> None:
         """Parse what was held back and `data`, a slice at a time, until the queue is full;
@@ -528,7 +550,7 @@ class Http1Connection(asyncio.Protocol):
     def _dispatch(self) -> None:
         """Answer hits at once, in order, while the worker is idle; wake it for the rest."""
         queue = self._queue
-        while queue and not self.busy and self._can_write.is_set() and not self.closed:
+        while queue and not self.busy and self._writable and not self.closed:
             request = queue[0]
             if request.has_body or request.problem is not None or request.method not in _READS:
                 break
@@ -607,9 +629,11 @@ class Http1Connection(asyncio.Protocol):
             self.resume_reading()
 
     def pause_writing(self) -> None:
+        self._writable = False
         self._can_write.clear()
 
     def resume_writing(self) -> None:
+        self._writable = True
         self._can_write.set()
 
     # --- httptools callbacks -----------------------------------------------------------------
@@ -821,11 +845,6 @@ class Http1Connection(asyncio.Protocol):
         self._last_active = self.loop.time()
         if self._idle is None:
             self._idle = self.loop.call_later(self.limits.keepalive_timeout, self._idle_timeout)
-
-    def _disarm_idle(self) -> None:
-        # The loop is kept from connection_made: on Python 3.11 get_running_loop() costs a
-        # getpid() system call, which this per-read path would pay on every request.
-        self._last_active = self.loop.time()
 
     def _idle_timeout(self) -> None:
         self._idle = None

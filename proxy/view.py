@@ -35,17 +35,17 @@ _HOST = re.compile(r"(?:[A-Za-z0-9\-._~!$&'()*+,;=%]*|\[[0-9A-Fa-f:.]+\])(?::[0-
 class RequestView:
     """An HTTP request line and headers, exactly as received (target kept raw, never re-quoted).
 
-    Derived values (header map, cookies, host, decoded path) are computed on first use and kept:
-    a cache hit reads only a few of them, and this sits on the hit path.
+    Derived values (cookies, host, decoded path) are computed on first use and kept: a cache
+    hit reads only a few of them, and this sits on the hit path. The header map is made at once.
     """
 
     __slots__ = (
         "_cookies",
         "_decoded",
         "_host",
-        "_map",
         "_visitor",
         "has_body",
+        "header_map",
         "headers",
         "method",
         "path",
@@ -78,7 +78,15 @@ class RequestView:
         self.version = version
         self.has_body = has_body
         self.path, _, self.query = target.partition("?")
-        self._map: dict[str, str] | None = None
+        # Lower-cased names; repeated fields joined with ", " as RFC 9110 §5.3 allows (Cookie
+        # is the exception, RFC 6265 §5.4 joins with "; ", but it is read via `cookies`). Made
+        # here, not on first use: every request reads it (the front for its framing), and a
+        # plain attribute costs the hit path no call per read.
+        joined: dict[str, str] = {}
+        for name, value in headers:
+            key = name.lower()
+            joined[key] = f"{joined[key]}, {value}" if key in joined else value
+        self.header_map: Mapping[str, str] = joined
         self._cookies: dict[str, str] | None = None
         self._host: str | None = None
         self._decoded: str | None = None
@@ -94,25 +102,9 @@ class RequestView:
             self._decoded = unquote(self.path) if "%" in self.path else self.path
         return self._decoded
 
-    @property
-    def header_map(self) -> Mapping[str, str]:
-        """Lower-cased names; repeated fields joined with ", " as RFC 9110 §5.3 allows.
-
-        Cookie is the exception (RFC 6265 §5.4 joins with "; "), but it is read via `cookies`.
-        """
-        return self._map if self._map is not None else self._join()
-
-    def _join(self) -> dict[str, str]:
-        joined: dict[str, str] = {}
-        for name, value in self.headers:
-            key = name.lower()
-            joined[key] = f"{joined[key]}, {value}" if key in joined else value
-        self._map = joined
-        return joined
-
     def header(self, name: str) -> str | None:
         """The (joined) value of header `name` (any case); None when absent."""
-        return (self._map if self._map is not None else self._join()).get(name.lower())
+        return self.header_map.get(name.lower())
 
     @property
     def cookies(self) -> Mapping[str, str]:
@@ -137,13 +129,15 @@ class RequestView:
         per policy; duplicate session cookies are looked at only when a session cookie is
         present, so the common request pays for one parse."""
         if "cookie" not in self.header_map:
-            return Visitor.ANONYMOUS  # no cookie at all: no remember cookie, no session
-        if self._visitor is not None and self._visitor[0] is policy:
-            return self._visitor[1]
-        conflicts: frozenset[str] = frozenset()
-        if not self.cookies.keys().isdisjoint(policy.session_cookies):
+            return _ANONYMOUS  # no cookie at all: no remember cookie, no session
+        known = self._visitor
+        if known is not None and known[0] is policy:
+            return known[1]
+        cookies = self.cookies
+        conflicts = _NO_CONFLICTS
+        if not cookies.keys().isdisjoint(policy.session_cookies):
             conflicts = conflicting_cookies(self._cookie_lines())
-        found = visitor(self.cookies, False, policy, conflicts)
+        found = visitor(cookies, False, policy, conflicts)
         self._visitor = (policy, found)
         return found
 
@@ -172,6 +166,8 @@ class RequestView:
 
 
 _VARIANT_HEADERS = frozenset({"forwarded", "x-original-url", "x-rewrite-url"})
+_ANONYMOUS = Visitor.ANONYMOUS
+_NO_CONFLICTS: frozenset[str] = frozenset()
 
 
 def _first(value: str | None) -> str:
