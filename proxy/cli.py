@@ -21,7 +21,7 @@ from proxy import __version__, systemd
 from proxy import dev as dev_mode
 from proxy.config import ConfigError, parse, read_toml
 from proxy.explain import describe
-from proxy.server import Proxy
+from proxy.server import ListenError, Proxy
 from proxy.settings import Settings
 
 COMMANDS = ("run", "check", "demo", "dev")
@@ -290,6 +290,9 @@ def _run_loop(main_coro: Callable[[], Awaitable[None]]) -> int:
 
     try:
         _event_loop_runner()(runner())
+    except ListenError as exc:
+        print(f"sidecache: {exc}", file=sys.stderr)
+        return 1
     except OSError as exc:
         print(f"sidecache: cannot start: {exc}", file=sys.stderr)
         return 1

@@ -177,21 +177,68 @@ def test_bad_flag_values_fail_at_start(tmp_path):
     assert "caches.default.ttl: cannot parse duration 'soon'" in ttl.stderr
 
 
-async def test_port_already_in_use_fails_with_a_message(upstream, tmp_path):
+async def test_two_proxies_on_one_host_start_with_default_settings(upstream, tmp_path):
+    # Issue 12 point 1: the admin listener's fixed default port (127.0.0.1:9180) made the
+    # second one fail; the admin listener is off unless configured.
+    started = []
+    try:
+        for _ in range(2):
+            port = free_port()
+            args = ["--upstream", upstream.url, "--listen", f"127.0.0.1:{port}"]
+            started.append(await spawn(args, f"http://127.0.0.1:{port}", cwd=tmp_path))
+            await wait_ready(started[-1])
+    finally:
+        codes = [await proc.stop() for proc in started]
+
+    assert codes == [0, 0]
+    assert not any("admin" in proc.output() for proc in started)
+
+
+# Issue 12 point 1: a bind error names the address, the listener and the settings that change
+# it. (listener's arguments with {port} the port taken, the listener's words in the message)
+LISTENERS = {
+    "public": (
+        ["--listen", "127.0.0.1:{port}"],
+        "the public listener ([server] listen, --listen, SIDECACHE_LISTEN)",
+    ),
+    "admin": (
+        ["--listen", "127.0.0.1:0", "--admin", "127.0.0.1:{port}"],
+        "the admin listener ([admin] listen, --admin, SIDECACHE_ADMIN)",
+    ),
+    "demo-site": (
+        ["demo", "--listen", "127.0.0.1:0", "--demo-port", "{port}"],
+        "the demo site (--demo-port)",
+    ),
+    "demo-proxy": (
+        ["demo", "--listen", "127.0.0.1:{port}", "--demo-port", "0"],
+        "the public listener ([server] listen, --listen, SIDECACHE_LISTEN)",
+    ),
+}
+
+
+@pytest.mark.parametrize("listener", LISTENERS)
+async def test_port_already_in_use_names_the_listener_and_its_setting(
+    upstream, tmp_path, listener
+):
+    template, words = LISTENERS[listener]
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        proc = await spawn(
-            ["--upstream", upstream.url, "--listen", f"127.0.0.1:{port}"], "", cwd=tmp_path
-        )
+        args = [arg.format(port=port) for arg in template]
+        if args[0] != "demo":
+            args += ["--upstream", upstream.url]
+        proc = await spawn(args, "", cwd=tmp_path)
         try:
             code = await proc.wait_exit(RUN_TIMEOUT)
         finally:
             await proc.stop()
 
     assert code == 1
-    assert "sidecache: cannot start: " in "".join(proc.stderr)
+    assert proc.stderr == [
+        f"sidecache: cannot listen on 127.0.0.1:{port} for {words}: address already in use\n"
+    ]
+    assert "Traceback" not in proc.output()
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
