@@ -96,9 +96,7 @@ async def run_demo(settings: Settings, port: int) -> None:
     try:
         site = web.TCPSite(runner, "127.0.0.1", port)
         await bind(site.start(), f"127.0.0.1:{port}", DEMO_SITE)
-        upstream = dataclasses.replace(
-            settings.upstream, url=f"http://127.0.0.1:{port}", socket=""
-        )
+        upstream = dataclasses.replace(settings.upstream, url=f"http://127.0.0.1:{port}", socket="")
         proxy = Proxy(dataclasses.replace(settings, upstream=upstream))
         await proxy.start()
         try:

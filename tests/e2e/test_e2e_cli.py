@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -57,7 +58,12 @@ def test_check_without_a_file_shows_the_embedded_default(tmp_path):
     result = run("check", cwd=tmp_path)
 
     assert result.returncode == 0
-    assert result.stdout.splitlines()[0] == "config: <embedded default.toml>"
+    # Issue 12 point 14: it says that no file was given and what it checked instead.
+    assert result.stdout.splitlines()[:2] == [
+        "no config file given (CONFIG, --config or SIDECACHE_CONFIG): "
+        "checking the embedded default, what sidecache runs without one",
+        "config: <embedded default.toml>",
+    ]
     assert "  default: items=1000 item_size=65536B max_bytes=67108864B ttl=10s" in result.stdout
     assert "1. anonymous-reads: when method in GET,HEAD → cache in 'default'" in result.stdout
 
@@ -217,9 +223,7 @@ LISTENERS = {
 
 
 @pytest.mark.parametrize("listener", LISTENERS)
-async def test_port_already_in_use_names_the_listener_and_its_setting(
-    upstream, tmp_path, listener
-):
+async def test_port_already_in_use_names_the_listener_and_its_setting(upstream, tmp_path, listener):
     template, words = LISTENERS[listener]
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
@@ -292,21 +296,41 @@ async def test_demo_serves_hits_and_passes_logged_in_visitors(client, tmp_path):
     assert code == 0
 
 
-async def test_the_readme_demo_command_runs_with_arguments(client, tmp_path):
+def fake_venv(root: Path) -> Path:
+    """A venv whose python is the tests' own, except that `python -m pip` only writes down
+    that it was called: scripts/demo run by the suite must install nothing (issue 12)."""
+    bin_dir = root / "bin"
+    bin_dir.mkdir(parents=True)
+    python = bin_dir / "python"
+    python.write_text(
+        "#!/bin/sh\n"
+        f'if [ "$1" = -m ] && [ "$2" = pip ]; then echo "$*" >> "{root}/pip-calls"; exit 0; fi\n'
+        f'exec "{sys.executable}" "$@"\n'
+    )
+    python.chmod(0o755)
+    return root
+
+
+async def test_the_readme_demo_command_runs_with_arguments_and_installs_nothing(client, tmp_path):
     # README: `./scripts/demo` sets up .venv if needed, then runs the demo; its extra arguments
-    # go to `sidecache demo` (they once reached pip as an "extras" name instead).
+    # go to `sidecache demo` (they once reached pip as an "extras" name instead). Issue 12
+    # point 21: where the package already imports, it installs nothing (the suite once ran
+    # `pip install -e .` into .venv mid-run).
+    venv = fake_venv(tmp_path / "venv")
     port, demo_port = free_port(), free_port()
     base = f"http://127.0.0.1:{port}"
     args = ["--listen", f"127.0.0.1:{port}", "--demo-port", str(demo_port)]
-    proc = await spawn(args, base, tmp_path, command=[str(DEMO_SCRIPT)])
+    proc = await spawn(
+        args, base, tmp_path, command=[str(DEMO_SCRIPT)], extra_env={"SIDECACHE_VENV": str(venv)}
+    )
     try:
-        # The first run may install the package into .venv: allow for it.
-        await proc.wait_for_line("sidecache demo:", within=180)
+        await proc.wait_for_line("sidecache demo:", within=30)
         first = await fetch(client, "GET", base + "/about")
         second = await fetch(client, "GET", base + "/about")
     finally:
         code = await proc.stop()
 
+    assert not (venv / "pip-calls").exists(), (venv / "pip-calls").read_text()
     assert [first.x_cache, second.x_cache] == ["MISS", "HIT"]
     assert code == 0
 
