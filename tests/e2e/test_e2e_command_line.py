@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import signal
 import subprocess
 from pathlib import Path
@@ -211,3 +212,16 @@ def test_an_unknown_log_level_is_refused(tmp_path, how):
         "sidecache: config error: command line: --log-level: unknown level 'LOUD' "
         "(use DEBUG, INFO, WARNING, ERROR)\n"
     )
+
+
+async def test_access_log_quotes_a_rule_name_with_a_space(upstream, client, start_sidecache):
+    # Point 16: `rule=--cache ^/about$` broke field splitting.
+    proxy = await start_sidecache(upstream=upstream.url, args=["--cache", "^/about$"])
+    await fetch(client, "GET", proxy.base_url + "/about")
+    line = await proxy.wait_for_line('"GET /about HTTP/1.1"')
+
+    fields = shlex.split(line)
+    assert fields[2:4] == ["INFO", "sidecache.access"]
+    assert fields[4:8] == ["127.0.0.1", "GET /about HTTP/1.1", "200", "MISS"]
+    assert fields[10:] == ["rule=--cache ^/about$", "detail=stored"]
+    assert line.rstrip("\n").endswith(' rule="--cache ^/about$" detail=stored')
