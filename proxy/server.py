@@ -32,12 +32,16 @@ PUBLIC_LISTENER = "the public listener ([server] listen, --listen, SIDECACHE_LIS
 ADMIN_LISTENER = "the admin listener ([admin] listen, --admin, SIDECACHE_ADMIN)"
 
 
-class ListenError(Exception):
+class ListenError(OSError):
     """A listener could not be bound: the message names the address, the listener and the
-    settings that change it (a bare "[Errno 98] ... ('127.0.0.1', 9180)" said neither)."""
+    settings that change it (a bare "[Errno 98] ... ('127.0.0.1', 9180)" said neither).
+    An OSError still, with the cause's errno, for callers that catch those."""
 
     def __init__(self, address: str, listener: str, cause: OSError) -> None:
-        super().__init__(listen_problem(address, listener, cause))
+        super().__init__(cause.errno, listen_problem(address, listener, cause))
+
+    def __str__(self) -> str:
+        return str(self.strerror)
 
 
 def listen_problem(address: str, listener: str, cause: OSError) -> str:

@@ -15,7 +15,7 @@ import pytest
 from proxy import logs
 from proxy.arguments import COMMANDS, build_parser, parse_arguments
 from proxy.dev import banner, wants_colour
-from proxy.server import listen_problem
+from proxy.server import ListenError, listen_problem
 from proxy.tomltable import ConfigError
 
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -133,3 +133,11 @@ def test_the_dev_banner_offers_a_reload_only_with_a_file(monkeypatch: pytest.Mon
 def test_bind_errors_name_address_listener_and_reason(cause: OSError, reason: str) -> None:
     message = listen_problem("127.0.0.1:80", "the public listener (--listen)", cause)
     assert message == f"cannot listen on 127.0.0.1:80 for the public listener (--listen): {reason}"
+
+
+def test_a_listen_error_is_an_os_error_with_the_message_alone() -> None:
+    error = ListenError("[::1]:8080", "the public listener", OSError(errno.EADDRINUSE, "x"))
+    assert isinstance(error, OSError) and error.errno == errno.EADDRINUSE
+    assert (
+        str(error) == "cannot listen on [::1]:8080 for the public listener: address already in use"
+    )
