@@ -3,6 +3,7 @@ figures are made of, minus the kernel's share.
 
     .venv/bin/python bench/profile_front.py [--requests N] [--connections C]
                                             [--browser | --pass] [--profile [SORT]]
+                                            [--access-log]
 
 Builds the real `Proxy` wiring (config parse, handler, store, HTTP/1.1 front, upstream client)
 on uvloop, with bench/upstream.py as the origin in a process of its own on 127.0.0.1. It fills
@@ -10,7 +11,9 @@ the cache once, then feeds C front connections, whose transports drop what is wr
 request for the page (with --browser a browser's; with --pass a logged-in one, which goes
 upstream over real sockets) and prints the CPU µs per request this process spent; with
 --profile also the functions that take it (cProfile, by own time; its overhead inflates the
-total). Nothing here is a test: numbers vary by machine; compare runs made one after another.
+total). With --access-log each request also writes its access-log line, as `sidecache` logs
+it, to /dev/null. Nothing here is a test: numbers vary by machine; compare runs made one after
+another.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import logging
 import os
 import pstats
 import socket
@@ -28,6 +32,7 @@ from typing import Any
 
 import uvloop
 
+from proxy import accesslog, logs
 from proxy.config import parse
 from proxy.exchange import Outcome
 from proxy.http1 import Http1Connection
@@ -82,12 +87,15 @@ class NullTransport:
 class Rounds:
     """Counts finished requests (the front logs each one) and wakes the driver at zero."""
 
-    def __init__(self) -> None:
+    def __init__(self, access_log: bool = False) -> None:
+        self.access_log = access_log
         self.left = 0
         self.done = asyncio.Event()
         self.statuses: dict[str, int] = {}
 
     def log_access(self, view: RequestView, outcome: Outcome, seconds: float) -> None:
+        if self.access_log:
+            accesslog.log_access(view, outcome, seconds)
         self.statuses[outcome.cache] = self.statuses.get(outcome.cache, 0) + 1
         self.left -= 1
         if self.left == 0:
@@ -113,17 +121,21 @@ async def start_origin() -> tuple[asyncio.subprocess.Process, int]:
     raise SystemExit("bench/upstream.py did not start")
 
 
-async def main(requests: int, connections: int, profile: str, request: bytes) -> None:
+async def main(
+    requests: int, connections: int, profile: str, request: bytes, access_log: bool
+) -> None:
     origin, port = await start_origin()
     try:
-        await measure(port, requests, connections, profile, request)
+        await measure(port, requests, connections, profile, request, access_log)
     finally:  # the origin is a process of its own: never leave it behind
         if origin.returncode is None:
             origin.kill()
         await origin.wait()
 
 
-async def measure(port: int, requests: int, connections: int, profile: str, request: bytes) -> None:
+async def measure(
+    port: int, requests: int, connections: int, profile: str, request: bytes, access_log: bool
+) -> None:
     settings = parse(
         {
             "server": {"listen": ["127.0.0.1:0"]},
@@ -138,7 +150,7 @@ async def measure(port: int, requests: int, connections: int, profile: str, requ
     await proxy.start()
     factory = proxy._http1
     assert factory is not None
-    rounds = Rounds()
+    rounds = Rounds(access_log)
     factory.log_access = rounds.log_access
     front: list[Http1Connection] = []
     for _ in range(connections):
@@ -189,6 +201,11 @@ if __name__ == "__main__":
     )
     parser.add_argument("--browser", action="store_true", help="a browser's request, not wrk's")
     parser.add_argument("--pass", dest="pass_", action="store_true", help="a logged-in request")
+    parser.add_argument(
+        "--access-log", action="store_true", help="write each access-log line to /dev/null"
+    )
     args = parser.parse_args()
     request = PASS if args.pass_ else BROWSER if args.browser else REQUEST
-    uvloop.run(main(args.requests, args.connections, args.profile, request))
+    if args.access_log:
+        logs.setup(logging.INFO, stdout=open(os.devnull, "w"))  # noqa: SIM115 - for the run
+    uvloop.run(main(args.requests, args.connections, args.profile, request, args.access_log))

@@ -1,7 +1,8 @@
 """The operator's listener: health and readiness now, metrics and purge later.
 
-It is never the public listener (the public one serves no internal path at all), it listens on
-loopback or a unix socket by default, and it is plain aiohttp.web: nothing here is on a hot path.
+It is never the public listener (the public one serves no internal path at all), it is off
+unless configured, it listens on loopback or a unix socket only (config.py refuses any other
+address: there is no authentication), and it is plain aiohttp.web: nothing here is on a hot path.
 
     GET /health   200 "ok" while the process runs (Docker's HEALTHCHECK, liveness probes)
     GET /ready    200 when the listeners are bound, a configuration is loaded and the upstream

@@ -1,4 +1,4 @@
-"""The `sidecache` command: run (the default), check, demo.
+"""The `sidecache` command: run (the default), check, dev, demo (see arguments.py).
 
 Flags override the config file (or the embedded default); the common case needs no file:
     sidecache --upstream http://127.0.0.1:5000 --cache '^/$' --cache '^/about$' --ttl 30s
@@ -13,163 +13,45 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
-from proxy import __version__, systemd
+from proxy import __version__, logs, systemd
 from proxy import dev as dev_mode
+from proxy.arguments import apply_environment, apply_flags, option, parse_arguments
 from proxy.config import ConfigError, parse, read_toml
 from proxy.explain import describe
-from proxy.server import Proxy
+from proxy.server import ListenError, Proxy
 from proxy.settings import Settings
 
-COMMANDS = ("run", "check", "demo", "dev")
 log = logging.getLogger("sidecache")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="sidecache",
-        description="A caching reverse proxy that answers anonymous visitors from memory.",
-        epilog="commands: run (default), check CONFIG, demo, dev (a local dev proxy: coloured "
-        "log, config reloaded on save)",
-    )
-    parser.add_argument("command", nargs="?", default="run", choices=COMMANDS)
-    parser.add_argument("config_path", nargs="?", metavar="CONFIG", help="config file (check)")
-    parser.add_argument("--version", action="version", version=f"sidecache {__version__}")
-    parser.add_argument("-c", "--config", help="TOML config file (default: embedded default)")
-    parser.add_argument("--upstream", help="app server: http://host:port or unix:/path.sock")
-    parser.add_argument("--listen", action="append", help="host:port, [::1]:port or unix:/path")
-    parser.add_argument(
-        "--admin", metavar="ADDR", help='the admin listener (/health, /ready); "" turns it off'
-    )
-    parser.add_argument(
-        "--cache",
-        action="append",
-        metavar="REGEX",
-        help="cache these paths for anonymous visitors (repeatable; replaces the config's rules)",
-    )
-    parser.add_argument(
-        "--shared",
-        action="store_true",
-        help="no rules: a standards-following shared cache, the origin's headers decide",
-    )
-    parser.add_argument("--ttl", help="default cache ttl, e.g. 30s")
-    parser.add_argument(
-        "--stale-while-revalidate",
-        metavar="DURATION",
-        help="serve stale this long past freshness while refreshing in the background",
-    )
-    parser.add_argument(
-        "--stale-if-error",
-        metavar="DURATION",
-        help="serve stale this long past freshness when the app fails or times out",
-    )
-    parser.add_argument("--items", type=int, help="default cache: most entries")
-    parser.add_argument("--item-size", help="default cache: largest body stored, e.g. 64KiB")
-    parser.add_argument("--max-bytes", help="default cache: total size, e.g. 64MiB")
-    parser.add_argument("--log-level", help="DEBUG, INFO, WARNING (default INFO)")
-    parser.add_argument("--demo-port", type=int, default=5050, help="demo: the demo site's port")
-    return parser
-
-
-def apply_flags(data: dict[str, Any], args: argparse.Namespace) -> bool:
-    """Write command-line overrides into the raw config table; True if any was given."""
-    changed = False
-
-    def put(section: str, key: str, value: object) -> None:
-        nonlocal changed
-        data.setdefault(section, {})[key] = value
-        changed = True
-
-    if args.upstream:
-        put("upstream", "url", args.upstream)
-    if args.listen:
-        put("server", "listen", args.listen)
-    if args.admin is not None:
-        put("admin", "listen", args.admin)
-    caches = data.setdefault("caches", {})
-    flags = {
-        "ttl": args.ttl,
-        "items": args.items,
-        "item_size": args.item_size,
-        "max_bytes": args.max_bytes,
-    }
-    for key, value in flags.items():
-        if value is not None:
-            caches.setdefault("default", {})[key] = value
-            changed = True
-    if args.shared and args.cache:
-        raise ConfigError("command line", "--shared", "has no rules: leave out --cache")
-    if args.shared:
-        data["mode"] = "shared"
-        data.pop("rules", None)
-        changed = True
-    if args.cache:
-        caches.setdefault("default", {})
-        data["rules"] = [
-            {"name": f"--cache {regex}", "path": regex, "cache": "default"} for regex in args.cache
-        ]
-        changed = True
-    windows = {
-        "stale_while_revalidate": args.stale_while_revalidate,
-        "stale_if_error": args.stale_if_error,
-    }
-    for key, value in windows.items():
-        if value is None:
-            continue
-        changed = True
-        if data.get("mode") == "shared":
-            data.setdefault("shared", {})[key] = value
-        for rule in data.get("rules", []):
-            if isinstance(rule, dict) and rule.get("action", "cache") == "cache":
-                rule[key] = value
-    return changed
+CHECKING_DEFAULT = (
+    "no config file given (CONFIG, --config or SIDECACHE_CONFIG): "
+    "checking the embedded default, what sidecache runs without one"
+)
 
 
 def load_settings(args: argparse.Namespace) -> Settings:
-    path = args.config or (args.config_path if args.command == "check" else None)
-    data, source = read_toml(path)
+    data, source = read_toml(args.config)
     if apply_flags(data, args):
         source = f"{source} + command line"
     return parse(data, source)
 
 
-# Environment variables for what a container sidecar needs without any file (flags win).
-ENVIRONMENT = {
-    "config": "SIDECACHE_CONFIG",
-    "upstream": "SIDECACHE_UPSTREAM",
-    "listen": "SIDECACHE_LISTEN",  # comma-separated addresses
-    "admin": "SIDECACHE_ADMIN",
-    "ttl": "SIDECACHE_TTL",
-    "max_bytes": "SIDECACHE_MAX_BYTES",
-    "stale_while_revalidate": "SIDECACHE_STALE_WHILE_REVALIDATE",
-    "stale_if_error": "SIDECACHE_STALE_IF_ERROR",
-    "log_level": "SIDECACHE_LOG_LEVEL",
-    "shared": "SIDECACHE_SHARED",  # "1", "true" or "yes"
-}
-
-
-def apply_environment(args: argparse.Namespace, environ: Mapping[str, str]) -> None:
-    """Fill the options the command line left unset from SIDECACHE_* variables."""
-    for name, variable in ENVIRONMENT.items():
-        value = environ.get(variable)
-        if value is None or getattr(args, name) not in (None, False):
-            continue
-        if name == "listen":
-            args.listen = [item.strip() for item in value.split(",") if item.strip()]
-        elif name == "shared":
-            args.shared = value.strip().lower() in ("1", "true", "yes")
-        else:
-            setattr(args, name, value)
+def log_level(args: argparse.Namespace) -> int:
+    """--log-level (or SIDECACHE_LOG_LEVEL), INFO when unset; an unknown level is refused."""
+    try:
+        return logs.parse_level(option(args, "log_level") or "INFO")
+    except ValueError as exc:
+        raise ConfigError("command line", "--log-level", str(exc)) from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    apply_environment(args, os.environ)
-    _setup_logging(args.log_level or "INFO")
     try:
+        args = parse_arguments(sys.argv[1:] if argv is None else argv)
+        apply_environment(args, os.environ)
+        logs.setup(log_level(args))
         settings = load_settings(args)
     except ConfigError as exc:
         print(f"sidecache: config error: {exc}", file=sys.stderr)
@@ -177,6 +59,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for warning in settings.warnings:
         print(f"sidecache: warning: {warning}", file=sys.stderr)
     if args.command == "check":
+        if not args.config:
+            print(CHECKING_DEFAULT)
         print(describe(settings))
         return 0
     if args.command == "demo":
@@ -205,12 +89,14 @@ async def serve(
         settings, passed=systemd.passed_sockets(), access=dev_mode.log_access if dev else None
     )
     await proxy.start()
-    log.info("sidecache %s ready, upstream %s", __version__, _upstream_label(settings))
+    log.info("%s ready, upstream %s", __version__, _upstream_label(settings))
     tasks: list[asyncio.Task[None]] = []
     if dev:
         upstream = _upstream_label(settings)
         print(
-            dev_mode.banner(proxy.addresses, upstream, proxy.admin.addresses, settings.source),
+            dev_mode.banner(
+                proxy.addresses, upstream, proxy.admin.addresses, settings.source, watched
+            ),
             flush=True,
         )
         if watched is not None and reread is not None:
@@ -236,11 +122,9 @@ async def serve(
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         systemd.notify("STOPPING=1")
-        log.info(
-            "sidecache stopping: requests in flight get %gs", proxy.settings.limits.shutdown_timeout
-        )
+        log.info("stopping: requests in flight get %gs", proxy.settings.limits.shutdown_timeout)
         await proxy.stop()
-        log.info("sidecache stopped")
+        log.info("stopped")
 
 
 async def wait_for_signal() -> None:
@@ -290,6 +174,9 @@ def _run_loop(main_coro: Callable[[], Awaitable[None]]) -> int:
 
     try:
         _event_loop_runner()(runner())
+    except ListenError as exc:
+        print(f"sidecache: {exc}", file=sys.stderr)
+        return 1
     except OSError as exc:
         print(f"sidecache: cannot start: {exc}", file=sys.stderr)
         return 1
@@ -303,14 +190,6 @@ def _event_loop_runner() -> Callable[[Awaitable[None]], None]:
     except ImportError:  # pragma: no cover - Windows has no uvloop
         return asyncio.run  # type: ignore[return-value]
     return uvloop.run  # type: ignore[return-value]
-
-
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(
-        stream=sys.stdout,
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(name)s %(message)s",
-    )
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import fields
 from enum import StrEnum
 from importlib.resources import files
-from ipaddress import ip_network
+from ipaddress import ip_address, ip_network
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,6 @@ from proxy.invalidate import LOCATION, TARGET
 from proxy.keys import DEFAULT_KEY, compile_key
 from proxy.rules import Action, Condition, Rule, SetCookieMode, Test
 from proxy.settings import (
-    ADMIN_PORT,
     CacheSettings,
     Headers,
     Limits,
@@ -139,8 +138,9 @@ def parse(data: Mapping[str, Any], source: str) -> Settings:
 
 
 def _admin(table: Table, public: tuple[Listen, ...]) -> Listen | None:
-    """[admin] listen: host:port or unix:/path, "" for none; never a public address."""
-    text_value = table.get("listen", str, f"127.0.0.1:{ADMIN_PORT}")
+    """[admin] listen: off ("") unless configured, so that two proxies on one host never
+    collide on a default port; a loopback host:port or unix:/path, never a public address."""
+    text_value = table.get("listen", str, "")
     table.finish()
     if not text_value:
         return None
@@ -148,6 +148,12 @@ def _admin(table: Table, public: tuple[Listen, ...]) -> Listen | None:
         admin = parse_listen(text_value)
     except ValueError as exc:
         raise table.error("listen", str(exc)) from None
+    if not admin.path and not is_loopback(admin.host):
+        raise table.error(
+            "listen",
+            f"{admin} is not a loopback address: the admin listener has no authentication "
+            "(use 127.0.0.1:PORT, [::1]:PORT or unix:/path)",
+        )
     clash = any(
         (admin.path and admin.path == p.path)
         or (admin.port and (admin.host, admin.port) == (p.host, p.port))
@@ -156,6 +162,16 @@ def _admin(table: Table, public: tuple[Listen, ...]) -> Listen | None:
     if clash:
         raise table.error("listen", "is a public listen address: the admin listener is separate")
     return admin
+
+
+def is_loopback(host: str) -> bool:
+    """127.0.0.0/8, ::1 or "localhost": reachable from this machine only."""
+    if host == "localhost":
+        return True
+    try:
+        return ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _request_directives(server: Table) -> frozenset[str]:

@@ -14,10 +14,11 @@ import time
 from aiohttp import web
 
 from proxy.cli import wait_for_signal
-from proxy.server import Proxy
+from proxy.server import Proxy, bind
 from proxy.settings import Settings
 
 SLOW_SECONDS = 0.25
+DEMO_SITE = "the demo site (--demo-port)"
 
 
 def _page(title: str, body: str) -> web.Response:
@@ -92,16 +93,18 @@ async def run_demo(settings: Settings, port: int) -> None:
     """Start the demo site on 127.0.0.1:`port` and sidecache in front of it, until a signal."""
     runner = web.AppRunner(demo_app(), access_log=None)
     await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    upstream = dataclasses.replace(settings.upstream, url=f"http://127.0.0.1:{port}", socket="")
-    proxy = Proxy(dataclasses.replace(settings, upstream=upstream))
-    await proxy.start()
-    base = proxy.addresses[0]
-    print(_instructions(base, port), flush=True)
     try:
-        await wait_for_signal()
+        site = web.TCPSite(runner, "127.0.0.1", port)
+        await bind(site.start(), f"127.0.0.1:{port}", DEMO_SITE)
+        upstream = dataclasses.replace(settings.upstream, url=f"http://127.0.0.1:{port}", socket="")
+        proxy = Proxy(dataclasses.replace(settings, upstream=upstream))
+        await proxy.start()
+        try:
+            print(_instructions(proxy.addresses[0], port), flush=True)
+            await wait_for_signal()
+        finally:
+            await proxy.stop()
     finally:
-        await proxy.stop()
         await runner.cleanup()
 
 

@@ -2,7 +2,8 @@
 
 One coloured line per request saying HIT/MISS/PASS/STALE and why (the rule that matched, the
 pass reason, or why a response was not stored), a banner with the URLs, and the config file
-watched: saving it reloads it, as SIGHUP does. Colour unless NO_COLOR is set (no-color.org).
+watched: saving it reloads it, as SIGHUP does. Colour only on a terminal: never with NO_COLOR
+set (no-color.org), always with FORCE_COLOR set (force-color.org), else when stdout is a tty.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import asyncio
 import os
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 
 from proxy.exchange import Outcome
@@ -21,8 +22,20 @@ WATCH_SECONDS = 0.5  # how often the config file's modification time is looked a
 _COLOURS = {"HIT": "32", "STALE": "35", "MISS": "33", "PASS": "36", "ERROR": "31"}
 
 
+def wants_colour(environ: Mapping[str, str], terminal: bool) -> bool:
+    """NO_COLOR (any non-empty value) wins, then FORCE_COLOR; else colour on a terminal only,
+    so a log piped to a file or a pager carries no escape codes."""
+    if environ.get("NO_COLOR"):
+        return False
+    if environ.get("FORCE_COLOR"):
+        return True
+    return terminal
+
+
 def paint(text: str, code: str) -> str:
-    return text if os.environ.get("NO_COLOR") else f"\033[{code}m{text}\033[0m"
+    if not wants_colour(os.environ, sys.stdout.isatty()):
+        return text
+    return f"\033[{code}m{text}\033[0m"
 
 
 def access_line(view: RequestView, outcome: Outcome, seconds: float) -> str:
@@ -40,7 +53,10 @@ def log_access(view: RequestView, outcome: Outcome, seconds: float) -> None:
     print(access_line(view, outcome, seconds), file=sys.stdout, flush=True)
 
 
-def banner(addresses: list[str], upstream: str, admin: list[str], source: str) -> str:
+def banner(
+    addresses: list[str], upstream: str, admin: list[str], source: str, watched: Path | None
+) -> str:
+    """The URLs, the config, and how to change it: save the watched file, or restart."""
     public = ", ".join(addresses)
     lines = [
         paint("sidecache dev", "1") + f": {public}  →  {upstream}",
@@ -48,7 +64,10 @@ def banner(addresses: list[str], upstream: str, admin: list[str], source: str) -
     ]
     if admin:
         lines.append(f"  admin:  {', '.join(admin)}/health, /ready")
-    lines.append("  HIT/MISS/PASS per request below; save the config file to reload it")
+    if watched is not None:
+        lines.append(f"  HIT/MISS/PASS per request below; save {watched} to reload it")
+    else:
+        lines.append("  HIT/MISS/PASS per request below; no config file: restart to change it")
     return "\n".join(lines)
 
 

@@ -12,7 +12,8 @@ import os
 import socket
 import stat
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import TypeVar
 
 from proxy.accesslog import log_access, skip_access
 from proxy.admin import Admin
@@ -24,6 +25,40 @@ from proxy.store.memory import MemoryStore
 from proxy.upstream import UpstreamClient
 
 log = logging.getLogger("sidecache")
+T = TypeVar("T")
+
+# Each listener and the settings that change its address, for bind errors.
+PUBLIC_LISTENER = "the public listener ([server] listen, --listen, SIDECACHE_LISTEN)"
+ADMIN_LISTENER = "the admin listener ([admin] listen, --admin, SIDECACHE_ADMIN)"
+
+
+class ListenError(OSError):
+    """A listener could not be bound: the message names the address, the listener and the
+    settings that change it (a bare "[Errno 98] ... ('127.0.0.1', 9180)" said neither).
+    An OSError still, with the cause's errno, for callers that catch those."""
+
+    def __init__(self, address: str, listener: str, cause: OSError) -> None:
+        super().__init__(cause.errno, listen_problem(address, listener, cause))
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
+def listen_problem(address: str, listener: str, cause: OSError) -> str:
+    """`cannot listen on ADDRESS for LISTENER: reason`, the reason as the OS words it."""
+    if cause.errno is not None and cause.errno > 0:
+        reason = os.strerror(cause.errno)
+    else:  # e.g. socket.gaierror, whose codes are not errno values
+        reason = cause.strerror or str(cause)
+    return f"cannot listen on {address} for {listener}: {reason[:1].lower()}{reason[1:]}"
+
+
+async def bind(opening: Awaitable[T], address: str, listener: str) -> T:
+    """Await `opening` (a server being bound); an OSError becomes a ListenError."""
+    try:
+        return await opening
+    except OSError as exc:
+        raise ListenError(address, listener, exc) from exc
 
 
 class Proxy:
@@ -56,8 +91,9 @@ class Proxy:
         try:
             await self.upstream.start()
             await self._listen()
-            if self.settings.admin is not None:
-                await self.admin.start(self.settings.admin)
+            admin = self.settings.admin
+            if admin is not None:
+                await bind(self.admin.start(admin), str(admin), ADMIN_LISTENER)
         except BaseException:
             await self.stop()
             raise
@@ -83,16 +119,18 @@ class Proxy:
                 self._servers.append(activated)
             return
         for listen in self.settings.listen:
-            server: asyncio.Server
-            if listen.path:
-                _remove_stale_socket(listen.path)
-                server = await loop.create_unix_server(factory, listen.path)
-            else:
-                server = await loop.create_server(
-                    factory, listen.host or None, listen.port, reuse_address=True
-                )
+            server = await bind(self._open(listen, factory), str(listen), PUBLIC_LISTENER)
             self._servers.append(server)
             self.addresses.extend(_addresses(server.sockets, listen))
+
+    async def _open(self, listen: Listen, factory: Http1Server) -> asyncio.Server:
+        loop = asyncio.get_running_loop()
+        if listen.path:
+            _remove_stale_socket(listen.path)
+            return await loop.create_unix_server(factory, listen.path)
+        return await loop.create_server(
+            factory, listen.host or None, listen.port, reuse_address=True
+        )
 
     async def stop(self) -> None:
         """Stop accepting, let requests in flight finish ([server] shutdown_timeout at most: 10 s

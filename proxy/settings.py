@@ -26,9 +26,6 @@ class Listen:
         return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
 
-ADMIN_PORT = 9180  # the admin listener's documented default port (loopback)
-
-
 @dataclass(frozen=True, slots=True)
 class Upstream:
     """The one origin: `http://host:port` or a unix socket path."""
@@ -109,7 +106,7 @@ class Settings:
     )
     mode: str = "rules"  # or "shared": no rules, a plain RFC 9111 shared cache
     limits: Limits = field(default_factory=Limits)
-    # The operator's listener (/health, /ready); None: off. Never a public listen address.
-    admin: Listen | None = field(default_factory=lambda: Listen("127.0.0.1", ADMIN_PORT))
+    # The operator's listener (/health, /ready); None: off (the default). Loopback or unix only.
+    admin: Listen | None = None
     # RFC 9213 targeted fields for this cache (lower-case), first found wins over Cache-Control.
     targeted: tuple[str, ...] = ("sidecache-cache-control", "cdn-cache-control")

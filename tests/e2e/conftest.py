@@ -66,8 +66,7 @@ async def start_sidecache(tmp_path: Path) -> AsyncIterator[StartSidecache]:
         if listen is None:
             port = free_port()
             listen, base_url = f"127.0.0.1:{port}", f"http://127.0.0.1:{port}"
-        admin = [] if "--admin" in args else ["--admin", "127.0.0.1:0"]  # no fixed port clash
-        command += ["--listen", listen, *admin, *args]
+        command += ["--listen", listen, *args]
         proc = await spawn(command, base_url or "", cwd=tmp_path)
         started.append(proc)
         await wait_ready(proc)

@@ -165,15 +165,18 @@ class Sidecache:
         """Access-log lines (logger "sidecache.access") containing `needle`."""
         return [line for line in self.stdout if " sidecache.access " in line and needle in line]
 
-    async def wait_for_line(self, needle: str, within: float = 5.0) -> str:
-        """The first stdout line containing `needle`, waiting up to `within` seconds."""
-        return (await self.wait_for_lines(needle, 1, within))[0]
+    async def wait_for_line(self, needle: str, within: float = 5.0, stderr: bool = False) -> str:
+        """The first stdout (or stderr) line containing `needle`, waiting up to `within` s."""
+        return (await self.wait_for_lines(needle, 1, within, stderr))[0]
 
-    async def wait_for_lines(self, needle: str, count: int, within: float = 5.0) -> list[str]:
-        """The stdout lines containing `needle`, once there are `count` of them."""
+    async def wait_for_lines(
+        self, needle: str, count: int, within: float = 5.0, stderr: bool = False
+    ) -> list[str]:
+        """The stdout (or stderr) lines containing `needle`, once there are `count` of them."""
         deadline = time.monotonic() + within
+        lines = self.stderr if stderr else self.stdout
         while time.monotonic() < deadline:
-            found = [line for line in self.stdout if needle in line]
+            found = [line for line in lines if needle in line]
             if len(found) >= count:
                 return found
             if self.process.returncode is not None and all(r.done() for r in self._readers):

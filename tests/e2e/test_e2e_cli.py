@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -57,7 +58,12 @@ def test_check_without_a_file_shows_the_embedded_default(tmp_path):
     result = run("check", cwd=tmp_path)
 
     assert result.returncode == 0
-    assert result.stdout.splitlines()[0] == "config: <embedded default.toml>"
+    # Issue 12 point 14: it says that no file was given and what it checked instead.
+    assert result.stdout.splitlines()[:2] == [
+        "no config file given (CONFIG, --config or SIDECACHE_CONFIG): "
+        "checking the embedded default, what sidecache runs without one",
+        "config: <embedded default.toml>",
+    ]
     assert "  default: items=1000 item_size=65536B max_bytes=67108864B ttl=10s" in result.stdout
     assert "1. anonymous-reads: when method in GET,HEAD → cache in 'default'" in result.stdout
 
@@ -177,21 +183,66 @@ def test_bad_flag_values_fail_at_start(tmp_path):
     assert "caches.default.ttl: cannot parse duration 'soon'" in ttl.stderr
 
 
-async def test_port_already_in_use_fails_with_a_message(upstream, tmp_path):
+async def test_two_proxies_on_one_host_start_with_default_settings(upstream, tmp_path):
+    # Issue 12 point 1: the admin listener's fixed default port (127.0.0.1:9180) made the
+    # second one fail; the admin listener is off unless configured.
+    started = []
+    try:
+        for _ in range(2):
+            port = free_port()
+            args = ["--upstream", upstream.url, "--listen", f"127.0.0.1:{port}"]
+            started.append(await spawn(args, f"http://127.0.0.1:{port}", cwd=tmp_path))
+            await wait_ready(started[-1])
+    finally:
+        codes = [await proc.stop() for proc in started]
+
+    assert codes == [0, 0]
+    assert not any("admin" in proc.output() for proc in started)
+
+
+# Issue 12 point 1: a bind error names the address, the listener and the settings that change
+# it. (listener's arguments with {port} the port taken, the listener's words in the message)
+LISTENERS = {
+    "public": (
+        ["--listen", "127.0.0.1:{port}"],
+        "the public listener ([server] listen, --listen, SIDECACHE_LISTEN)",
+    ),
+    "admin": (
+        ["--listen", "127.0.0.1:0", "--admin", "127.0.0.1:{port}"],
+        "the admin listener ([admin] listen, --admin, SIDECACHE_ADMIN)",
+    ),
+    "demo-site": (
+        ["demo", "--listen", "127.0.0.1:0", "--demo-port", "{port}"],
+        "the demo site (--demo-port)",
+    ),
+    "demo-proxy": (
+        ["demo", "--listen", "127.0.0.1:{port}", "--demo-port", "0"],
+        "the public listener ([server] listen, --listen, SIDECACHE_LISTEN)",
+    ),
+}
+
+
+@pytest.mark.parametrize("listener", LISTENERS)
+async def test_port_already_in_use_names_the_listener_and_its_setting(upstream, tmp_path, listener):
+    template, words = LISTENERS[listener]
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        proc = await spawn(
-            ["--upstream", upstream.url, "--listen", f"127.0.0.1:{port}"], "", cwd=tmp_path
-        )
+        args = [arg.format(port=port) for arg in template]
+        if args[0] != "demo":
+            args += ["--upstream", upstream.url]
+        proc = await spawn(args, "", cwd=tmp_path)
         try:
             code = await proc.wait_exit(RUN_TIMEOUT)
         finally:
             await proc.stop()
 
     assert code == 1
-    assert "sidecache: cannot start: " in "".join(proc.stderr)
+    assert proc.stderr == [
+        f"sidecache: cannot listen on 127.0.0.1:{port} for {words}: address already in use\n"
+    ]
+    assert "Traceback" not in proc.output()
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
@@ -245,21 +296,41 @@ async def test_demo_serves_hits_and_passes_logged_in_visitors(client, tmp_path):
     assert code == 0
 
 
-async def test_the_readme_demo_command_runs_with_arguments(client, tmp_path):
+def fake_venv(root: Path) -> Path:
+    """A venv whose python is the tests' own, except that `python -m pip` only writes down
+    that it was called: scripts/demo run by the suite must install nothing (issue 12)."""
+    bin_dir = root / "bin"
+    bin_dir.mkdir(parents=True)
+    python = bin_dir / "python"
+    python.write_text(
+        "#!/bin/sh\n"
+        f'if [ "$1" = -m ] && [ "$2" = pip ]; then echo "$*" >> "{root}/pip-calls"; exit 0; fi\n'
+        f'exec "{sys.executable}" "$@"\n'
+    )
+    python.chmod(0o755)
+    return root
+
+
+async def test_the_readme_demo_command_runs_with_arguments_and_installs_nothing(client, tmp_path):
     # README: `./scripts/demo` sets up .venv if needed, then runs the demo; its extra arguments
-    # go to `sidecache demo` (they once reached pip as an "extras" name instead).
+    # go to `sidecache demo` (they once reached pip as an "extras" name instead). Issue 12
+    # point 21: where the package already imports, it installs nothing (the suite once ran
+    # `pip install -e .` into .venv mid-run).
+    venv = fake_venv(tmp_path / "venv")
     port, demo_port = free_port(), free_port()
     base = f"http://127.0.0.1:{port}"
     args = ["--listen", f"127.0.0.1:{port}", "--demo-port", str(demo_port)]
-    proc = await spawn(args, base, tmp_path, command=[str(DEMO_SCRIPT)])
+    proc = await spawn(
+        args, base, tmp_path, command=[str(DEMO_SCRIPT)], extra_env={"SIDECACHE_VENV": str(venv)}
+    )
     try:
-        # The first run may install the package into .venv: allow for it.
-        await proc.wait_for_line("sidecache demo:", within=180)
+        await proc.wait_for_line("sidecache demo:", within=30)
         first = await fetch(client, "GET", base + "/about")
         second = await fetch(client, "GET", base + "/about")
     finally:
         code = await proc.stop()
 
+    assert not (venv / "pip-calls").exists(), (venv / "pip-calls").read_text()
     assert [first.x_cache, second.x_cache] == ["MISS", "HIT"]
     assert code == 0
 

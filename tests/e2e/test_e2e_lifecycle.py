@@ -47,7 +47,7 @@ async def test_sighup_with_a_bad_config_keeps_the_running_one(
 
     path.write_text(config("/a") + '[[rules]]\npath = "("\n', encoding="utf-8")
     proxy.process.send_signal(signal.SIGHUP)
-    line = await proxy.wait_for_line("reload failed")
+    line = await proxy.wait_for_line("reload failed", stderr=True)  # an ERROR: stderr
     hit = await fetch(client, "GET", proxy.base_url + "/a")
 
     assert "the running configuration stays" in line
@@ -67,7 +67,7 @@ async def test_sighup_with_a_config_that_is_not_utf8_keeps_the_running_one(
 
     path.write_bytes(b"# caf\xe9\n" + config("/a").encode())
     proxy.process.send_signal(signal.SIGHUP)
-    line = await proxy.wait_for_line("reload failed")
+    line = await proxy.wait_for_line("reload failed", stderr=True)  # an ERROR: stderr
     hit = await fetch(client, "GET", proxy.base_url + "/a")
 
     assert f"{path}: not UTF-8 text (TOML is UTF-8), at byte 5" in line

@@ -36,7 +36,7 @@ async def test_listen_on_unix_socket(upstream, start_sidecache, socket_dir):
     [seen] = upstream.seen
     assert seen.headers["Host"] == "sidecache.test"
     await proxy.wait_for_line('"GET / HTTP/1.1" 200 HIT')
-    assert proxy.access_lines('"GET / HTTP/1.1" 200 HIT')[0].split()[3] == "unix"
+    assert proxy.access_lines('"GET / HTTP/1.1" 200 HIT')[0].split()[4] == "unix"
 
 
 @pytest.mark.skipif(not has_ipv6_loopback(), reason="this machine has no ::1")

@@ -73,10 +73,42 @@ async def test_admin_on_a_unix_socket(sidecache: StartProxy, tmp_path: Path) -> 
         assert (response.status, await response.text()) == (200, "ok\n")
 
 
-def test_admin_defaults_and_refusals() -> None:
-    default = parse({}, "t.toml").admin
-    assert default is not None and (default.host, default.port) == ("127.0.0.1", 9180)
+def test_admin_is_off_unless_configured() -> None:
+    # Issue 12: a fixed default port made a second proxy on the same host fail to start.
+    assert parse({}, "t.toml").admin is None
     assert parse({"admin": {"listen": ""}}, "t.toml").admin is None
+    configured = parse({"admin": {"listen": "127.0.0.1:9180"}}, "t.toml").admin
+    assert configured is not None and (configured.host, configured.port) == ("127.0.0.1", 9180)
+
+
+# Product rule: the admin listener has no authentication, so it listens on loopback or a unix
+# socket only (README: "a public listen address is refused").
+ADMIN_ADDRESSES = [
+    pytest.param("127.0.0.1:9181", None, id="ipv4-loopback"),
+    pytest.param("127.0.0.2:9181", None, id="all-of-127/8"),
+    pytest.param("[::1]:9181", None, id="ipv6-loopback"),
+    pytest.param("localhost:9181", None, id="localhost"),
+    pytest.param("9181", None, id="bare-port-is-127.0.0.1"),
+    pytest.param("unix:/run/sidecache-admin.sock", None, id="unix-socket"),
+    pytest.param("0.0.0.0:9181", "0.0.0.0:9181 is not a loopback address", id="all-ipv4"),
+    pytest.param(":9181", "0.0.0.0:9181 is not a loopback address", id="empty-host"),
+    pytest.param("[::]:9181", "[::]:9181 is not a loopback address", id="all-ipv6"),
+    pytest.param("10.1.2.3:9181", "10.1.2.3:9181 is not a loopback address", id="private-ip"),
+    pytest.param("example.com:9181", "example.com:9181 is not a loopback", id="hostname"),
+]
+
+
+@pytest.mark.parametrize(("address", "refused"), ADMIN_ADDRESSES)
+def test_admin_listens_on_loopback_or_unix_only(address: str, refused: str | None) -> None:
+    if refused is None:
+        assert parse({"admin": {"listen": address}}, "t.toml").admin is not None
+        return
+    with pytest.raises(ConfigError) as caught:
+        parse({"admin": {"listen": address}}, "t.toml")
+    assert str(caught.value).startswith(f"t.toml: admin.listen: {refused}")
+
+
+def test_admin_refusals() -> None:
     with pytest.raises(ConfigError) as caught:
         parse(
             {"server": {"listen": ["127.0.0.1:9000"]}, "admin": {"listen": "127.0.0.1:9000"}},

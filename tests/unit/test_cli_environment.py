@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from argparse import Namespace
 
-from proxy.cli import apply_environment, build_parser, load_settings
+from proxy.arguments import apply_environment, parse_arguments
+from proxy.cli import load_settings
 from proxy.settings import Settings
 
 
 def settings_for(argv: list[str], environ: dict[str, str]) -> tuple[Namespace, Settings]:
-    args = build_parser().parse_args(argv)
+    args = parse_arguments(argv)
     apply_environment(args, environ)
     return args, load_settings(args)
 

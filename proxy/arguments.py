@@ -1,0 +1,266 @@
+"""The `sidecache` command line: commands, their options, and how they merge with the
+environment and the config file. Pure: argv and a mapping in, a Namespace and a raw table out.
+
+    sidecache [run] [CONFIG] [options]    serve (the default command)
+    sidecache check [CONFIG] [options]    validate, print the compiled configuration
+    sidecache dev [CONFIG] [options]      a local dev proxy: coloured lines, reload on save
+    sidecache demo [CONFIG] [options]     a demo site with sidecache in front
+
+Precedence, for every command: the command line, then SIDECACHE_* variables, then the config
+file, then the embedded default. The config file named on the command line (CONFIG or
+--config) wins over SIDECACHE_CONFIG.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from proxy import __version__
+from proxy.tomltable import ConfigError
+
+COMMANDS = {
+    "run": "serve: the caching proxy in front of the app (the default command)",
+    "check": "validate the configuration and print the compiled rules, caches and warnings",
+    "dev": "a local dev proxy: one coloured line per request, the config file reloaded on save",
+    "demo": "a demo site on 127.0.0.1 with sidecache in front, to see hit, miss and pass",
+}
+DEFAULT_COMMAND = "run"
+TOP_LEVEL = ("-h", "--help", "--version")
+
+
+def parse_arguments(argv: Sequence[str]) -> argparse.Namespace:
+    """Parse argv; without a command it is `run` (`sidecache --upstream URL` serves)."""
+    argv = list(argv)
+    if not argv or (argv[0] not in COMMANDS and argv[0] not in TOP_LEVEL):
+        argv.insert(0, DEFAULT_COMMAND)
+    args = build_parser().parse_args(argv)
+    choose_config_file(args)
+    return args
+
+
+def choose_config_file(args: argparse.Namespace) -> None:
+    """CONFIG and --config are the same setting: one file, named either way (not both)."""
+    if args.config_path and args.config and args.config_path != args.config:
+        raise ConfigError(
+            "command line",
+            "CONFIG",
+            f"two config files ({args.config_path} and --config {args.config}): name one",
+        )
+    args.config = args.config or args.config_path
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sidecache",
+        description="A caching reverse proxy that answers anonymous visitors from memory.",
+        epilog="Without a command, sidecache runs: `sidecache --upstream URL` serves. "
+        "`sidecache COMMAND --help` lists a command's options.",
+    )
+    parser.add_argument("--version", action="version", version=f"sidecache {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
+    config, overrides, public = _config_options(), _override_options(), _public_options()
+    logging = _logging_options()
+    for name, parents in (
+        ("run", [config, public, overrides, logging]),
+        ("check", [config, public, overrides]),
+        ("dev", [config, public, overrides, logging]),
+        ("demo", [config, overrides, logging]),
+    ):
+        command = commands.add_parser(
+            name, parents=parents, help=COMMANDS[name], description=_description(name)
+        )
+        if name == "demo":
+            command.add_argument(
+                "--demo-port",
+                type=int,
+                default=5050,
+                metavar="PORT",
+                help="the demo site's port on 127.0.0.1 (default 5050); sidecache's own "
+                "address is --listen (default 127.0.0.1:8080)",
+            )
+    return parser
+
+
+def _description(name: str) -> str:
+    text = COMMANDS[name][:1].upper() + COMMANDS[name][1:] + "."
+    if name == "check":
+        text += (
+            " Without CONFIG (nor --config, nor SIDECACHE_CONFIG) it checks the embedded "
+            "default, and says so. Exit status 2 on a config error."
+        )
+    if name == "demo":
+        text += " The demo site is the upstream: there is no --upstream."
+    if name == "dev":
+        text += " Saving the config file reloads it, as SIGHUP does."
+    return text + " Options override the config file."
+
+
+def _config_options() -> argparse.ArgumentParser:
+    options = argparse.ArgumentParser(add_help=False)
+    options.add_argument(
+        "config_path",
+        nargs="?",
+        metavar="CONFIG",
+        help="TOML config file, the same as --config (default: the embedded default)",
+    )
+    options.add_argument("-c", "--config", metavar="FILE", help="TOML config file")
+    return options
+
+
+def _public_options() -> argparse.ArgumentParser:
+    options = argparse.ArgumentParser(add_help=False)
+    options.add_argument(
+        "--upstream", metavar="URL", help="the app server: http://host:port or unix:/path.sock"
+    )
+    return options
+
+
+def _override_options() -> argparse.ArgumentParser:
+    options = argparse.ArgumentParser(add_help=False)
+    add = options.add_argument
+    add(
+        "--listen",
+        action="append",
+        metavar="ADDR",
+        help="where visitors connect: host:port, [::1]:port or unix:/path (repeatable)",
+    )
+    add(
+        "--admin",
+        metavar="ADDR",
+        help="the admin listener (/health, /ready) on a loopback host:port or unix:/path; off "
+        'unless given ("" turns a configured one off)',
+    )
+    add(
+        "--cache",
+        action="append",
+        metavar="REGEX",
+        help="cache these paths for anonymous visitors (repeatable; replaces the config's rules)",
+    )
+    add(
+        "--shared",
+        action="store_true",
+        help="no rules: a standards-following shared cache, the origin's headers decide",
+    )
+    add("--ttl", metavar="DURATION", help="the default cache's ttl, e.g. 30s")
+    add(
+        "--stale-while-revalidate",
+        metavar="DURATION",
+        help="serve stale this long past freshness while refreshing in the background",
+    )
+    add(
+        "--stale-if-error",
+        metavar="DURATION",
+        help="serve stale this long past freshness when the app fails or times out",
+    )
+    add("--items", type=int, metavar="N", help="the default cache: most entries")
+    add("--item-size", metavar="SIZE", help="the default cache: largest body stored, e.g. 64KiB")
+    add("--max-bytes", metavar="SIZE", help="the default cache: total size, e.g. 64MiB")
+    return options
+
+
+def _logging_options() -> argparse.ArgumentParser:
+    options = argparse.ArgumentParser(add_help=False)
+    options.add_argument(
+        "--log-level",
+        metavar="LEVEL",
+        help="DEBUG, INFO (default), WARNING or ERROR; the access log has its own switch "
+        "([server] access_log)",
+    )
+    return options
+
+
+def option(args: argparse.Namespace, name: str) -> Any:
+    """An option's value, None when the command has no such option."""
+    return getattr(args, name, None)
+
+
+# Environment variables for what a container sidecar needs without any file (flags win).
+ENVIRONMENT = {
+    "config": "SIDECACHE_CONFIG",
+    "upstream": "SIDECACHE_UPSTREAM",
+    "listen": "SIDECACHE_LISTEN",  # comma-separated addresses
+    "admin": "SIDECACHE_ADMIN",
+    "ttl": "SIDECACHE_TTL",
+    "max_bytes": "SIDECACHE_MAX_BYTES",
+    "stale_while_revalidate": "SIDECACHE_STALE_WHILE_REVALIDATE",
+    "stale_if_error": "SIDECACHE_STALE_IF_ERROR",
+    "log_level": "SIDECACHE_LOG_LEVEL",
+    "shared": "SIDECACHE_SHARED",  # "1", "true" or "yes"
+}
+
+
+def apply_environment(args: argparse.Namespace, environ: Mapping[str, str]) -> None:
+    """Fill the options the command line left unset (and the command has) from SIDECACHE_*
+    variables; the config file named on the command line wins over SIDECACHE_CONFIG."""
+    for name, variable in ENVIRONMENT.items():
+        value = environ.get(variable)
+        if value is None or not hasattr(args, name) or getattr(args, name) not in (None, False):
+            continue
+        if name == "listen":
+            args.listen = [item.strip() for item in value.split(",") if item.strip()]
+        elif name == "shared":
+            args.shared = value.strip().lower() in ("1", "true", "yes")
+        else:
+            setattr(args, name, value)
+
+
+def apply_flags(data: dict[str, Any], args: argparse.Namespace) -> bool:
+    """Write command-line overrides into the raw config table; True if any was given."""
+    changed = False
+
+    def put(section: str, key: str, value: object) -> None:
+        nonlocal changed
+        data.setdefault(section, {})[key] = value
+        changed = True
+
+    if option(args, "upstream"):
+        put("upstream", "url", args.upstream)
+    if args.listen:
+        put("server", "listen", args.listen)
+    if args.admin is not None:
+        put("admin", "listen", args.admin)
+    caches = data.setdefault("caches", {})
+    flags = {
+        "ttl": args.ttl,
+        "items": args.items,
+        "item_size": args.item_size,
+        "max_bytes": args.max_bytes,
+    }
+    for key, value in flags.items():
+        if value is not None:
+            caches.setdefault("default", {})[key] = value
+            changed = True
+    if args.shared and args.cache:
+        raise ConfigError("command line", "--shared", "has no rules: leave out --cache")
+    if args.shared:
+        data["mode"] = "shared"
+        data.pop("rules", None)
+        changed = True
+    if args.cache:
+        caches.setdefault("default", {})
+        data["rules"] = [
+            {"name": f"--cache {regex}", "path": regex, "cache": "default"} for regex in args.cache
+        ]
+        changed = True
+    return _apply_windows(data, args) or changed
+
+
+def _apply_windows(data: dict[str, Any], args: argparse.Namespace) -> bool:
+    """--stale-while-revalidate and --stale-if-error on every cache rule (and shared mode)."""
+    changed = False
+    windows = {
+        "stale_while_revalidate": args.stale_while_revalidate,
+        "stale_if_error": args.stale_if_error,
+    }
+    for key, value in windows.items():
+        if value is None:
+            continue
+        changed = True
+        if data.get("mode") == "shared":
+            data.setdefault("shared", {})[key] = value
+        for rule in data.get("rules", []):
+            if isinstance(rule, dict) and rule.get("action", "cache") == "cache":
+                rule[key] = value
+    return changed
