@@ -56,13 +56,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"sidecache: config error: {exc}", file=sys.stderr)
         return 2
+    if args.command == "check":  # its summary ends with the warnings: said once, on stdout
+        summary = describe(settings)
+        try:
+            print(f"{CHECKING_DEFAULT}\n{summary}" if not args.config else summary, flush=True)
+        except BrokenPipeError:  # `sidecache check | head`: the reader had enough
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     for warning in settings.warnings:
         print(f"sidecache: warning: {warning}", file=sys.stderr)
-    if args.command == "check":
-        if not args.config:
-            print(CHECKING_DEFAULT)
-        print(describe(settings))
-        return 0
     if args.command == "demo":
         from proxy.demo import run_demo
 

@@ -5,17 +5,25 @@ from __future__ import annotations
 from proxy.freshness import TtlMode
 from proxy.identity import IdentityPolicy
 from proxy.rules import Action, Condition, Rule
-from proxy.settings import CacheSettings, Settings
+from proxy.settings import CacheSettings, Limits, Settings, Trust
+from proxy.units import format_size
 
 
 def describe(settings: Settings) -> str:
     up = settings.upstream
+    admin = f"{settings.admin} (/health, /ready)" if settings.admin else "off"
+    total = f", whole exchange {up.total_timeout:g}s" if up.total_timeout else ""
+    host = f", Host: {up.host}" if up.host else ", the client's Host"
     lines = [
         f"config: {settings.source}",
         "listen: " + ", ".join(str(listen) for listen in settings.listen),
+        f"admin: {admin}",
         f"upstream: {f'unix:{up.socket}' if up.socket else up.url} "
-        f"(connect {up.connect_timeout:g}s, read {up.read_timeout:g}s, "
-        f"{up.max_connections} connections)",
+        f"(connect {up.connect_timeout:g}s, read {up.read_timeout:g}s{total}, "
+        f"{up.max_connections} connections{host})",
+        _limits(settings.limits),
+        _trust(settings.trust),
+        _headers(settings),
         *_identity(settings.identity),
         "caches:",
         *(f"  {_cache(cache)}" for cache in settings.caches.values()),
@@ -41,13 +49,46 @@ def _identity(policy: IdentityPolicy) -> list[str]:
         messages += [f"session key {key}" for key in policy.session_message_keys]
     lines = ["logged in (passed): " + ", ".join(logged_in)]
     lines.append("messages waiting (passed): " + (", ".join(messages) or "-"))
+    csrf = ", ".join(policy.csrf_cookies) or "-"
+    lines.append(f"CSRF cookies (never stripped from a fill's answer): {csrf}")
     return lines
+
+
+def _limits(limits: Limits) -> str:
+    body = f"up to {format_size(limits.max_body_size)}" if limits.max_body_size else "no limit"
+    return (
+        f"clients: head {limits.header_timeout:g}s, keep-alive {limits.keepalive_timeout:g}s, "
+        f"body idle {limits.body_timeout:g}s, request bodies {body}, "
+        f"{limits.max_client_connections} connections; shutdown waits "
+        f"{limits.shutdown_timeout:g}s"
+    )
+
+
+def _trust(trust: Trust) -> str:
+    """Whose X-Forwarded-* is believed: the one setting that lets a client speak for others."""
+    trusted = [str(network) for network in trust.networks] + (
+        ["unix sockets"] if trust.unix else []
+    )
+    if not trusted:
+        return "trusted proxies: none (a client's X-Forwarded-* and Forwarded are replaced)"
+    return "trusted proxies (their X-Forwarded-* believed): " + ", ".join(trusted)
+
+
+def _headers(settings: Settings) -> str:
+    shown = [name for name, on in (("X-Cache", settings.headers.x_cache),
+             ("Cache-Status", settings.headers.cache_status)) if on]  # fmt: skip
+    log = "on" if settings.headers.access_log else "off"
+    directives = ", ".join(sorted(settings.request_directives)) or "none"
+    return (
+        f"response headers: {', '.join(shown) or 'none'}; access log: {log}; "
+        f"request Cache-Control honoured: {directives}"
+    )
 
 
 def _cache(cache: CacheSettings) -> str:
     return (
-        f"{cache.name}: items={cache.items} item_size={cache.item_size}B "
-        f"max_bytes={cache.max_bytes}B ttl={cache.ttl:g}s keep={cache.keep:g}s"
+        f"{cache.name}: items={cache.items} item_size={format_size(cache.item_size)} "
+        f"max_bytes={format_size(cache.max_bytes)} ttl={cache.ttl:g}s keep={cache.keep:g}s"
     )
 
 

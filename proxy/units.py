@@ -85,3 +85,16 @@ def _finite(number: float, written: object) -> float:
     if not math.isfinite(seconds):
         raise ValueError(f"a duration must be a finite number of seconds, got {shown(written)}")
     return seconds
+
+
+_BINARY = (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024))
+_DECIMAL = (("GB", 1000**3), ("MB", 1000**2), ("KB", 1000))
+
+
+def format_size(size: int) -> str:
+    """`size` as it would be written in a config: the largest unit that divides it exactly
+    (64KiB, 16MiB, 10MB), else bytes (1500B); parse_size reads it back to the same number."""
+    for unit, factor in _BINARY + _DECIMAL:
+        if size and size % factor == 0:
+            return f"{size // factor}{unit}"
+    return f"{size}B"

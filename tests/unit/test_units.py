@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from proxy.units import parse_duration, parse_size
+from proxy.units import format_size, parse_duration, parse_size
 
 KIB, MIB, GIB = 1024, 1024**2, 1024**3
 
@@ -109,3 +109,23 @@ def test_parse_duration_rejects_non_finite_numbers(value: float) -> None:
     # TOML allows nan and inf; a ttl of nan or inf is no duration
     with pytest.raises(ValueError, match="finite"):
         parse_duration(value)
+
+
+@pytest.mark.parametrize(
+    ("size", "written"),
+    [
+        (0, "0B"),
+        (1500, "1500B"),
+        (65536, "64KiB"),
+        (16 * 1024**2, "16MiB"),
+        (64 * 1024**2, "64MiB"),
+        (10**7, "10MB"),
+        (1000, "1KB"),
+        (3 * 1024**3, "3GiB"),
+        (1025, "1025B"),
+    ],
+)
+def test_format_size_reads_back(size: int, written: str) -> None:
+    """What `check` prints is what a config would say, and reads back to the same size."""
+    assert format_size(size) == written
+    assert parse_size(written) == size
