@@ -892,3 +892,19 @@ def test_an_unanchored_path_is_warned_about(path: str, warned: bool) -> None:
     if warned:
         assert anchored[0].startswith(f"p: path {path!r} is not anchored")
         assert f"'^{path}$'" in anchored[0]
+
+
+def test_catch_all_is_the_embedded_default_plus_its_pass_rule() -> None:
+    """Issue 12 point 11: config/catch-all.toml said it was what the default does; it adds a
+    pass rule. What it says now must hold: the same caches, then the default's cache rule."""
+    default = load(None)
+    catch_all = load(str(Path(__file__).resolve().parents[2] / "config" / "catch-all.toml"))
+    assert catch_all.caches == default.caches
+    first, *rest = catch_all.rules
+    assert (first.action, first.path.pattern if first.path else None) == (
+        Action.PASS,
+        "^/(admin|login|logout|account)(/|$)",
+    )
+    assert [(r.name, r.action, r.cache, r.methods, r.ttl) for r in rest] == [
+        (r.name, r.action, r.cache, r.methods, r.ttl) for r in default.rules
+    ]
