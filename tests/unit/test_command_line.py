@@ -82,15 +82,18 @@ def test_unknown_log_levels_are_refused(text: str) -> None:
 def test_log_routing_level_on_each_line_access_log_whatever_the_level() -> None:
     # Point 15: errors to stderr, the access log on stdout even at WARNING.
     out, err = io.StringIO(), io.StringIO()
-    saved = logging.getLogger().handlers[:], logging.getLogger().level
+    root, access = logging.getLogger(), logging.getLogger("sidecache.access")
+    saved = root.handlers[:], root.level, access.level
     try:
         logs.setup(logging.WARNING, out, err)
         logging.getLogger("sidecache").info("not shown at WARNING")
         logging.getLogger("sidecache.access").info("127.0.0.1 access")
         logging.getLogger("sidecache").warning("careful")
         logging.getLogger("sidecache.front").error("broken")
-    finally:
-        logging.getLogger().handlers, _ = saved[0], logging.getLogger().setLevel(saved[1])
+    finally:  # setup's levels must not leak into later tests (caplog reads them)
+        root.handlers = saved[0]
+        root.setLevel(saved[1])
+        access.setLevel(saved[2])
     prefix = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} "
     assert re.fullmatch(prefix + r"INFO sidecache\.access 127\.0\.0\.1 access\n", out.getvalue())
     assert re.fullmatch(
