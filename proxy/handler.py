@@ -24,13 +24,26 @@ from proxy.freshness import (
     RequestDirectives,
     TtlMode,
     TtlPolicy,
-    acceptable,
     first_value,
     initial_age,
     request_directives,
 )
 from proxy.hitforpass import HitForPass, mark_for
 from proxy.invalidate import invalidates, lookups
+from proxy.planner import (
+    Fill,
+    Hit,
+    NotCached,
+    Partial,
+    PassPersonal,
+    RangeToApp,
+    Revalidate,
+    ServeStale,
+    plan,
+    servable,
+    stand_in,
+    usable,
+)
 from proxy.policy import (
     DontStore,
     Storability,
@@ -118,7 +131,9 @@ class Handler:
         fields = view.header_map
         now = self.clock()
         if "range" in fields or not (
-            self._usable(view, entry, now) if "cache-control" in fields else now < entry.fresh_until
+            usable(entry, self._request_directives(view), now)
+            if "cache-control" in fields
+            else now < entry.fresh_until
         ):
             return decision, None, 0, ()
         if "if-none-match" in fields or "if-modified-since" in fields:
@@ -152,7 +167,9 @@ class Handler:
             now = self.clock()
             for coding in CODED:
                 other, other_key = await self._find_key(store, recoded(lookup, coding), view)
-                if other is not None and uncoded(other.headers) and self._usable(view, other, now):
+                if other is None or not uncoded(other.headers):
+                    continue
+                if usable(other, self._request_directives(view), now):
                     return other, other_key
         return entry, key
 
@@ -167,60 +184,60 @@ class Handler:
         return entry, key
 
     async def lookup(self, client: ClientSide, lookup: Lookup) -> Outcome:
-        """A usable entry is a hit; a stale one within its stale-while-revalidate window is
-        served and refreshed behind; a stale one with a validator is revalidated; else a miss.
-        Concurrent misses for one key coalesce: one fill goes upstream, the others wait for it
-        (a bounded wait) and are answered from what it stored, or go on their own."""
+        """Find the entry, wait for a fill of the key under way (coalescing: one fill goes
+        upstream, the others wait a bounded time for what it stores), then do what `plan`
+        says."""
         view = client.view
         store = self.stores[lookup.rule.cache]
         asked = self._request_directives(view)
         entry, key = await self._find(store, lookup, view)
         fill = self._fills.get(lookup.key)
-        if fill is not None and not self._servable(view, entry, asked):
+        if fill is not None and not servable(entry, asked, self.clock()):
             await self._wait_for(fill, lookup)
             entry, key = await self._find(store, lookup, view)
-            if entry is not None and self._usable(view, entry, self.clock()):
+            if entry is not None and usable(entry, asked, self.clock()):
                 client.outcome.detail = "coalesced"
         now = self.clock()
-        usable = entry is not None and self._usable(view, entry, now)
-        wanted = view.header("range")
-        if wanted is not None and entry is not None and usable:
-            return await self._partial(client, lookup, entry, wanted, now)
-        if wanted is not None:  # partial responses are never stored: the app answers it
-            return await self.forward_pass(client, Pass(PassReason.RANGE, lookup.rule))
-        if entry is not None and usable:
-            detail = client.outcome.detail
-            age = self._hit(view, entry, lookup, client.outcome, now, detail)
-            await client.respond_entry(entry, age, self._hit_tags, client.outcome.status)
-            return client.outcome
-        if asked.only_if_cached:  # RFC 9111 §5.2.1.7
-            return await self._not_cached(client, lookup)
-        if entry is not None and self._servable(view, entry, asked):
-            self._refresh_behind(store, lookup, view, entry, key)
-            return await self._serve_stale(client, lookup, entry, "stale-while-revalidate")
-        if self._personal(lookup):
-            return await self.forward_pass(client, Pass(PassReason.HIT_FOR_PASS, lookup.rule))
+        ranged = view.header("range")
+        state = plan(entry, asked, now, ranged=ranged, personal=self._personal(lookup))
+        match state:
+            case Hit(entry=found):
+                age = self._hit(view, found, lookup, client.outcome, now, client.outcome.detail)
+                await client.respond_entry(found, age, self._hit_tags, client.outcome.status)
+                return client.outcome
+            case Partial(entry=found, wanted=wanted):
+                return await self._partial(client, lookup, found, wanted, now)
+            case RangeToApp():
+                return await self.forward_pass(client, Pass(PassReason.RANGE, lookup.rule))
+            case NotCached():
+                return await self._not_cached(client, lookup)
+            case ServeStale(entry=found):
+                self._refresh_behind(store, lookup, view, found, key)
+                return await self._serve_stale(client, lookup, found, "stale-while-revalidate")
+            case PassPersonal():
+                return await self.forward_pass(client, Pass(PassReason.HIT_FOR_PASS, lookup.rule))
+            case Revalidate() | Fill():
+                return await self._go_upstream(client, lookup, store, state, key)
+            case _:
+                assert_never(state)
+
+    async def _go_upstream(
+        self,
+        client: ClientSide,
+        lookup: Lookup,
+        store: CacheStore,
+        state: Revalidate | Fill,
+        key: str,
+    ) -> Outcome:
+        """Lead the key's fill (others may wait for it) and revalidate or fill."""
         leader = self._lead(lookup)
         try:
-            if entry is not None and (entry.etag or entry.last_modified):
-                outcome = await self.revalidate(client, lookup, store, entry, key)
-            else:
-                outcome = await self.fetch_miss(client, lookup, store, stale=entry)
+            if isinstance(state, Revalidate):
+                return await self.revalidate(client, lookup, store, state.entry, key)
+            return await self.fetch_miss(client, lookup, store, stale=state.stale)
         finally:
             if leader is not None:
                 self._release(lookup, leader, client.outcome)
-        return outcome
-
-    def _servable(
-        self, view: RequestView, entry: CachedResponse | None, asked: RequestDirectives
-    ) -> bool:
-        """Usable, or stale within its stale-while-revalidate window: answerable at once."""
-        if entry is None:
-            return False
-        now = self.clock()
-        if self._usable(view, entry, now):
-            return True
-        return not asked.no_cache and _within(entry, entry.stale_while_revalidate, now)
 
     def _lead(self, lookup: Lookup) -> asyncio.Event | None:
         """Become the one fill of this key that others wait for, unless the key is remembered
@@ -308,15 +325,6 @@ class Handler:
         if "cache-control" not in view.header_map:
             return NO_DIRECTIVES
         return request_directives(cache_control(view.headers), self.settings.request_directives)
-
-    def _usable(self, view: RequestView, entry: CachedResponse, now: float) -> bool:
-        """Fresh, or acceptable to what the request's Cache-Control asks (RFC 9111 §4.2)."""
-        if "cache-control" not in view.header_map:
-            return entry.fresh(now)
-        age = entry.initial_age + max(0.0, now - entry.stored_at)
-        fresh_for = age + entry.fresh_until - now
-        asked = self._request_directives(view)
-        return acceptable(age, fresh_for, asked, entry.must_revalidate)
 
     def _hit(
         self,
@@ -862,26 +870,6 @@ def _own_request(view: RequestView, rule: Rule) -> bool:
     """Was the fill the client's own request, credentials and all? Yes when the client sent no
     cookies (a fill sends none), or in shared mode (its fills forward every header)."""
     return rule.forward_all or "cookie" not in view.header_map
-
-
-def stand_in(
-    entry: CachedResponse | None, rule: Rule, now: float, *, unreachable: bool
-) -> str | None:
-    """Why `entry` may answer instead of a failed upstream exchange, or None. Within its
-    stale-if-error window (RFC 5861), for a 5xx or no answer at all; and, with the rule's
-    `stale_if_unreachable` (shared mode's default), for as long as it is kept when the upstream
-    gave no answer (refused, closed, timed out: RFC 9111 §4.2.4 lets a disconnected cache serve
-    stale). Never what must be revalidated (must-/proxy-revalidate, s-maxage, no-cache)."""
-    if entry is None or entry.must_revalidate:
-        return None
-    if _within(entry, entry.stale_if_error, now):
-        return "stale-if-error"
-    return "stale-if-unreachable" if unreachable and rule.stale_if_unreachable else None
-
-
-def _within(entry: CachedResponse, window: float, now: float) -> bool:
-    """Stale by less than `window` seconds, and allowed to be served stale at all."""
-    return window > 0 and not entry.must_revalidate and now < entry.fresh_until + window
 
 
 def _keyed(lookup: Lookup) -> frozenset[str]:

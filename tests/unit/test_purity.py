@@ -13,6 +13,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 PURE_CORE = (
     "proxy.config",
     "proxy.decide",
+    "proxy.planner",
     "proxy.rules",
     "proxy.keys",
     "proxy.identity",

@@ -1,11 +1,11 @@
-"""handler.stand_in: when a stale entry may answer instead of a failed upstream exchange
+"""planner.stand_in: when a stale entry may answer instead of a failed upstream exchange
 (RFC 5861 stale-if-error; RFC 9111 §4.2.4, a disconnected cache), driven directly."""
 
 from __future__ import annotations
 
 import pytest
 
-from proxy.handler import stand_in
+from proxy.planner import stand_in
 from proxy.rules import Action, Rule
 from proxy.store import CachedResponse
 
