@@ -13,7 +13,7 @@ import time
 
 from aiohttp import web
 
-from proxy.cli import wait_for_signal
+from proxy.lifecycle import until_stopped
 from proxy.server import Proxy, bind
 from proxy.settings import Settings
 
@@ -101,7 +101,7 @@ async def run_demo(settings: Settings, port: int) -> None:
         await proxy.start()
         try:
             print(_instructions(proxy.addresses[0], port), flush=True)
-            await wait_for_signal()
+            await until_stopped()
         finally:
             await proxy.stop()
     finally:

@@ -1,7 +1,7 @@
-"""Wiring and lifecycle: stores, upstream session, handler, front and listeners.
+"""Wiring: stores, upstream session, handler, front and listeners.
 
-`Proxy` is what both the CLI and the in-process tests run, so tests exercise the same wiring as
-production, over real sockets.
+`Proxy` is what both the command (through lifecycle.py, which owns signals and reloads) and the
+in-process tests run, so tests exercise the same wiring as production, over real sockets.
 """
 
 from __future__ import annotations

@@ -1,0 +1,170 @@
+"""The process lifecycle: serve a `Proxy` until a stop signal, reload, shut down gracefully.
+
+The one place that installs signal handlers and tells systemd what the process is doing:
+- SIGTERM and SIGINT stop: listeners close, requests in flight get `shutdown_timeout`.
+- SIGHUP (and, in `sidecache dev`, saving the watched config file) reloads: the configuration is
+  read and checked again; a valid one takes effect for new requests, an invalid one is logged
+  and the running one kept.
+- sd_notify(3): READY once listening, RELOADING then READY around a reload, STOPPING at stop.
+
+`cli.py` parses the command line and calls `run`, `serve`; `demo.py` waits with `until_stopped`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Awaitable, Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+from proxy import __version__, systemd
+from proxy import dev as dev_mode
+from proxy.config import ConfigError
+from proxy.server import ListenError, Proxy
+from proxy.settings import Settings
+
+log = logging.getLogger("sidecache")
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+Reread = Callable[[], Settings]  # reads and checks the configuration again; raises ConfigError
+
+
+def run(main: Callable[[], Awaitable[None]]) -> int:
+    """Run `main` on the event loop; the exit status: 0, or 1 when a listener or anything else
+    the process needs could not be had (the reason on stderr)."""
+
+    async def runner() -> None:
+        await main()
+
+    try:
+        _event_loop_runner()(runner())
+    except ListenError as exc:
+        print(f"sidecache: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"sidecache: cannot start: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+async def serve(
+    settings: Settings,
+    reread: Reread | None = None,
+    *,
+    dev: bool = False,
+    watched: Path | None = None,
+) -> None:
+    """Run the proxy until SIGTERM or SIGINT, then stop listening and close the session.
+    SIGHUP reads the configuration again (`reread`): a valid one takes effect for new
+    requests, an invalid one is reported and the running one kept."""
+    proxy = Proxy(
+        settings, passed=systemd.passed_sockets(), access=dev_mode.log_access if dev else None
+    )
+    await proxy.start()
+    log.info("%s ready, upstream %s", __version__, upstream_label(settings))
+    tasks = _start_dev(proxy, reread, watched) if dev else []
+    serving = ", ".join(proxy.addresses)
+    systemd.notify(f"READY=1\nSTATUS=serving on {serving}\nMAINPID={os.getpid()}")
+    try:
+        await _serve_until_stopped(proxy, reread)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await _shut_down(proxy)
+
+
+async def until_stopped() -> None:
+    """Until SIGTERM or SIGINT (the demo's loop: it does not reload)."""
+    stop, _ = _install_signal_handlers(reloads=False)
+    await stop.wait()
+
+
+async def reload(proxy: Proxy, reread: Reread) -> None:
+    """Read and check the configuration again and hand it to `proxy`; on a config error keep
+    the running one. SIGHUP and the dev watcher both come here."""
+    # sd_notify(3): RELOADING=1 with the monotonic time, READY=1 once the reload is over.
+    usec = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
+    systemd.notify(f"RELOADING=1\nMONOTONIC_USEC={usec}")
+    try:
+        settings = reread()
+    except ConfigError as exc:
+        log.error("reload failed, the running configuration stays: config error: %s", exc)
+        systemd.notify("READY=1\nSTATUS=reload failed: the running configuration stays")
+        return
+    for note in await proxy.reload(settings):
+        log.warning("reload: %s", note)
+    log.info("reloaded %s", settings.source)
+    systemd.notify(f"READY=1\nSTATUS=reloaded {settings.source}")
+
+
+def upstream_label(settings: Settings) -> str:
+    up = settings.upstream
+    return f"unix:{up.socket}" if up.socket else up.url
+
+
+def _install_signal_handlers(reloads: bool) -> tuple[asyncio.Event, asyncio.Event]:
+    """The only signal handlers sidecache installs: SIGTERM and SIGINT set the first event;
+    SIGHUP sets the second when the process `reloads` (else SIGHUP keeps its default action)."""
+    loop = asyncio.get_running_loop()
+    stop, hangup = asyncio.Event(), asyncio.Event()
+    for sig in STOP_SIGNALS:
+        loop.add_signal_handler(sig, stop.set)
+    if reloads:
+        loop.add_signal_handler(signal.SIGHUP, hangup.set)
+    return stop, hangup
+
+
+async def _serve_until_stopped(proxy: Proxy, reread: Reread | None) -> None:
+    """Reload on each SIGHUP until SIGTERM or SIGINT; a stop wins over a pending reload."""
+    stop, hangup = _install_signal_handlers(reloads=reread is not None)
+    while not stop.is_set():
+        await _first(stop.wait(), hangup.wait())
+        if hangup.is_set() and reread is not None and not stop.is_set():
+            hangup.clear()
+            await reload(proxy, reread)
+
+
+async def _shut_down(proxy: Proxy) -> None:
+    systemd.notify("STOPPING=1")
+    log.info("stopping: requests in flight get %gs", proxy.settings.limits.shutdown_timeout)
+    await proxy.stop()
+    log.info("stopped")
+
+
+def _start_dev(
+    proxy: Proxy, reread: Reread | None, watched: Path | None
+) -> list[asyncio.Task[None]]:
+    """`sidecache dev`: print the banner; reload whenever the watched config file is saved."""
+    settings = proxy.settings
+    banner = dev_mode.banner(
+        proxy.addresses, upstream_label(settings), proxy.admin.addresses, settings.source, watched
+    )
+    print(banner, flush=True)
+    if watched is None or reread is None:
+        return []
+    return [asyncio.create_task(dev_mode.watch(watched, lambda: reload(proxy, reread)))]
+
+
+async def _first(*waits: Coroutine[Any, Any, bool]) -> None:
+    """Wait until one of `waits` is done; cancel the others."""
+    tasks = [asyncio.ensure_future(w) for w in waits]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _event_loop_runner() -> Callable[[Awaitable[None]], None]:
+    """uvloop when installed (it is a dependency everywhere it builds), else asyncio's loop."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - Windows has no uvloop
+        return asyncio.run  # type: ignore[return-value]
+    return uvloop.run  # type: ignore[return-value]
