@@ -47,7 +47,8 @@ from .conftest import StartProxy
 from .support import WAIT, Client, FakeUpstream, Seen
 
 LONG = os.environ.get("SIDECACHE_FUZZ") == "long"
-EXAMPLES = 2000 if LONG else 60
+# SIDECACHE_FUZZ_EXAMPLES=N sets the count of examples per property (any mode).
+EXAMPLES = int(os.environ.get("SIDECACHE_FUZZ_EXAMPLES", 2000 if LONG else 60))
 FUZZ = settings(
     max_examples=EXAMPLES,
     deadline=None,

@@ -66,7 +66,8 @@ from proxy.view import RequestView, header_text
 
 LONG = os.environ.get("SIDECACHE_FUZZ") == "long"
 FUZZ = settings(
-    max_examples=20_000 if LONG else 100,
+    # SIDECACHE_FUZZ_EXAMPLES=N sets the count of examples per property (any mode).
+    max_examples=int(os.environ.get("SIDECACHE_FUZZ_EXAMPLES", 20_000 if LONG else 100)),
     deadline=None,
     database=None,
     suppress_health_check=[
