@@ -7,13 +7,13 @@ It turns decisions of the pure core into I/O through three seams: `ClientSide` (
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
 from typing import assert_never
 
+from proxy.coalescer import Coalescer
 from proxy.conditional import not_modified
 from proxy.decide import CACHEABLE_METHODS, Decision, Lookup, Pass, decide, recoded
 from proxy.encoding import CODED, IDENTITY, uncoded
@@ -28,7 +28,6 @@ from proxy.freshness import (
     initial_age,
     request_directives,
 )
-from proxy.hitforpass import HitForPass, mark_for
 from proxy.invalidate import invalidates, lookups
 from proxy.planner import (
     Fill,
@@ -87,8 +86,7 @@ class Handler:
         self.clock = clock
         self._tag_memo: dict[tuple[str, str], Headers] = {}
         self._policies: dict[int, TtlPolicy] = {}
-        self._fills: dict[str, asyncio.Event] = {}  # key → the fill others wait for
-        self._hit_for_pass = HitForPass(clock)
+        self.coalescer = Coalescer(settings.caches, clock)
         self._background: set[asyncio.Task[None]] = set()  # stale-while-revalidate refreshes
         self._hit_tags = self._tags("HIT", cache_status(True))
         self._revalidated_tags = self._tags("HIT", "sidecache; fwd=stale; fwd-status=304")
@@ -191,15 +189,15 @@ class Handler:
         store = self.stores[lookup.rule.cache]
         asked = self._request_directives(view)
         entry, key = await self._find(store, lookup, view)
-        fill = self._fills.get(lookup.key)
+        fill = self.coalescer.under_way(lookup.key)
         if fill is not None and not servable(entry, asked, self.clock()):
-            await self._wait_for(fill, lookup)
+            await self.coalescer.wait_for(fill, lookup)
             entry, key = await self._find(store, lookup, view)
             if entry is not None and usable(entry, asked, self.clock()):
                 client.outcome.detail = "coalesced"
         now = self.clock()
         ranged = view.header("range")
-        state = plan(entry, asked, now, ranged=ranged, personal=self._personal(lookup))
+        state = plan(entry, asked, now, ranged=ranged, personal=self.coalescer.personal(lookup))
         match state:
             case Hit(entry=found):
                 age = self._hit(view, found, lookup, client.outcome, now, client.outcome.detail)
@@ -230,65 +228,14 @@ class Handler:
         key: str,
     ) -> Outcome:
         """Lead the key's fill (others may wait for it) and revalidate or fill."""
-        leader = self._lead(lookup)
+        leader = self.coalescer.lead(lookup)
         try:
             if isinstance(state, Revalidate):
                 return await self.revalidate(client, lookup, store, state.entry, key)
             return await self.fetch_miss(client, lookup, store, stale=state.stale)
         finally:
             if leader is not None:
-                self._release(lookup, leader, client.outcome)
-
-    def _lead(self, lookup: Lookup) -> asyncio.Event | None:
-        """Become the one fill of this key that others wait for, unless the key is remembered
-        as uncacheable (hit-for-pass: the last fill could not be stored), coalescing is off,
-        or another fill leads already (its waiters gave up on it)."""
-        cache = self.settings.caches[lookup.rule.cache]
-        if cache.coalesce_wait <= 0 or lookup.key in self._fills:
-            return None
-        if self._hit_for_pass.marked(cache.name, cache.hit_for_pass, lookup.key):
-            return None
-        fill = self._fills[lookup.key] = asyncio.Event()
-        return fill
-
-    def _release(self, lookup: Lookup, fill: asyncio.Event, outcome: Outcome) -> None:
-        """The fill is over: remember an uncacheable key (hit-for-pass), wake its waiters."""
-        if 200 <= outcome.status < 500:
-            self._mark(lookup, outcome.detail)
-        if self._fills.get(lookup.key) is fill:
-            del self._fills[lookup.key]
-        fill.set()
-
-    def _mark(self, lookup: Lookup, detail: str) -> None:
-        """Remember what a fill's response said of its key: personal, uncacheable, or nothing."""
-        personal = mark_for(detail)
-        if personal and lookup.rule.forward_all:  # shared mode's fills are the visitor's own
-            personal = False
-        if personal is not None:
-            cache = self.settings.caches[lookup.rule.cache]
-            self._hit_for_pass.mark(cache.name, cache.hit_for_pass, lookup.key, personal=personal)
-
-    def _personal(self, lookup: Lookup) -> bool:
-        """Is the key marked personal: is each request for it a pass of the visitor's own?"""
-        cache = self.settings.caches[lookup.rule.cache]
-        return self._hit_for_pass.personal(cache.name, cache.hit_for_pass, lookup.key)
-
-    def _settle(self, lookup: Lookup, detail: str, status: int) -> None:
-        """The fill's fate is known before its first client has it all: remember what it says
-        of the key and wake the requests waiting for it at once, so they never wait on that
-        client. A stored entry answers them; a personal page sends them to pass with their
-        own requests; anything else to fill on their own (the key is then not waited on)."""
-        if 200 <= status < 500 or mark_for(detail):
-            self._mark(lookup, detail)
-        fill = self._fills.pop(lookup.key, None)
-        if fill is not None:
-            fill.set()
-
-    async def _wait_for(self, fill: asyncio.Event, lookup: Lookup) -> None:
-        """Wait for another request's fill of this key, at most the cache's coalesce_wait."""
-        wait = self.settings.caches[lookup.rule.cache].coalesce_wait
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(fill.wait(), wait)
+                self.coalescer.release(lookup, leader, client.outcome)
 
     async def _partial(
         self, client: ClientSide, lookup: Lookup, entry: CachedResponse, wanted: str, now: float
@@ -484,7 +431,7 @@ class Handler:
     ) -> None:
         """Refresh a stale entry in the background (stale-while-revalidate), one per key: a
         fill already under way for the key is the refresh."""
-        leader = self._lead(lookup)
+        leader = self.coalescer.lead(lookup)
         if leader is None:
             return
         task = asyncio.get_running_loop().create_task(
@@ -540,7 +487,7 @@ class Handler:
         except Exception:  # a bug: logged, and the stale entry simply stays stale
             log.exception("background refresh of %s", view.target)
         finally:
-            self._release(lookup, leader, outcome)
+            self.coalescer.release(lookup, leader, outcome)
 
     async def aclose(self) -> None:
         """Cancel background refreshes (at shutdown)."""
@@ -571,7 +518,7 @@ class Handler:
         made_for_one = personal(response.headers, lookup.rule, self.settings.targeted)
         verdict: Storability
         if made_for_one is not None:
-            self._settle(lookup, made_for_one, response.status)
+            self.coalescer.settle(lookup, made_for_one, response.status)
             if not _own_request(view, lookup.rule):  # its answer was made for someone else
                 response.close()
                 return await self.forward_pass(client, Pass(PassReason.HIT_FOR_PASS, lookup.rule))
@@ -583,7 +530,7 @@ class Handler:
         outcome.status = response.status
         if not isinstance(verdict, Store):
             outcome.detail = verdict.reason.value
-            self._settle(lookup, outcome.detail, response.status)  # nothing to wait for
+            self.coalescer.settle(lookup, outcome.detail, response.status)  # nothing to wait for
             shown = self._miss_headers(view, lookup.rule, response, verdict)
             await self._stream(client, response, shown, outcome)
             return outcome
@@ -599,7 +546,7 @@ class Handler:
                 outcome.detail = await self._store_fill(
                     store, lookup, view, response, recorder.body(), verdict, asked
                 )
-            self._settle(lookup, outcome.detail, response.status)
+            self.coalescer.settle(lookup, outcome.detail, response.status)
 
         shown = self._miss_headers(view, lookup.rule, response, verdict)
         await self._stream(client, response, shown, outcome, recorder, keep)
