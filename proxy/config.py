@@ -9,14 +9,14 @@ from __future__ import annotations
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import fields
+from dataclasses import fields, replace
 from enum import StrEnum
 from importlib.resources import files
 from ipaddress import ip_address, ip_network
 from pathlib import Path
 from typing import Any
 
-from proxy.freshness import REQUEST_DIRECTIVES, TtlMode
+from proxy.freshness import REQUEST_DIRECTIVES, TtlMode, TtlPolicy
 from proxy.identity import PRESETS, IdentityPolicy
 from proxy.invalidate import LOCATION, TARGET
 from proxy.keys import DEFAULT_KEY, compile_key
@@ -350,8 +350,7 @@ def _rule(
         key=table.convert("key", text(compile_key), compile_key(DEFAULT_KEY)),
     )
     table.finish()
-    _check_cache(table, rule, caches)
-    return rule
+    return _check_cache(table, rule, caches)
 
 
 class Mode(StrEnum):
@@ -393,8 +392,7 @@ def _shared_rule(
         forward_all=True,
     )
     table.finish()
-    _check_cache(table, rule, caches)
-    return rule
+    return _check_cache(table, rule, caches)
 
 
 def _ttl(value: object) -> tuple[TtlMode, float | None]:
@@ -462,11 +460,25 @@ def _invalidate(table: Table, default: tuple[str, ...]) -> frozenset[str]:
     return frozenset(named)
 
 
-def _check_cache(table: Table, rule: Rule, caches: Mapping[str, CacheSettings]) -> None:
-    """A cache rule's cache exists (checked after the table's unknown keys: a typo first)."""
-    if rule.action is Action.CACHE and rule.cache not in caches:
+def _check_cache(table: Table, rule: Rule, caches: Mapping[str, CacheSettings]) -> Rule:
+    """A cache rule's cache exists (checked after the table's unknown keys: a typo first);
+    the rule with its TTL policy, its settings over its cache's."""
+    if rule.action is not Action.CACHE:
+        return rule
+    cache = caches.get(rule.cache)
+    if cache is None:
         known = ", ".join(sorted(caches))
         raise table.error("cache", f"unknown cache {rule.cache!r} (caches: {known})")
+    policy = TtlPolicy(
+        mode=rule.ttl_mode,
+        ttl=cache.ttl if rule.ttl is None else rule.ttl,
+        max_ttl=rule.max_ttl,
+        heuristic=rule.heuristic,
+        keep=cache.keep if rule.keep is None else rule.keep,
+        stale_while_revalidate=rule.stale_while_revalidate,
+        stale_if_error=rule.stale_if_error,
+    )
+    return replace(rule, policy=policy)
 
 
 def _regex(value: object) -> re.Pattern[str]:

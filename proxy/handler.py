@@ -10,22 +10,19 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import replace
 from typing import assert_never
 
 from proxy.coalescer import Coalescer
 from proxy.conditional import not_modified
 from proxy.decide import CACHEABLE_METHODS, Decision, Lookup, Pass, decide, recoded
 from proxy.encoding import CODED, IDENTITY, uncoded
+from proxy.entries import EntryWriter
 from proxy.exchange import ClientGone, ClientSide, Outcome
 from proxy.forwarding import fill_headers, pass_headers, unconditional
 from proxy.freshness import (
     NO_DIRECTIVES,
     RequestDirectives,
-    TtlMode,
-    TtlPolicy,
     first_value,
-    initial_age,
     request_directives,
 )
 from proxy.invalidate import invalidates, lookups
@@ -47,23 +44,19 @@ from proxy.policy import (
     DontStore,
     Storability,
     Store,
-    body_storability,
     cache_control,
     cache_status,
     end_to_end,
     personal,
-    refreshed_headers,
     relays_interim,
     response_has_body,
-    storability,
-    stored_headers,
 )
 from proxy.ranges import UNSATISFIABLE, byte_range, if_range_holds
 from proxy.reasons import NotStoredReason, PassReason
 from proxy.recorder import Recorder
 from proxy.rules import Rule
 from proxy.settings import Settings
-from proxy.store import CachedResponse, CacheStore, vary_marker
+from proxy.store import CachedResponse, CacheStore
 from proxy.upstream import InterimRelay, UpstreamClient, UpstreamError, UpstreamResponse
 from proxy.vary import variant_key
 from proxy.view import Headers, RequestView
@@ -85,8 +78,8 @@ class Handler:
         self.upstream = upstream
         self.clock = clock
         self._tag_memo: dict[tuple[str, str], Headers] = {}
-        self._policies: dict[int, TtlPolicy] = {}
         self.coalescer = Coalescer(settings.caches, clock)
+        self.entries = EntryWriter(settings, clock)
         self._background: set[asyncio.Task[None]] = set()  # stale-while-revalidate refreshes
         self._hit_tags = self._tags("HIT", cache_status(True))
         self._revalidated_tags = self._tags("HIT", "sidecache; fwd=stale; fwd-status=304")
@@ -386,45 +379,13 @@ class Handler:
         outcome = client.outcome
         if response.status != 304:
             return await self._fill(client, lookup, store, response, authorized, asked)
-        entry = await self._refreshed(store, lookup, client.view, entry, key, response, asked)
+        entry = await self.entries.refreshed(
+            store, lookup, client.view, entry, key, response, asked
+        )
         now = self.clock()
         age = self._hit(client.view, entry, lookup, outcome, now, detail="revalidated")
         await client.respond_entry(entry, age, self._revalidated_tags, outcome.status)
         return outcome
-
-    async def _refreshed(
-        self,
-        store: CacheStore,
-        lookup: Lookup,
-        view: RequestView,
-        entry: CachedResponse,
-        key: str,
-        response: UpstreamResponse,
-        asked: float,
-    ) -> CachedResponse:
-        """A 304 for `entry`: its headers updated (RFC 9111 §3.2) and stored again with new
-        freshness; removed instead when the origin no longer allows storing it. Returns the
-        entry that answers (the checked copy either way)."""
-        response.release()  # a 304 has no body
-        merged = refreshed_headers(entry.headers, response.headers)
-        verdict = storability(
-            entry.status,
-            merged,
-            lookup.rule,
-            self._ttl_policy(lookup.rule),
-            _keyed(lookup),
-            False,
-            time.time(),
-            self.settings.targeted,
-        )
-        if not isinstance(verdict, Store):
-            await store.delete(key)
-            return entry
-        status_line = (entry.status, entry.reason)
-        entry = self._entry(lookup, status_line, response, merged, entry.body, verdict, asked)
-        if not await self._put(store, lookup, view, entry, verdict):
-            await store.delete(key)
-        return entry
 
     def _refresh_behind(
         self, store: CacheStore, lookup: Lookup, view: RequestView, entry: CachedResponse, key: str
@@ -458,7 +419,7 @@ class Handler:
             response = await self.upstream.request("GET", view.target, headers)
             outcome.status = response.status
             if response.status == 304:
-                await self._refreshed(store, lookup, view, entry, key, response, asked)
+                await self.entries.refreshed(store, lookup, view, entry, key, response, asked)
                 outcome.detail = "revalidated"
                 return
             made_for_one = personal(response.headers, lookup.rule, self.settings.targeted)
@@ -466,7 +427,7 @@ class Handler:
                 response.close()
                 outcome.detail = made_for_one.value  # marked when the refresh is released
                 return
-            verdict = self._verdict(response, lookup, authorized)
+            verdict = self.entries.verdict(response, lookup, authorized)
             if not isinstance(verdict, Store):
                 response.close()
                 outcome.detail = verdict.reason.value
@@ -479,7 +440,7 @@ class Handler:
                     outcome.detail = NotStoredReason.TOO_BIG.value
                     return
             response.release()
-            outcome.detail = await self._store_fill(
+            outcome.detail = await self.entries.store_fill(
                 store, lookup, view, response, recorder.body(), verdict, asked
             )
         except UpstreamError as exc:
@@ -524,7 +485,7 @@ class Handler:
                 return await self.forward_pass(client, Pass(PassReason.HIT_FOR_PASS, lookup.rule))
             verdict = DontStore(made_for_one)
         else:
-            verdict = self._verdict(response, lookup, authorized)
+            verdict = self.entries.verdict(response, lookup, authorized)
         if self._request_directives(view).no_store and isinstance(verdict, Store):
             verdict = DontStore(NotStoredReason.REQUEST_NO_STORE)
         outcome.status = response.status
@@ -543,7 +504,7 @@ class Handler:
             if recorder.overflowed:
                 outcome.detail = NotStoredReason.TOO_BIG.value
             else:
-                outcome.detail = await self._store_fill(
+                outcome.detail = await self.entries.store_fill(
                     store, lookup, view, response, recorder.body(), verdict, asked
                 )
             self.coalescer.settle(lookup, outcome.detail, response.status)
@@ -551,117 +512,6 @@ class Handler:
         shown = self._miss_headers(view, lookup.rule, response, verdict)
         await self._stream(client, response, shown, outcome, recorder, keep)
         return outcome
-
-    async def _store_fill(
-        self,
-        store: CacheStore,
-        lookup: Lookup,
-        view: RequestView,
-        response: UpstreamResponse,
-        body: bytes,
-        verdict: Store,
-        asked: float,
-    ) -> str:
-        """Store a fill's whole `body`; the access log's detail: stored, or no-space."""
-        headers = stored_headers(response.headers, time.time())
-        status_line = (response.status, response.reason)
-        entry = self._entry(lookup, status_line, response, headers, body, verdict, asked)
-        stored = await self._put(store, lookup, view, entry, verdict)
-        return "stored" if stored else NotStoredReason.NO_SPACE.value
-
-    def _entry(
-        self,
-        lookup: Lookup,
-        status_line: tuple[int, str],
-        response: UpstreamResponse,
-        headers: Headers,
-        body: bytes,
-        verdict: Store,
-        asked: float,
-    ) -> CachedResponse:
-        """An entry received now in `response` (a fill, or the 304 that revalidated it), asked
-        for at `asked` (epoch seconds): fresh for the
-        verdict's lifetime, less the age it already had (§4.2.3) when the origin's headers
-        decide (a forced ttl counts from now: an origin clock that is off must not cut it),
-        then kept for revalidation."""
-        now = self.clock()
-        age = initial_age(response.headers, asked, time.time())  # its Date and Age
-        by_origin = self._ttl_policy(lookup.rule).mode is TtlMode.ORIGIN
-        fresh_until = now + max(0.0, verdict.fresh_for - (age if by_origin else 0.0))
-        return CachedResponse(
-            status=status_line[0],
-            reason=status_line[1],
-            headers=headers,
-            body=body,
-            stored_at=now,
-            expires_at=fresh_until + verdict.keep,
-            initial_age=age,
-            fresh_until=fresh_until,
-            must_revalidate=verdict.must_revalidate,
-            stale_while_revalidate=verdict.stale_while_revalidate,
-            stale_if_error=verdict.stale_if_error,
-        )
-
-    async def _put(
-        self,
-        store: CacheStore,
-        lookup: Lookup,
-        view: RequestView,
-        entry: CachedResponse,
-        verdict: Store,
-    ) -> bool:
-        """Store `entry` under the lookup's key, or when it varies under its variant's key with
-        a marker naming the headers under the lookup's key (the marker already there, if it
-        names the same headers, so the other variants stay reachable)."""
-        if not verdict.vary:
-            return await store.put(lookup.key, entry)
-        marker = await store.get(lookup.key)
-        if marker is None or not marker.is_marker or marker.vary != verdict.vary:
-            marker = vary_marker(verdict.vary, entry.stored_at, entry.expires_at)
-        elif marker.expires_at < entry.expires_at:
-            marker = replace(marker, expires_at=entry.expires_at)
-        variant = variant_key(lookup.key, verdict.vary, view, marker.generation)
-        if not await store.put(variant, replace(entry, vary=verdict.vary)):
-            return False
-        return await store.put(lookup.key, marker)
-
-    def _ttl_policy(self, rule: Rule) -> TtlPolicy:
-        policy = self._policies.get(rule.number)
-        if policy is None:
-            cache = self.settings.caches[rule.cache]
-            policy = self._policies[rule.number] = TtlPolicy(
-                mode=rule.ttl_mode,
-                ttl=cache.ttl if rule.ttl is None else rule.ttl,
-                max_ttl=rule.max_ttl,
-                heuristic=rule.heuristic,
-                keep=cache.keep if rule.keep is None else rule.keep,
-                stale_while_revalidate=rule.stale_while_revalidate,
-                stale_if_error=rule.stale_if_error,
-            )
-        return policy
-
-    def _verdict(self, response: UpstreamResponse, lookup: Lookup, authorized: bool) -> Storability:
-        """Storability from the status line and headers, then what they tell of the body."""
-        rule = lookup.rule
-        cache = self.settings.caches[rule.cache]
-        policy = self._ttl_policy(rule)
-        return body_storability(
-            storability(
-                response.status,
-                response.headers,
-                rule,
-                policy,
-                _keyed(lookup),
-                authorized,
-                time.time(),
-                self.settings.targeted,
-            ),
-            response.headers,
-            response.content_length,
-            response.framed,
-            cache.item_size,
-            lookup.encoding,
-        )
 
     def _miss_headers(
         self, view: RequestView, rule: Rule, response: UpstreamResponse, verdict: Storability

@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 from enum import StrEnum
 
-from proxy.freshness import TtlMode
+from proxy.freshness import TtlMode, TtlPolicy
 from proxy.identity import IdentityPolicy
 from proxy.keys import KeyTemplate
 from proxy.view import RequestView
@@ -58,6 +58,9 @@ class Condition:
         return self.pattern.search(actual) is not None
 
 
+_NO_POLICY = TtlPolicy()  # a pass rule's (config gives every cache rule its own)
+
+
 @dataclass(frozen=True, slots=True)
 class Rule:
     """A compiled rule. `number` is its 1-based position, used in messages and logs."""
@@ -90,6 +93,9 @@ class Rule:
     # (invalidate.TARGET, .LOCATION): none by default, shared mode both (RFC 9111 §4.4).
     invalidate: frozenset[str] = frozenset()
     key: KeyTemplate | None = None
+    # How a response becomes a lifetime: the rule's settings over its cache's, built once by
+    # config (a cache rule always has one).
+    policy: TtlPolicy = _NO_POLICY
     # Shared mode's rule: fills send every end-to-end request header, cookies included, so the
     # response may vary on any of them (RFC 9111 §4.1) and must be storable by §3 on its own.
     forward_all: bool = False
