@@ -669,9 +669,6 @@ def _own_request(view: RequestView, rule: Rule) -> bool:
     return rule.forward_all or "cookie" not in view.header_map
 
 
-def _keyed(lookup: Lookup) -> frozenset[str]:
-    return lookup.rule.key.headers if lookup.rule.key else frozenset()
-
 
 def _conditional(view: RequestView) -> bool:
     fields = view.header_map
