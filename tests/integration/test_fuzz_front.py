@@ -937,8 +937,10 @@ def not_forged(seen: Seen) -> None:
     assert seen.header("X-Forwarded-For") == "127.0.0.1"
     assert seen.header("X-Real-IP") == "127.0.0.1"
     assert seen.header("X-Forwarded-Proto") == "http"
-    # A request without Host (HTTP/1.0) gets none: no host to vouch for, never an empty one.
-    assert seen.header("X-Forwarded-Host") in (seen.header("Host"), None)
+    # A request without Host (HTTP/1.0) gets none: no host to vouch for, never an empty one;
+    # else the client's host, lower-cased (host names are case-insensitive, RFC 3986 §3.2.2).
+    vouched = seen.header("X-Forwarded-Host")
+    assert vouched is None or vouched == (seen.header("Host") or "").lower()
     others = [n for n in names if n.startswith("x-forwarded-") and n not in VOUCHED]
     assert not others and not UNTRUSTED_DROPPED & set(names), "a forwarding header believed"
 
