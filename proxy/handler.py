@@ -669,7 +669,6 @@ def _own_request(view: RequestView, rule: Rule) -> bool:
     return rule.forward_all or "cookie" not in view.header_map
 
 
-
 def _conditional(view: RequestView) -> bool:
     fields = view.header_map
     return "if-none-match" in fields or "if-modified-since" in fields
