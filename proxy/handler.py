@@ -18,7 +18,7 @@ from proxy.decide import CACHEABLE_METHODS, Decision, Lookup, Pass, decide, reco
 from proxy.encoding import CODED, IDENTITY, uncoded
 from proxy.entries import EntryWriter
 from proxy.exchange import ClientGone, ClientSide, Outcome
-from proxy.forwarding import fill_headers, pass_headers, unconditional
+from proxy.forwarding import pass_headers, unconditional
 from proxy.freshness import (
     NO_DIRECTIVES,
     RequestDirectives,
@@ -54,6 +54,7 @@ from proxy.policy import (
 from proxy.ranges import UNSATISFIABLE, byte_range, if_range_holds
 from proxy.reasons import NotStoredReason, PassReason
 from proxy.recorder import Recorder
+from proxy.refresher import Refresher, fill_request, validators
 from proxy.rules import Rule
 from proxy.settings import Settings
 from proxy.store import CachedResponse, CacheStore
@@ -80,7 +81,7 @@ class Handler:
         self._tag_memo: dict[tuple[str, str], Headers] = {}
         self.coalescer = Coalescer(settings.caches, clock)
         self.entries = EntryWriter(settings, clock)
-        self._background: set[asyncio.Task[None]] = set()  # stale-while-revalidate refreshes
+        self.refresher = Refresher(settings, upstream, self.coalescer, self.entries, clock)
         self._hit_tags = self._tags("HIT", cache_status(True))
         self._revalidated_tags = self._tags("HIT", "sidecache; fwd=stale; fwd-status=304")
 
@@ -203,7 +204,7 @@ class Handler:
             case NotCached():
                 return await self._not_cached(client, lookup)
             case ServeStale(entry=found):
-                self._refresh_behind(store, lookup, view, found, key)
+                self.refresher.refresh_behind(store, lookup, view, found, key)
                 return await self._serve_stale(client, lookup, found, "stale-while-revalidate")
             case PassPersonal():
                 return await self.forward_pass(client, Pass(PassReason.HIT_FOR_PASS, lookup.rule))
@@ -285,23 +286,6 @@ class Handler:
             _record(outcome, entry.status, "HIT", detail, lookup.rule.label, sent)
         return entry.age(now)
 
-    def _fill_headers(self, view: RequestView, lookup: Lookup) -> tuple[Headers, bool]:
-        """What a fill sends (as a brand-new visitor would), and whether it carries
-        Authorization (the rule allows it and the client sent one)."""
-        rule = lookup.rule
-        authorized = rule.allow_authorization and view.header("authorization") is not None
-        headers = fill_headers(
-            view,
-            self.settings.trust,
-            self.settings.upstream,
-            encoding=lookup.encoding,
-            keep_cookies=rule.keep_cookies,
-            keep_authorization=authorized,
-            keep_headers=rule.fill_headers,
-            forward_all=rule.forward_all,
-        )
-        return headers, authorized
-
     async def fetch_miss(
         self,
         client: ClientSide,
@@ -326,7 +310,7 @@ class Handler:
         """Send the fill request (with `validators`, to revalidate): the response, whether it
         carried Authorization, and when it was asked (epoch seconds). None when it failed and
         the client has been answered: by `stale` if `stand_in` lets it, else 502/504."""
-        headers, authorized = self._fill_headers(client.view, lookup)
+        headers, authorized = fill_request(self.settings, client.view, lookup)
         outcome = _record(client.outcome, 0, "MISS", "", lookup.rule.label)
         asked = time.time()
         try:
@@ -373,7 +357,7 @@ class Handler:
     ) -> Outcome:
         """A stale entry with a validator: ask the origin whether it changed (RFC 9111 §4.3).
         304: the entry is refreshed and answers; anything else is a fill."""
-        response, authorized, asked = await self._ask(client, lookup, entry, _validators(entry))
+        response, authorized, asked = await self._ask(client, lookup, entry, validators(entry))
         if response is None:
             return client.outcome
         outcome = client.outcome
@@ -387,75 +371,9 @@ class Handler:
         await client.respond_entry(entry, age, self._revalidated_tags, outcome.status)
         return outcome
 
-    def _refresh_behind(
-        self, store: CacheStore, lookup: Lookup, view: RequestView, entry: CachedResponse, key: str
-    ) -> None:
-        """Refresh a stale entry in the background (stale-while-revalidate), one per key: a
-        fill already under way for the key is the refresh."""
-        leader = self.coalescer.lead(lookup)
-        if leader is None:
-            return
-        task = asyncio.get_running_loop().create_task(
-            self._refresh(store, lookup, view, entry, key, leader)
-        )
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-
-    async def _refresh(
-        self,
-        store: CacheStore,
-        lookup: Lookup,
-        view: RequestView,
-        entry: CachedResponse,
-        key: str,
-        leader: asyncio.Event,
-    ) -> None:
-        """Fetch (conditionally, with the entry's validators) and store, with no client."""
-        outcome = Outcome(cache="MISS", rule=lookup.rule.label)
-        try:
-            headers, authorized = self._fill_headers(view, lookup)
-            asked = time.time()
-            headers = unconditional(headers) + _validators(entry)
-            response = await self.upstream.request("GET", view.target, headers)
-            outcome.status = response.status
-            if response.status == 304:
-                await self.entries.refreshed(store, lookup, view, entry, key, response, asked)
-                outcome.detail = "revalidated"
-                return
-            made_for_one = personal(response.headers, lookup.rule, self.settings.targeted)
-            if made_for_one is not None:
-                response.close()
-                outcome.detail = made_for_one.value  # marked when the refresh is released
-                return
-            verdict = self.entries.verdict(response, lookup, authorized)
-            if not isinstance(verdict, Store):
-                response.close()
-                outcome.detail = verdict.reason.value
-                return
-            recorder = Recorder(self.settings.caches[lookup.rule.cache].item_size)
-            async for chunk in response.chunks():
-                recorder.feed(chunk)
-                if recorder.overflowed:
-                    response.close()
-                    outcome.detail = NotStoredReason.TOO_BIG.value
-                    return
-            response.release()
-            outcome.detail = await self.entries.store_fill(
-                store, lookup, view, response, recorder.body(), verdict, asked
-            )
-        except UpstreamError as exc:
-            log.info("background refresh of %s failed: %s", view.target, exc.message)
-        except Exception:  # a bug: logged, and the stale entry simply stays stale
-            log.exception("background refresh of %s", view.target)
-        finally:
-            self.coalescer.release(lookup, leader, outcome)
-
     async def aclose(self) -> None:
         """Cancel background refreshes (at shutdown)."""
-        tasks = list(self._background)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await self.refresher.aclose()
 
     async def _not_cached(self, client: ClientSide, lookup: Lookup) -> Outcome:
         """only-if-cached and nothing usable: 504 (RFC 9111 §5.2.1.7)."""
@@ -677,13 +595,3 @@ def _conditional(view: RequestView) -> bool:
 def _modified(entry: CachedResponse) -> str | None:
     """What If-Modified-Since is compared with: Last-Modified, else Date (RFC 9111 §4.3.2)."""
     return entry.last_modified or first_value(entry.headers, "date")
-
-
-def _validators(entry: CachedResponse) -> Headers:
-    """The conditional headers that ask the origin whether `entry` is still current."""
-    found: list[tuple[str, str]] = []
-    if entry.etag is not None:
-        found.append(("If-None-Match", entry.etag))
-    if entry.last_modified is not None:
-        found.append(("If-Modified-Since", entry.last_modified))
-    return tuple(found)

@@ -186,7 +186,7 @@ async def test_a_refresh_still_running_at_shutdown_is_cancelled_cleanly(
     clock.advance(15)
     assert (await client.get("/page")).x_cache == "STALE"
     await eventually(lambda: len(upstream.to("/page")) == 2)
-    assert len(client.proxy.handler._background) == 1
+    assert len(client.proxy.handler.refresher.background) == 1
 
 
 # --- stale_if_unreachable: the app gives no answer at all (RFC 9111 §4.2.4) ----------------
