@@ -6,26 +6,25 @@ It turns decisions of the pure core into I/O through three seams: `ClientSide` (
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from typing import assert_never
 
 from proxy.coalescer import Coalescer
 from proxy.conditional import not_modified
-from proxy.decide import CACHEABLE_METHODS, Decision, Lookup, Pass, decide, recoded
+from proxy.decide import Decision, Lookup, Pass, decide, recoded
 from proxy.encoding import CODED, IDENTITY, uncoded
 from proxy.entries import EntryWriter
-from proxy.exchange import ClientGone, ClientSide, Outcome
-from proxy.forwarding import pass_headers, unconditional
+from proxy.exchange import ClientSide, Outcome
+from proxy.forwarding import unconditional
 from proxy.freshness import (
     NO_DIRECTIVES,
     RequestDirectives,
     first_value,
     request_directives,
 )
-from proxy.invalidate import invalidates, lookups
+from proxy.passes import PassForwarder
 from proxy.planner import (
     Fill,
     Hit,
@@ -48,22 +47,20 @@ from proxy.policy import (
     cache_status,
     end_to_end,
     personal,
-    relays_interim,
-    response_has_body,
 )
 from proxy.ranges import UNSATISFIABLE, byte_range, if_range_holds
 from proxy.reasons import NotStoredReason, PassReason
 from proxy.recorder import Recorder
 from proxy.refresher import Refresher, fill_request, validators
+from proxy.relay import NO_SET_COOKIE, Tags, fail, record, relay_interim, stream
 from proxy.rules import Rule
 from proxy.settings import Settings
 from proxy.store import CachedResponse, CacheStore
-from proxy.upstream import InterimRelay, UpstreamClient, UpstreamError, UpstreamResponse
+from proxy.upstream import UpstreamClient, UpstreamError, UpstreamResponse
 from proxy.vary import variant_key
 from proxy.view import Headers, RequestView
 
 log = logging.getLogger("sidecache")
-_NO_SET_COOKIE = frozenset({"set-cookie"})
 
 
 class Handler:
@@ -78,27 +75,11 @@ class Handler:
         self.stores = stores
         self.upstream = upstream
         self.clock = clock
-        self._tag_memo: dict[tuple[str, str], Headers] = {}
         self.coalescer = Coalescer(settings.caches, clock)
         self.entries = EntryWriter(settings, clock)
         self.refresher = Refresher(settings, upstream, self.coalescer, self.entries, clock)
-        self._hit_tags = self._tags("HIT", cache_status(True))
-        self._revalidated_tags = self._tags("HIT", "sidecache; fwd=stale; fwd-status=304")
-
-    def _tags(self, x_cache: str, status: str) -> Headers:
-        """The X-Cache and Cache-Status headers, made once per distinct pair (a handful)."""
-        tags = self._tag_memo.get((x_cache, status))
-        if tags is None:
-            tags = self._tag_memo[(x_cache, status)] = self._make_tags(x_cache, status)
-        return tags
-
-    def _make_tags(self, x_cache: str, status: str) -> Headers:
-        tags: list[tuple[str, str]] = []
-        if self.settings.headers.cache_status:
-            tags.append(("Cache-Status", status))
-        if self.settings.headers.x_cache:
-            tags.append(("X-Cache", x_cache))
-        return tuple(tags)
+        self.tags = Tags(settings.headers)
+        self.passes = PassForwarder(settings, stores, upstream, self.tags)
 
     def answer_now(
         self, view: RequestView, outcome: Outcome
@@ -132,9 +113,9 @@ class Handler:
             age = self._hit(view, entry, decision, outcome, now)
         else:
             sent = 0 if view.method == "HEAD" else len(entry.body)
-            _record(outcome, entry.status, "HIT", "", decision.rule.label, sent)
+            record(outcome, entry.status, "HIT", "", decision.rule.label, sent)
             age = entry.age(now)
-        return decision, entry, age, self._hit_tags
+        return decision, entry, age, self.tags.hit
 
     async def handle(self, client: ClientSide, decision: Decision | None = None) -> Outcome:
         if decision is None:
@@ -195,7 +176,7 @@ class Handler:
         match state:
             case Hit(entry=found):
                 age = self._hit(view, found, lookup, client.outcome, now, client.outcome.detail)
-                await client.respond_entry(found, age, self._hit_tags, client.outcome.status)
+                await client.respond_entry(found, age, self.tags.hit, client.outcome.status)
                 return client.outcome
             case Partial(entry=found, wanted=wanted):
                 return await self._partial(client, lookup, found, wanted, now)
@@ -245,19 +226,19 @@ class Handler:
             return await self.forward_pass(client, Pass(PassReason.RANGE, lookup.rule))
         age = self._hit(view, entry, lookup, outcome, now)
         if outcome.status == 304 or span is None or not if_range:
-            await client.respond_entry(entry, age, self._hit_tags, outcome.status)
+            await client.respond_entry(entry, age, self.tags.hit, outcome.status)
             return outcome
         size = len(entry.body)
-        headers = (*entry.headers, ("Age", str(age)), *self._hit_tags)
+        headers = (*entry.headers, ("Age", str(age)), *self.tags.hit)
         if span == UNSATISFIABLE:
-            _record(outcome, 416, "HIT", "", lookup.rule.label, 0)
-            unsatisfied = (("Content-Range", f"bytes */{size}"), ("Age", str(age)), *self._hit_tags)
+            record(outcome, 416, "HIT", "", lookup.rule.label, 0)
+            unsatisfied = (("Content-Range", f"bytes */{size}"), ("Age", str(age)), *self.tags.hit)
             await client.respond(416, "Range Not Satisfiable", unsatisfied, b"")
             return outcome
         first, last = span
         part = entry.body[first : last + 1]
         sent = 0 if view.method == "HEAD" else len(part)
-        _record(outcome, 206, "HIT", "", lookup.rule.label, sent)
+        record(outcome, 206, "HIT", "", lookup.rule.label, sent)
         ranged = (*headers, ("Content-Range", f"bytes {first}-{last}/{size}"))
         await client.respond(206, "Partial Content", ranged, part)
         return outcome
@@ -280,10 +261,10 @@ class Handler:
         what would be a 2xx, RFC 9110 §13.2.1); return the entry's Age."""
         fits = 200 <= entry.status < 300
         if fits and _conditional(view) and not_modified(view, entry.etag, _modified(entry)):
-            _record(outcome, 304, "HIT", detail, lookup.rule.label, 0)
+            record(outcome, 304, "HIT", detail, lookup.rule.label, 0)
         else:
             sent = 0 if view.method == "HEAD" else len(entry.body)
-            _record(outcome, entry.status, "HIT", detail, lookup.rule.label, sent)
+            record(outcome, entry.status, "HIT", detail, lookup.rule.label, sent)
         return entry.age(now)
 
     async def fetch_miss(
@@ -311,22 +292,22 @@ class Handler:
         carried Authorization, and when it was asked (epoch seconds). None when it failed and
         the client has been answered: by `stale` if `stand_in` lets it, else 502/504."""
         headers, authorized = fill_request(self.settings, client.view, lookup)
-        outcome = _record(client.outcome, 0, "MISS", "", lookup.rule.label)
+        outcome = record(client.outcome, 0, "MISS", "", lookup.rule.label)
         asked = time.time()
         try:
             if validators:  # a revalidation asks about the stored response only
                 headers = unconditional(headers) + validators
             # A fill without the client's cookies: its interim Set-Cookie is someone else's.
-            drop = frozenset() if _own_request(client.view, lookup.rule) else _NO_SET_COOKIE
+            drop = frozenset() if _own_request(client.view, lookup.rule) else NO_SET_COOKIE
             response = await self.upstream.request(
-                "GET", client.view.target, headers, interim=_relay(client, drop)
+                "GET", client.view.target, headers, interim=relay_interim(client, drop)
             )
         except UpstreamError as exc:
             why = stand_in(stale, lookup.rule, self.clock(), unreachable=True)
             if stale is not None and why:
                 await self._serve_stale(client, lookup, stale, why)
             else:
-                await self._fail(client, exc, outcome)
+                await fail(client, exc, outcome, self.tags)
             return None, authorized, asked
         if response.status >= 500 and stale is not None:
             why = stand_in(stale, lookup.rule, self.clock(), unreachable=False)
@@ -343,7 +324,7 @@ class Handler:
         outcome = client.outcome
         age = self._hit(client.view, entry, lookup, outcome, self.clock(), detail=why)
         outcome.cache = "STALE"
-        tags = self._tags("STALE", f'sidecache; hit; detail="{why}"')
+        tags = self.tags("STALE", f'sidecache; hit; detail="{why}"')
         await client.respond_entry(entry, age, tags, outcome.status)
         return outcome
 
@@ -368,8 +349,12 @@ class Handler:
         )
         now = self.clock()
         age = self._hit(client.view, entry, lookup, outcome, now, detail="revalidated")
-        await client.respond_entry(entry, age, self._revalidated_tags, outcome.status)
+        await client.respond_entry(entry, age, self.tags.revalidated, outcome.status)
         return outcome
+
+    async def forward_pass(self, client: ClientSide, decision: Pass) -> Outcome:
+        """A pass (passes.py)."""
+        return await self.passes.forward(client, decision)
 
     async def aclose(self) -> None:
         """Cancel background refreshes (at shutdown)."""
@@ -377,7 +362,7 @@ class Handler:
 
     async def _not_cached(self, client: ClientSide, lookup: Lookup) -> Outcome:
         """only-if-cached and nothing usable: 504 (RFC 9111 §5.2.1.7)."""
-        outcome = _record(client.outcome, 504, "MISS", "only-if-cached", lookup.rule.label)
+        outcome = record(client.outcome, 504, "MISS", "only-if-cached", lookup.rule.label)
         headers = (("Content-Type", "text/plain; charset=utf-8"), ("Cache-Control", "no-store"))
         await client.respond(504, "Gateway Timeout", headers, b"504 not in cache\n")
         return outcome
@@ -411,7 +396,7 @@ class Handler:
             outcome.detail = verdict.reason.value
             self.coalescer.settle(lookup, outcome.detail, response.status)  # nothing to wait for
             shown = self._miss_headers(view, lookup.rule, response, verdict)
-            await self._stream(client, response, shown, outcome)
+            await stream(client, response, shown, outcome)
             return outcome
         outcome.detail = "stored"
         recorder = Recorder(cache.item_size)
@@ -428,7 +413,7 @@ class Handler:
             self.coalescer.settle(lookup, outcome.detail, response.status)
 
         shown = self._miss_headers(view, lookup.rule, response, verdict)
-        await self._stream(client, response, shown, outcome, recorder, keep)
+        await stream(client, response, shown, outcome, recorder, keep)
         return outcome
 
     def _miss_headers(
@@ -445,140 +430,10 @@ class Handler:
         detail = verdict.reason.value if isinstance(verdict, DontStore) else ""
         # Claim "stored" only when the length is known to fit; a chunked body may yet overflow.
         sure = stored and response.content_length is not None
-        tags = self._tags("MISS", cache_status(False, fwd="miss", stored=sure, detail=detail))
+        tags = self.tags("MISS", cache_status(False, fwd="miss", stored=sure, detail=detail))
         own_session = not stored and _own_request(view, rule)
-        drop = frozenset() if own_session else _NO_SET_COOKIE
+        drop = frozenset() if own_session else NO_SET_COOKIE
         return end_to_end(response.headers, drop=drop) + tags
-
-    async def forward_pass(self, client: ClientSide, decision: Pass) -> Outcome:
-        """Forward as is, bodies streamed both ways. Nothing is stored; a non-error answer to an
-        unsafe method invalidates what is stored for its URIs (RFC 9111 §4.4)."""
-        view = client.view
-        label = decision.rule.label if decision.rule else "-"
-        outcome = _record(client.outcome, 0, "PASS", decision.reason.value, label)
-        headers = pass_headers(view, self.settings.trust, self.settings.upstream)
-        try:
-            response = await self.upstream.request(
-                view.method,
-                view.target,
-                headers,
-                client.body(),
-                client.body_length(),
-                _relay(client),
-            )
-        except UpstreamError as exc:
-            return await self._fail(client, exc, outcome)
-        if invalidates(view.method, response.status):
-            await self._invalidate(view, response.headers)
-        tags = self._tags("PASS", cache_status(False, fwd=_pass_fwd(view), detail=outcome.detail))
-        outcome.status = response.status
-        await self._stream(client, response, end_to_end(response.headers) + tags, outcome)
-        return outcome
-
-    async def _invalidate(self, view: RequestView, response_headers: Headers) -> None:
-        """Delete the entries the GETs of `invalidate.lookups` would have been answered from
-        (their Vary markers too: a new marker starts a new generation of variants), when the
-        rule that stores them honours what named them (`Rule.invalidate`)."""
-        if not any(rule.invalidate for rule in self.settings.rules):
-            return
-        for request, named_by in lookups(view, response_headers):
-            decision = decide(request, self.settings.rules, self.settings.identity)
-            if isinstance(decision, Lookup) and named_by in decision.rule.invalidate:
-                await self.stores[decision.rule.cache].delete(decision.key)
-
-    async def _stream(
-        self,
-        client: ClientSide,
-        response: UpstreamResponse,
-        headers: Headers,
-        outcome: Outcome,
-        recorder: Recorder | None = None,
-        keep: Callable[[], Awaitable[None]] | None = None,
-    ) -> None:
-        """Relay the upstream body. With a `recorder` (a fill to store), the body is read at
-        the upstream's pace: chunks are queued for the client without waiting for it (the
-        recorder's cap bounds them) until it overflows, and `keep` runs once the body is in,
-        before the client is waited for."""
-        head_only = client.view.method == "HEAD"
-        kept = False
-        try:
-            until_close = not response.framed and response_has_body(
-                client.view.method, response.status
-            )
-            await client.start(
-                response.status, response.reason, headers, response.content_length, until_close
-            )
-            async for chunk in response.chunks():
-                if recorder is not None:
-                    recorder.feed(chunk)
-                if not head_only:
-                    await client.write(chunk, wait=recorder is None or recorder.overflowed)
-                    outcome.sent += len(chunk)
-                elif recorder is None or recorder.overflowed:
-                    response.close()  # HEAD and nothing (more) to keep: stop reading
-                    if recorder is not None:
-                        outcome.detail = NotStoredReason.TOO_BIG.value
-                    await client.finish()
-                    return
-            response.release()
-            if keep is not None:
-                await keep()
-                kept = True
-            await client.finish()
-        except UpstreamError:
-            # Headers are out: the only honest signal left is cutting the connection.
-            client.abort()
-            response.close()
-            outcome.detail = NotStoredReason.INCOMPLETE.value
-        except (ClientGone, asyncio.CancelledError) as exc:
-            # The client went away (a front may cancel us for it): drop the upstream exchange.
-            response.close()
-            if not kept:  # else it is stored all the same
-                outcome.detail = NotStoredReason.INCOMPLETE.value
-            if isinstance(exc, asyncio.CancelledError):
-                raise
-
-    async def _fail(self, client: ClientSide, exc: UpstreamError, outcome: Outcome) -> Outcome:
-        """502/504 with a short plain-text body, before any response byte was sent. X-Cache
-        says what was tried (MISS or PASS), Cache-Status what failed; the log says ERROR."""
-        tried = outcome.cache
-        fwd = _pass_fwd(client.view) if tried == "PASS" else "miss"
-        tags = self._tags(tried, cache_status(False, fwd=fwd, detail=exc.kind))
-        reason = "Gateway Timeout" if exc.status == 504 else "Bad Gateway"
-        headers = (("Content-Type", "text/plain; charset=utf-8"), ("Cache-Control", "no-store"))
-        body = f"{exc.status} {reason}: {exc.message}\n".encode()
-        await client.respond(exc.status, reason, headers + tags, body)
-        outcome.status, outcome.cache, outcome.detail = exc.status, "ERROR", exc.kind
-        outcome.sent = 0 if client.view.method == "HEAD" else len(body)
-        return outcome
-
-
-def _record(
-    outcome: Outcome, status: int, cache: str, detail: str, rule: str, sent: int = 0
-) -> Outcome:
-    outcome.status, outcome.cache, outcome.detail, outcome.rule = status, cache, detail, rule
-    outcome.sent = sent
-    return outcome
-
-
-def _pass_fwd(view: RequestView) -> str:
-    """RFC 9211's fwd for a pass: "method" when the method itself is never answered from a
-    cache (POST...), else "bypass" (the configuration or the visitor sent it upstream)."""
-    return "bypass" if view.method in CACHEABLE_METHODS else "method"
-
-
-def _relay(client: ClientSide, drop: frozenset[str] = frozenset()) -> InterimRelay:
-    """Where the interim responses to a client's forwarded request go: to that client, without
-    hop-by-hop fields (and `drop`), when `relays_interim` says so (RFC 9110 §15.2). Never
-    stored, never seen by a waiter or a hit: only the upstream exchange made for this client
-    carries them, and a background refresh (no client) passes no relay at all."""
-    version = client.view.version
-
-    def relay(status: int, reason: str, headers: Headers) -> None:
-        if relays_interim(status, version):
-            client.interim(status, reason, end_to_end(headers, drop=drop))
-
-    return relay
 
 
 def _own_request(view: RequestView, rule: Rule) -> bool:
