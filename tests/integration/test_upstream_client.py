@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
-from proxy.h1conn import interim_fault
 from proxy.settings import Upstream
 from proxy.upstream import UpstreamClient, UpstreamError, UpstreamResponse
+from proxy.upstream_exchange import interim_fault
 
 WAIT = 5.0
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
