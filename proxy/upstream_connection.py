@@ -8,8 +8,7 @@ Rules (RFC 9112 unless noted):
 - A connection is reusable only after a clean exchange: the request sent whole, the response
   read whole, no `Connection: close` either way, HTTP/1.1 or HTTP/1.0 with keep-alive (§9.3),
   no stray bytes after the response, and the upstream has not closed it.
-- A connection tells its owner at once when the upstream closes it (idle ones too); the owner
-  closes idle ones after its idle timeout.
+- A connection tells its owner at once when the upstream closes it, idle or not.
 - A response to HEAD ends with its head whatever its framing says (§6.3). httptools cannot be
   told, so its parser would wait for a body: the connection is retired after a HEAD instead.
 - Interim 1xx responses (RFC 9110 §15.2) are handed to the exchange's `interim` callback as
@@ -38,7 +37,7 @@ from typing import Protocol
 import httptools
 
 from proxy.flow import ByteQueue
-from proxy.upstream_exchange import Exchange, Interim, Phase, broken, timed_out
+from proxy.upstream_exchange import BODY, DONE, HEAD, Exchange, Interim, broken, timed_out
 
 CHUNK = 64 * 1024  # queued pieces are joined up to this size when read
 
@@ -51,6 +50,9 @@ class State(enum.Enum):
     ACTIVE = "active"
     IDLE = "idle"
     CLOSED = "closed"
+
+
+NEW, ACTIVE, IDLE, CLOSED = State.NEW, State.ACTIVE, State.IDLE, State.CLOSED  # see exchange.HEAD
 
 
 class Owner(Protocol):
@@ -74,10 +76,12 @@ class UpstreamConnection(asyncio.Protocol):
         self.pool, self.loop = pool, pool.loop
         self.parser = httptools.HttpResponseParser(self)
         self.transport: asyncio.Transport | None = None
-        self.state = State.NEW
+        self.state = NEW
         self.current: Exchange | None = None  # from the request until the pool takes it back
         self.exchanges = 0
         self.writable = True
+        # Lent to each exchange: empty whenever the connection is reused (Exchange.clean).
+        self._body = ByteQueue(self._pause_reading, self._resume_reading)
         self._timer: asyncio.TimerHandle | None = None
         self._since = 0.0  # when the current wait began, or the last byte arrived
         self._waiting = False  # the upstream owes us something (the read timeout runs)
@@ -85,10 +89,6 @@ class UpstreamConnection(asyncio.Protocol):
     def __repr__(self) -> str:
         current = f", {self.current!r}" if self.current is not None else ""
         return f"<UpstreamConnection {self.state.name}, {self.exchanges} exchanges{current}>"
-
-    @property
-    def closed(self) -> bool:
-        return self.state is State.CLOSED
 
     # --- one exchange ------------------------------------------------------------------------
     async def exchange(
@@ -107,20 +107,14 @@ class UpstreamConnection(asyncio.Protocol):
         total = self.pool.total_timeout
         deadline = self.loop.time() + total if total > 0 else math.inf
         x = self.current = Exchange(
-            self.loop.create_future(),
-            ByteQueue(self._pause_reading, self._resume_reading),
-            deadline,
-            self.exchanges > 0,
-            head_only,
-            closing,
-            interim,
+            self.loop, self._body, deadline, self.exchanges > 0, head_only, closing, interim
         )
         self.exchanges += 1
         try:
-            if self.state is State.CLOSED:
+            if self.state is CLOSED:
                 self._lose(None)
             else:
-                self.state = State.ACTIVE
+                self.state = ACTIVE
                 self._write(data)
                 if body is None:
                     x.sent = True
@@ -152,7 +146,7 @@ class UpstreamConnection(asyncio.Protocol):
     async def _send_body(self, x: Exchange, body: AsyncIterable[bytes], chunked: bool) -> None:
         try:
             async for chunk in body:
-                if x.phase is not Phase.HEAD or x.failure is not None:
+                if x.phase is not HEAD or x.failure is not None:
                     return
                 if chunked and chunk:
                     self._write(b"%x\r\n" % len(chunk), chunk, b"\r\n")
@@ -168,11 +162,11 @@ class UpstreamConnection(asyncio.Protocol):
             self._fail(exc)
             return
         x.sent = True
-        if x.phase is Phase.HEAD:
+        if x.phase is HEAD:
             self._watch()
 
     def _write(self, *data: bytes) -> None:
-        if self.state is State.CLOSED or self.transport is None:
+        if self.state is CLOSED or self.transport is None:
             x = self.current
             raise (x.failure if x is not None else None) or broken("connection closed")
         if len(data) == 1:
@@ -199,7 +193,7 @@ class UpstreamConnection(asyncio.Protocol):
         while not body:
             if x.failure is not None:
                 raise x.failure
-            if x.phase is Phase.DONE:
+            if x.phase is DONE:
                 return b""
             await self._wait_data(x)
         return body.take(CHUNK)
@@ -217,12 +211,12 @@ class UpstreamConnection(asyncio.Protocol):
 
     def reusable(self) -> bool:
         x = self.current
-        return self.state is not State.CLOSED and x is not None and x.clean
+        return self.state is not CLOSED and x is not None and x.clean
 
     def rest(self) -> None:
         """The exchange is over and the connection kept: it waits for the next one."""
         self.current = None  # and with it the client the exchange relayed interims to
-        self.state = State.IDLE
+        self.state = IDLE
 
     # --- asyncio.Protocol --------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -246,7 +240,7 @@ class UpstreamConnection(asyncio.Protocol):
             self.abort()
             return
         x.answered = True
-        complete = x.phase is Phase.DONE  # (a name, so the check below is not narrowed away)
+        complete = x.phase is DONE  # (a name, so the check below is not narrowed away)
         if complete:
             x.out_of_step = True
             return
@@ -255,7 +249,7 @@ class UpstreamConnection(asyncio.Protocol):
         except httptools.HttpParserUpgrade:
             self._fail(broken("unexpected protocol switch"))
         except httptools.HttpParserError as exc:
-            if x.phase is Phase.DONE:  # bytes after a whole message (e.g. after Connection: close)
+            if x.phase is DONE:  # bytes after a whole message (e.g. after Connection: close)
                 x.out_of_step = True
             else:
                 self._fail(broken(f"malformed response ({exc})"))
@@ -275,40 +269,48 @@ class UpstreamConnection(asyncio.Protocol):
             self.transport.pause_reading()
 
     def _resume_reading(self) -> None:
-        if self.transport is not None and self.state is not State.CLOSED:
+        if self.transport is not None and self.state is not CLOSED:
             self.transport.resume_reading()
 
     # --- httptools callbacks (only while feeding data_received's bytes: an exchange is on) ---
     def on_message_begin(self) -> None:
         x = self.current
-        if x is not None and x.phase is not Phase.HEAD:  # a second response to one request
+        if x is not None and x.phase is not HEAD:  # a second response to one request
             x.out_of_step = True
 
     def on_status(self, status: bytes) -> None:
         x = self.current
-        if x is not None and x.phase is Phase.HEAD:
+        if x is not None and x.phase is HEAD:
             x.head.reason += status
 
     def on_header(self, name: bytes, value: bytes) -> None:
         x = self.current
-        if x is None or x.phase is not Phase.HEAD:
+        if x is None or x.phase is not HEAD:
             return  # trailers (RFC 9112 §7.1.2) are dropped, as aiohttp dropped them
-        x.head.add(name, value)
+        head = x.head
+        head.raw_headers.append((name, value))
+        if len(name) == 14 and name.lower() == b"content-length" and value.strip().isdigit():
+            head.content_length = int(value)
+        elif len(name) == 17 and name.lower() == b"transfer-encoding":
+            # Exactly one "chunked", as nginx takes it: anything else (gzip, chunked twice,
+            # a second field) is a coding we would pass on undecoded and unlabelled.
+            head.coded = head.chunked or head.coded or value.strip().lower() != b"chunked"
+            head.chunked = True
 
     def on_headers_complete(self) -> None:
         x = self.current
-        if x is None or x.phase is not Phase.HEAD:
+        if x is None or x.phase is not HEAD:
             return  # a second response: ignored, the connection retires (out_of_step)
         status = self.parser.get_status_code()
         head = x.head
         if 100 <= status < 200:  # interim (102 Processing, 103 Early Hints): the final one follows
             fault = x.interim_fault(status)
             if fault is not None:
-                x.phase = Phase.DONE  # nothing after it is kept (on_body)
+                x.phase = DONE  # nothing after it is kept (on_body)
                 self._fail(broken(fault))
             return
         if status < 100 or head.coded:
-            x.phase = Phase.DONE  # nothing of its body is kept (on_body)
+            x.phase = DONE  # nothing of its body is kept (on_body)
             what = "unknown Transfer-Encoding" if status >= 100 else f"invalid status {status:03d}"
             self._fail(broken(what))
             return
@@ -316,13 +318,13 @@ class UpstreamConnection(asyncio.Protocol):
         head.keep_alive = self.parser.should_keep_alive()
         if head.chunked:
             head.content_length = None
-        x.phase = Phase.DONE if x.head_only else Phase.BODY
+        x.phase = DONE if x.head_only else BODY
         if not x.head_ready.done():
             x.head_ready.set_result(None)
 
     def on_body(self, body: bytes) -> None:
         x = self.current
-        if x is None or x.phase is not Phase.BODY:
+        if x is None or x.phase is not BODY:
             return  # a body after HEAD's head: ignored, the connection retires
         x.body.append(body)
         if x.data is not None and not x.data.done():
@@ -330,15 +332,15 @@ class UpstreamConnection(asyncio.Protocol):
 
     def on_message_complete(self) -> None:
         x = self.current
-        if x is not None and x.phase is Phase.BODY:
-            x.phase = Phase.DONE
+        if x is not None and x.phase is BODY:
+            x.phase = DONE
             if x.data is not None and not x.data.done():
                 x.data.set_result(None)
 
     # --- endings and timers ------------------------------------------------------------------
     def _lose(self, exc: Exception | None) -> None:
         """The connection is gone: a close-delimited body ends here; any other wait fails."""
-        self.state = State.CLOSED
+        self.state = CLOSED
         self._cancel_timer()
         self.pool.discard(self)
         x = self.current
@@ -354,8 +356,8 @@ class UpstreamConnection(asyncio.Protocol):
 
     def abort(self) -> None:
         """Close at once, unsent bytes dropped; the pool's slot is freed now."""
-        if self.state is not State.CLOSED:
-            self.state = State.CLOSED
+        if self.state is not CLOSED:
+            self.state = CLOSED
             self._cancel_timer()
             if self.transport is not None:
                 self.transport.abort()
@@ -378,7 +380,7 @@ class UpstreamConnection(asyncio.Protocol):
 
     def _tick(self) -> None:
         self._timer = None
-        if self.state is State.CLOSED or not self._waiting:
+        if self.state is CLOSED or not self._waiting:
             return
         x = self.current
         deadline = self._since + self.pool.read_timeout

@@ -15,7 +15,7 @@ import asyncio
 from collections import deque
 from collections.abc import Awaitable, Callable
 
-from proxy.upstream_connection import UpstreamConnection
+from proxy.upstream_connection import CLOSED, UpstreamConnection
 from proxy.upstream_exchange import UpstreamError, broken, timed_out
 
 Factory = Callable[[], UpstreamConnection]
@@ -116,7 +116,7 @@ class UpstreamPool:
         except BaseException:
             self._free()
             raise
-        if connection.closed:  # lost before we got it
+        if connection.state is CLOSED:  # lost before we got it
             self._free()
             raise broken("connection closed at once")
         self._open.add(connection)
