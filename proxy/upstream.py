@@ -1,7 +1,8 @@
 """The upstream client: HTTP/1.1 requests over a capped pool of keep-alive connections.
 
-Our own client on httptools (`h1conn.py`), as the front is: aiohttp's `ClientSession` cost ~10x
-nginx's CPU per forwarded request. What it does, and what it deliberately does not:
+Our own client on httptools (`upstream_connection.py`, pooled by `upstream_pool.py`), as the
+front is: aiohttp's `ClientSession` cost ~10x nginx's CPU per forwarded request. What it does,
+and what it deliberately does not:
 
 - Requests go out as given: the request line, then the headers the handler built, byte for byte
   (text encoded as UTF-8, as the front does). Nothing is added but the framing, and `Host` when
@@ -17,18 +18,18 @@ nginx's CPU per forwarded request. What it does, and what it deliberately does n
   (RFC 9110 §9.2.2) whose body, if any, is still in hand (aiohttp, too, retries only those).
 - Errors become `UpstreamError`, carrying the status to answer: 504 for timeouts, 502 else.
 - Interim (1xx) responses go to the request's `interim` callback, if any, as they arrive
-  (`h1conn.py` bounds them); the returned response is always the final one.
+  (`upstream_exchange.py` bounds them); the returned response is always the final one.
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Callable
 from urllib.parse import urlsplit
 
-from proxy.h1conn import Connection, Interim, UpstreamError, broken, timed_out
 from proxy.settings import Upstream
+from proxy.upstream_connection import UpstreamConnection
+from proxy.upstream_exchange import Head, Interim, UpstreamError
+from proxy.upstream_pool import UpstreamPool
 from proxy.view import Headers, header_text
 
 __all__ = ["InterimRelay", "UpstreamClient", "UpstreamError", "UpstreamResponse"]
@@ -41,176 +42,18 @@ IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
 InterimRelay = Callable[[int, str, Headers], None]
 
 
-class Pool:
-    """The connections to one address: at most `limit` open, idle ones reused newest first."""
-
-    def __init__(
-        self,
-        address: tuple[str, int] | str,
-        limit: int,
-        connect_timeout: float,
-        read_timeout: float,
-        idle_seconds: float,
-        total_timeout: float = 0.0,
-    ) -> None:
-        self.loop = asyncio.get_running_loop()
-        self.address, self.limit = address, limit
-        self.connect_timeout = connect_timeout
-        self.read_timeout = read_timeout
-        self.total_timeout = total_timeout
-        self.idle_seconds = idle_seconds
-        self._slots = 0  # slots taken: connections open or being opened
-        self._open: set[Connection] = set()
-        self._idle: list[Connection] = []
-        self._waiters: deque[asyncio.Future[Connection | None]] = deque()
-        self._closed = False
-        self._retiring = False  # a reload replaced us: no connection is kept once it is free
-        self._emptied: asyncio.Future[None] | None = None
-
-    async def acquire(self, fresh: bool = False) -> Connection:
-        """An idle connection (unless `fresh`), else a new one once a slot is free."""
-        if self._idle and not fresh:
-            connection = self._idle.pop()
-            connection.idle = False
-            return connection
-        try:
-            async with asyncio.timeout(self.connect_timeout):
-                if self._slots < self.limit:
-                    self._slots += 1
-                elif fresh and self._idle:
-                    self._steal(self._idle[0])  # the coldest idle connection gives up its slot
-                else:
-                    handed = await self._queue()
-                    if handed is not None and not fresh:
-                        return handed
-                    if handed is not None:
-                        self._steal(handed)
-                return await self._connect()
-        except TimeoutError:
-            raise timed_out() from None
-
-    async def _queue(self) -> Connection | None:
-        """Wait in line: an idle connection or a free slot (None) is handed over."""
-        waiter: asyncio.Future[Connection | None] = self.loop.create_future()
-        self._waiters.append(waiter)
-        try:
-            return await waiter
-        except BaseException:
-            if waiter.done() and not waiter.cancelled():  # handed over as we gave up: pass it on
-                handed = waiter.result()
-                if handed is None:
-                    self._free()
-                else:
-                    self.give(handed)
-            raise
-
-    async def _connect(self) -> Connection:
-        """A new connection in a slot already taken; the slot is freed if it fails."""
-        try:
-            if self._closed:
-                raise broken("client closed")
-            if isinstance(self.address, str):
-                _, connection = await self.loop.create_unix_connection(
-                    lambda: Connection(self), self.address
-                )
-            else:
-                _, connection = await self.loop.create_connection(
-                    lambda: Connection(self), *self.address
-                )
-        except OSError as exc:
-            self._free()
-            raise UpstreamError(502, "upstream refused the connection", "upstream-refused") from exc
-        except BaseException:
-            self._free()
-            raise
-        if connection.closed:  # lost before we got it
-            self._free()
-            raise broken("connection closed at once")
-        connection.counted = True
-        self._open.add(connection)
-        return connection
-
-    def give(self, connection: Connection) -> None:
-        """A reusable connection: to the first in line, else to the idle list."""
-        while self._waiters:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                connection.rest(idle=False)
-                waiter.set_result(connection)
-                return
-        self._idle.append(connection)
-        connection.rest(idle=True)
-
-    def finish(self, connection: Connection) -> None:
-        """An exchange is over: keep the connection if it may be reused, else close it."""
-        if connection.reusable() and not self._retiring:
-            self.give(connection)
-        else:
-            connection.abort()
-
-    def discard(self, connection: Connection) -> None:
-        if connection.counted:
-            self._forget(connection)
-            self._free()
-
-    def _steal(self, connection: Connection) -> None:
-        """Close `connection` and keep its slot for a new one."""
-        self._forget(connection)
-        connection.abort()
-
-    def _forget(self, connection: Connection) -> None:
-        connection.counted = False
-        self._open.discard(connection)
-        if connection.idle:
-            connection.idle = False
-            self._idle.remove(connection)
-
-    async def retire(self) -> None:
-        """Close the idle connections now and each busy one as its exchange ends (requests
-        already waiting for a slot still get one); return when no slot is taken."""
-        self._retiring = True
-        for connection in list(self._idle):
-            connection.abort()  # its connection_lost frees the slot
-        if self._slots:
-            self._emptied = self.loop.create_future()
-            await self._emptied
-
-    def _free(self) -> None:
-        """A slot is free: to the first in line, else back to the count."""
-        while self._waiters:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(None)
-                return
-        self._slots -= 1
-        if not self._slots and self._emptied is not None and not self._emptied.done():
-            self._emptied.set_result(None)
-
-    async def close(self) -> None:
-        self._closed = True
-        for connection in list(self._open):
-            connection.abort()
-        await asyncio.sleep(0)  # let the transports' connection_lost run before the loop ends
-
-
 class UpstreamResponse:
     """Status line and headers of an upstream answer; the body is read with `chunks()`."""
 
     __slots__ = ("_connection", "content_length", "framed", "headers", "reason", "status")
 
-    def __init__(self, connection: Connection) -> None:
-        self._connection: Connection | None = connection
-        self.status = connection.status
-        self.reason = header_text(connection.reason)
-        self.headers: Headers = _text(connection.raw_headers)
-        self.content_length = connection.content_length
-        # Close-delimited bodies cannot be told apart from truncated ones (RFC 9112 §6.3); a
-        # 204 or 304 has no body at all, so nothing of it can be missing.
-        self.framed = (
-            connection.chunked
-            or connection.content_length is not None
-            or connection.status in (204, 304)
-        )
+    def __init__(self, connection: UpstreamConnection, head: Head) -> None:
+        self._connection: UpstreamConnection | None = connection
+        self.status = head.status
+        self.reason = header_text(head.reason)
+        self.headers: Headers = _text(head.raw_headers)
+        self.content_length = head.content_length
+        self.framed = head.framed  # a short body shows (RFC 9112 §6.3)
 
     async def chunks(self) -> AsyncIterator[bytes]:
         """The body as it arrives; raises UpstreamError when it does not arrive whole."""
@@ -239,14 +82,14 @@ class UpstreamClient:
     def __init__(self, settings: Upstream, idle_seconds: float = IDLE_SECONDS) -> None:
         self.settings = settings
         self.idle_seconds = idle_seconds
-        self._pool: Pool | None = None
+        self._pool: UpstreamPool | None = None
         # RFC 9112 §3.2: a request without Host (an HTTP/1.0 client's) gets the upstream's.
         self._host = (("Host", urlsplit(settings.url).netloc),)
 
     async def start(self) -> None:
         s = self.settings
         address = s.socket or _address(s.url)
-        self._pool = Pool(
+        self._pool = UpstreamPool(
             address,
             s.max_connections,
             s.connect_timeout,
@@ -291,16 +134,17 @@ class UpstreamClient:
         connection = await pool.acquire()
         while True:
             try:
-                await connection.exchange(
+                exchange = await connection.exchange(
                     data, body, content_length is None, method == "HEAD", closing, received
                 )
             except UpstreamError:
-                if not (retry and connection.reused and connection.stale):
+                failed = connection.current
+                if not (retry and failed is not None and failed.reused and failed.stale):
                     raise
                 retry = False
                 connection = await pool.acquire(fresh=True)
                 continue
-            return UpstreamResponse(connection)
+            return UpstreamResponse(connection, exchange.head)
 
 
 def _text(raw: list[tuple[bytes, bytes]]) -> Headers:

@@ -1,7 +1,7 @@
 """`UpstreamClient` on its own, against a raw asyncio server that sends crafted bytes.
 
 Issue: a lean pooled upstream client "as robust as aiohttp". Each test pins one promise of
-`proxy/upstream.py` and `proxy/h1conn.py` (RFC 9112 unless noted) over real sockets, counting
+`proxy/upstream.py` and `proxy/upstream_*.py` (RFC 9112 unless noted) over real sockets, counting
 what the server saw: connections accepted, requests received, bytes it managed to write.
 """
 
@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
-from proxy.h1conn import interim_fault
 from proxy.settings import Upstream
 from proxy.upstream import UpstreamClient, UpstreamError, UpstreamResponse
+from proxy.upstream_exchange import interim_fault
 
 WAIT = 5.0
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
