@@ -323,7 +323,7 @@ class Http1Client:
 
     def interim(self, status: int, reason: str, headers: Headers) -> None:
         """Written at once, without waiting for the client to read: an exchange has few, small
-        interim responses (h1conn bounds them). No Date, no Connection: neither means anything
+        interim responses (upstream_exchange bounds them). No Date, no Connection: neither means anything
         on a 1xx."""
         if self.started or self.connection.closed:
             return
