@@ -13,10 +13,10 @@ from typing import assert_never
 
 from proxy.coalescer import Coalescer
 from proxy.conditional import not_modified
-from proxy.decide import Decision, Lookup, Pass, decide, recoded
-from proxy.encoding import CODED, IDENTITY, uncoded
+from proxy.decide import Decision, Lookup, Pass, decide
 from proxy.entries import EntryWriter
 from proxy.exchange import ClientSide, Outcome
+from proxy.finder import find
 from proxy.forwarding import unconditional
 from proxy.freshness import (
     NO_DIRECTIVES,
@@ -44,16 +44,23 @@ from proxy.policy import (
     Storability,
     Store,
     cache_control,
-    cache_status,
-    end_to_end,
     personal,
 )
 from proxy.ranges import UNSATISFIABLE, byte_range, if_range_holds
 from proxy.reasons import NotStoredReason, PassReason
 from proxy.recorder import Recorder
 from proxy.refresher import Refresher, fill_request, validators
-from proxy.relay import NO_SET_COOKIE, Tags, fail, record, relay_interim, stream
-from proxy.rules import Rule
+from proxy.relay import (
+    NO_SET_COOKIE,
+    Tags,
+    fail,
+    miss_headers,
+    not_in_cache,
+    own_request,
+    record,
+    relay_interim,
+    stream,
+)
 from proxy.settings import Settings
 from proxy.store import CachedResponse, CacheStore
 from proxy.upstream import UpstreamClient, UpstreamError, UpstreamResponse
@@ -128,34 +135,6 @@ class Handler:
             case _:
                 assert_never(decision)
 
-    async def _find(
-        self, store: CacheStore, lookup: Lookup, view: RequestView
-    ) -> tuple[CachedResponse | None, str]:
-        """The entry for this request and its key (a variant's, when the response varies).
-        A client that accepts no coding may also take a usable entry stored for clients that
-        accept some, when its body is not coded (the app did not compress it): curl after a
-        browser, a Range request (fetch sends Accept-Encoding: identity with Range)."""
-        entry, key = await self._find_key(store, lookup.key, view)
-        if entry is None and lookup.encoding == IDENTITY:
-            now = self.clock()
-            for coding in CODED:
-                other, other_key = await self._find_key(store, recoded(lookup, coding), view)
-                if other is None or not uncoded(other.headers):
-                    continue
-                if usable(other, self._request_directives(view), now):
-                    return other, other_key
-        return entry, key
-
-    @staticmethod
-    async def _find_key(
-        store: CacheStore, key: str, view: RequestView
-    ) -> tuple[CachedResponse | None, str]:
-        entry = await store.get(key)
-        if entry is not None and entry.is_marker:
-            key = variant_key(key, entry.vary, view, entry.generation)
-            entry = await store.get(key)
-        return entry, key
-
     async def lookup(self, client: ClientSide, lookup: Lookup) -> Outcome:
         """Find the entry, wait for a fill of the key under way (coalescing: one fill goes
         upstream, the others wait a bounded time for what it stores), then do what `plan`
@@ -163,11 +142,11 @@ class Handler:
         view = client.view
         store = self.stores[lookup.rule.cache]
         asked = self._request_directives(view)
-        entry, key = await self._find(store, lookup, view)
+        entry, key = await find(store, lookup, view, asked, self.clock())
         fill = self.coalescer.under_way(lookup.key)
         if fill is not None and not servable(entry, asked, self.clock()):
             await self.coalescer.wait_for(fill, lookup)
-            entry, key = await self._find(store, lookup, view)
+            entry, key = await find(store, lookup, view, asked, self.clock())
             if entry is not None and usable(entry, asked, self.clock()):
                 client.outcome.detail = "coalesced"
         now = self.clock()
@@ -183,7 +162,7 @@ class Handler:
             case RangeToApp():
                 return await self.forward_pass(client, Pass(PassReason.RANGE, lookup.rule))
             case NotCached():
-                return await self._not_cached(client, lookup)
+                return await not_in_cache(client, lookup)
             case ServeStale(entry=found):
                 self.refresher.refresh_behind(store, lookup, view, found, key)
                 return await self._serve_stale(client, lookup, found, "stale-while-revalidate")
@@ -298,7 +277,7 @@ class Handler:
             if validators:  # a revalidation asks about the stored response only
                 headers = unconditional(headers) + validators
             # A fill without the client's cookies: its interim Set-Cookie is someone else's.
-            drop = frozenset() if _own_request(client.view, lookup.rule) else NO_SET_COOKIE
+            drop = frozenset() if own_request(client.view, lookup.rule) else NO_SET_COOKIE
             response = await self.upstream.request(
                 "GET", client.view.target, headers, interim=relay_interim(client, drop)
             )
@@ -360,13 +339,6 @@ class Handler:
         """Cancel background refreshes (at shutdown)."""
         await self.refresher.aclose()
 
-    async def _not_cached(self, client: ClientSide, lookup: Lookup) -> Outcome:
-        """only-if-cached and nothing usable: 504 (RFC 9111 §5.2.1.7)."""
-        outcome = record(client.outcome, 504, "MISS", "only-if-cached", lookup.rule.label)
-        headers = (("Content-Type", "text/plain; charset=utf-8"), ("Cache-Control", "no-store"))
-        await client.respond(504, "Gateway Timeout", headers, b"504 not in cache\n")
-        return outcome
-
     async def _fill(
         self,
         client: ClientSide,
@@ -383,7 +355,7 @@ class Handler:
         verdict: Storability
         if made_for_one is not None:
             self.coalescer.settle(lookup, made_for_one, response.status)
-            if not _own_request(view, lookup.rule):  # its answer was made for someone else
+            if not own_request(view, lookup.rule):  # its answer was made for someone else
                 response.close()
                 return await self.forward_pass(client, Pass(PassReason.HIT_FOR_PASS, lookup.rule))
             verdict = DontStore(made_for_one)
@@ -395,7 +367,7 @@ class Handler:
         if not isinstance(verdict, Store):
             outcome.detail = verdict.reason.value
             self.coalescer.settle(lookup, outcome.detail, response.status)  # nothing to wait for
-            shown = self._miss_headers(view, lookup.rule, response, verdict)
+            shown = miss_headers(self.tags, view, lookup.rule, response, verdict)
             await stream(client, response, shown, outcome)
             return outcome
         outcome.detail = "stored"
@@ -412,34 +384,9 @@ class Handler:
                 )
             self.coalescer.settle(lookup, outcome.detail, response.status)
 
-        shown = self._miss_headers(view, lookup.rule, response, verdict)
+        shown = miss_headers(self.tags, view, lookup.rule, response, verdict)
         await stream(client, response, shown, outcome, recorder, keep)
         return outcome
-
-    def _miss_headers(
-        self, view: RequestView, rule: Rule, response: UpstreamResponse, verdict: Storability
-    ) -> Headers:
-        """The fill response's end-to-end headers and the MISS tags.
-
-        A fill carries no cookies, so its Set-Cookie starts a session the client does not have
-        and would clobber the one it has. A client that sent no cookies would have been given
-        that session by the app itself (and shared mode's fills are the client's own request):
-        it gets it, unless the response is stored.
-        """
-        stored = isinstance(verdict, Store)
-        detail = verdict.reason.value if isinstance(verdict, DontStore) else ""
-        # Claim "stored" only when the length is known to fit; a chunked body may yet overflow.
-        sure = stored and response.content_length is not None
-        tags = self.tags("MISS", cache_status(False, fwd="miss", stored=sure, detail=detail))
-        own_session = not stored and _own_request(view, rule)
-        drop = frozenset() if own_session else NO_SET_COOKIE
-        return end_to_end(response.headers, drop=drop) + tags
-
-
-def _own_request(view: RequestView, rule: Rule) -> bool:
-    """Was the fill the client's own request, credentials and all? Yes when the client sent no
-    cookies (a fill sends none), or in shared mode (its fills forward every header)."""
-    return rule.forward_all or "cookie" not in view.header_map
 
 
 def _conditional(view: RequestView) -> bool:

@@ -323,8 +323,8 @@ class Http1Client:
 
     def interim(self, status: int, reason: str, headers: Headers) -> None:
         """Written at once, without waiting for the client to read: an exchange has few, small
-        interim responses (upstream_exchange bounds them). No Date, no Connection: neither means anything
-        on a 1xx."""
+        interim responses (upstream_exchange bounds them). No Date, no Connection: neither means
+        anything on a 1xx."""
         if self.started or self.connection.closed:
             return
         self.connection.write(_status_line(status, reason) + field_lines(headers) + b"\r\n")

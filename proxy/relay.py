@@ -7,11 +7,20 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 
-from proxy.decide import CACHEABLE_METHODS
+from proxy.decide import CACHEABLE_METHODS, Lookup
 from proxy.exchange import ClientGone, ClientSide, Outcome
-from proxy.policy import cache_status, end_to_end, relays_interim, response_has_body
+from proxy.policy import (
+    DontStore,
+    Storability,
+    Store,
+    cache_status,
+    end_to_end,
+    relays_interim,
+    response_has_body,
+)
 from proxy.reasons import NotStoredReason
 from proxy.recorder import Recorder
+from proxy.rules import Rule
 from proxy.settings import Headers as HeaderSettings
 from proxy.upstream import InterimRelay, UpstreamError, UpstreamResponse
 from proxy.view import Headers, RequestView
@@ -135,3 +144,37 @@ def relay_interim(client: ClientSide, drop: frozenset[str] = frozenset()) -> Int
             client.interim(status, reason, end_to_end(headers, drop=drop))
 
     return relay
+
+
+def miss_headers(
+    tags: Tags, view: RequestView, rule: Rule, response: UpstreamResponse, verdict: Storability
+) -> Headers:
+    """The fill response's end-to-end headers and the MISS tags.
+
+    A fill carries no cookies, so its Set-Cookie starts a session the client does not have
+    and would clobber the one it has. A client that sent no cookies would have been given
+    that session by the app itself (and shared mode's fills are the client's own request):
+    it gets it, unless the response is stored.
+    """
+    stored = isinstance(verdict, Store)
+    detail = verdict.reason.value if isinstance(verdict, DontStore) else ""
+    # Claim "stored" only when the length is known to fit; a chunked body may yet overflow.
+    sure = stored and response.content_length is not None
+    shown = tags("MISS", cache_status(False, fwd="miss", stored=sure, detail=detail))
+    own_session = not stored and own_request(view, rule)
+    drop = frozenset() if own_session else NO_SET_COOKIE
+    return end_to_end(response.headers, drop=drop) + shown
+
+
+def own_request(view: RequestView, rule: Rule) -> bool:
+    """Was the fill the client's own request, credentials and all? Yes when the client sent no
+    cookies (a fill sends none), or in shared mode (its fills forward every header)."""
+    return rule.forward_all or "cookie" not in view.header_map
+
+
+async def not_in_cache(client: ClientSide, lookup: Lookup) -> Outcome:
+    """only-if-cached and nothing usable: 504 (RFC 9111 §5.2.1.7)."""
+    outcome = record(client.outcome, 504, "MISS", "only-if-cached", lookup.rule.label)
+    headers = (("Content-Type", "text/plain; charset=utf-8"), ("Cache-Control", "no-store"))
+    await client.respond(504, "Gateway Timeout", headers, b"504 not in cache\n")
+    return outcome
