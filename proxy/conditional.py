@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 
+from proxy import fields
 from proxy.freshness import http_date
 from proxy.view import RequestView
 
@@ -56,5 +57,5 @@ def not_modified(view: RequestView, etag: str | None, last_modified: str | None)
 def _one_date(view: RequestView, since: str) -> bool:
     """§13.1.3: an If-Modified-Since with more than one member is ignored. An HTTP-date has
     at most one comma (IMF-fixdate and RFC 850 after the weekday, asctime none)."""
-    fields = sum(1 for name, _ in view.headers if name.lower() == "if-modified-since")
-    return fields == 1 and since.count(",") <= 1
+    sent = fields.count(view.headers, "if-modified-since")
+    return sent == 1 and since.count(",") <= 1

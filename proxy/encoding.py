@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from functools import lru_cache
 
+from proxy import fields
+
 _DISTINGUISHED = ("br", "gzip")  # in the order the fill lists them
 IDENTITY = "identity"
 # The other normalised values: keys whose stored body may still be uncoded (see `uncoded`).
@@ -56,7 +58,5 @@ def _rejected(params: str) -> bool:
 def uncoded(headers: Iterable[tuple[str, str]]) -> bool:
     """True when a response's body has no content coding: any client can read it (RFC 9110
     §12.5.3: identity is acceptable unless refused), whichever key it was stored under."""
-    for name, value in headers:
-        if name.lower() == "content-encoding" and value.strip().lower() not in ("", IDENTITY):
-            return False
-    return True
+    codings = fields.values(headers, "content-encoding")
+    return all(value.strip().lower() in ("", IDENTITY) for value in codings)

@@ -19,6 +19,7 @@ Product rules:
 
 from __future__ import annotations
 
+from proxy import fields
 from proxy.policy import FILL_ALLOWED, end_to_end
 from proxy.settings import Trust, Upstream
 from proxy.view import Headers, RequestView
@@ -145,7 +146,7 @@ CONDITIONAL = frozenset(
 def unconditional(headers: Headers) -> Headers:
     """`headers` without the client's conditional fields, for a revalidation that sends the
     stored response's validators instead (RFC 9111 §4.3.1)."""
-    return tuple([(n, v) for n, v in headers if n.lower() not in CONDITIONAL])
+    return fields.without(headers, CONDITIONAL)
 
 
 def _is_forwarding(name: str) -> bool:

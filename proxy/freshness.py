@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 
+from proxy import fields
 from proxy.view import Headers
 
 # RFC 9111 §1.2.2: a delta-seconds too large to represent is 2^31; §5.1: so is an Age that is.
@@ -102,10 +103,8 @@ def http_date(value: str | None) -> float | None:
 
 
 def first_value(headers: Headers, name: str) -> str | None:
-    for field, value in headers:
-        if field.lower() == name:
-            return value
-    return None
+    """The first `name` field's value (fields.first)."""
+    return fields.first(headers, name)
 
 
 def explicit_lifetime(
@@ -118,7 +117,7 @@ def explicit_lifetime(
         if name in directives:
             seconds = delta_seconds(directives[name])
             return 0.0 if seconds is None else float(seconds)
-    expires_lines = [v for n, v in headers if n.lower() == "expires"]
+    expires_lines = fields.values(headers, "expires")
     if not expires_lines:
         return None
     if len(expires_lines) > 1:  # §4.2.1: several Expires: stale
@@ -187,7 +186,7 @@ def age_value(value: str | None) -> int:
 
 
 def has_validator(headers: Headers) -> bool:
-    return any(n.lower() in ("etag", "last-modified") for n, _ in headers)
+    return fields.has(headers, "etag", "last-modified")
 
 
 @dataclass(frozen=True, slots=True)

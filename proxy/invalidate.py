@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from urllib.parse import urljoin, urlsplit
 
+from proxy import fields
 from proxy.view import Headers, RequestView
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})  # RFC 9110 §9.2.1
@@ -51,7 +52,7 @@ def targets(view: RequestView, response_headers: Headers) -> list[tuple[str, str
 def lookups(view: RequestView, response_headers: Headers) -> list[tuple[RequestView, str]]:
     """The anonymous GET requests, one per target and Accept-Encoding a key can carry, whose
     stored responses the unsafe request invalidates, each with what named its target."""
-    kept = tuple((n, v) for n, v in view.headers if n.lower() not in _PERSONAL)
+    kept = fields.without(view.headers, _PERSONAL)
     return [
         (
             RequestView(

@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass
 from email.utils import formatdate
 
+from proxy import fields
 from proxy.freshness import (
     HEURISTIC_STATUSES,
     TtlPolicy,
@@ -137,24 +138,18 @@ def response_directives(
     from: the first valid targeted field (RFC 9213 §2.1), whose presence makes Cache-Control
     and Expires ignored; else Cache-Control and the headers as they are."""
     for name in targeted:
-        value = ", ".join(v for n, v in headers if n.lower() == name)
+        value = fields.joined(headers, name)
         if value:
             found = targeted_directives(value)
             if found is not None:
                 ignored = ("cache-control", "expires")
-                return found, tuple((n, v) for n, v in headers if n.lower() not in ignored)
+                return found, fields.without(headers, ignored)
     return cache_control(headers), headers
 
 
 def field_values(headers: Headers, name: str) -> list[str]:
     """Every comma-separated member of the fields called `name`, lower-cased."""
-    return [
-        item.strip().lower()
-        for n, v in headers
-        if n.lower() == name
-        for item in v.split(",")
-        if item.strip()
-    ]
+    return fields.members(headers, name)
 
 
 def storability(
@@ -233,7 +228,7 @@ def personal(
 def _sets_kept_cookie(headers: Headers, rule: Rule) -> bool:
     """A Set-Cookie the page cannot be stored with: any, or with set_cookie = "strip" one that
     holds a visitor's state (its page may show what was put there: a CSRF token, a message)."""
-    names = [v.split("=", 1)[0].strip() for n, v in headers if n.lower() == "set-cookie"]
+    names = [v.split("=", 1)[0].strip() for v in fields.values(headers, "set-cookie")]
     if rule.set_cookie is SetCookieMode.SKIP:
         return bool(names)
     return not rule.state_cookies.isdisjoint(names)
@@ -257,7 +252,7 @@ def _storable_alone(status: int, headers: Headers, directives: dict[str, str]) -
     """RFC 9111 §3: public, max-age, s-maxage, Expires, or a heuristically cacheable status."""
     if status in HEURISTIC_STATUSES or directives.keys() & _EXPLICIT:
         return True
-    return any(n.lower() == "expires" for n, _ in headers)
+    return fields.has(headers, "expires")
 
 
 _REFUSING_DIRECTIVES = (
@@ -329,7 +324,7 @@ def stored_headers(headers: Headers, received: float) -> Headers:
     and a Date if the origin sent none: RFC 9110 §6.6.1, a cache records when it received the
     response (`received`, seconds since the epoch) so every hit can say how old it is."""
     kept = end_to_end(headers, drop=frozenset({"set-cookie", "age"}))
-    if any(n.lower() == "date" for n, _ in kept):
+    if fields.has(kept, "date"):
         return kept
     return (*kept, ("Date", formatdate(received, usegmt=True)))
 
@@ -346,7 +341,7 @@ def refreshed_headers(stored: Headers, fresh: Headers) -> Headers:
     the fields describing the stored body (Content-Length, -Encoding, -Range) are not taken."""
     update = end_to_end(fresh, drop=_NOT_REFRESHED)
     replaced = {n.lower() for n, _ in update}
-    return tuple([(n, v) for n, v in stored if n.lower() not in replaced]) + update
+    return fields.without(stored, replaced) + update
 
 
 def cache_status(hit: bool, *, fwd: str = "", stored: bool = False, detail: str = "") -> str:

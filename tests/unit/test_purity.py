@@ -14,6 +14,7 @@ PURE_CORE = (
     "proxy.config",
     "proxy.decide",
     "proxy.planner",
+    "proxy.fields",
     "proxy.rules",
     "proxy.keys",
     "proxy.identity",
