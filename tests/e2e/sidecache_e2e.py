@@ -11,6 +11,7 @@ import contextlib
 import hashlib
 import os
 import socket
+import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -142,6 +143,25 @@ class Upstream:
 def sidecache_command(*args: str) -> list[str]:
     """The real command line: the same interpreter the tests run under."""
     return [sys.executable, "-m", "proxy", *args]
+
+
+RUN_TIMEOUT = 15  # seconds for a `sidecache` that is expected to exit by itself
+
+
+def run_sidecache(
+    *args: str, cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run `sidecache ARGS` to its end (check, a refused start...) and capture its output."""
+    return subprocess.run(
+        sidecache_command(*args),
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT,
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,
+        check=False,
+        env=dict(os.environ, **(env or {})),
+    )
 
 
 @dataclass

@@ -4,30 +4,25 @@ from __future__ import annotations
 
 import signal
 import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
-from sidecache_e2e import fetch, free_port, sidecache_command, spawn, wait_ready
-
-RUN_TIMEOUT = 15  # seconds for a `sidecache` that is expected to exit by itself
+from sidecache_e2e import (
+    RUN_TIMEOUT,
+    fetch,
+    free_port,
+    run_sidecache,
+    spawn,
+    wait_ready,
+)
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "config"
 DEMO_SCRIPT = CONFIG_DIR.parent / "scripts" / "demo"
 
 
-def run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        sidecache_command(*args),
-        capture_output=True,
-        text=True,
-        timeout=RUN_TIMEOUT,
-        cwd=cwd,
-        stdin=subprocess.DEVNULL,
-        check=False,
-    )
+run = run_sidecache
 
 
 def test_check_good_config_prints_the_compiled_rules(tmp_path):

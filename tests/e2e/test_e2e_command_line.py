@@ -4,41 +4,26 @@ stdout and stderr, the access log's own switch). The real `sidecache` command.""
 
 from __future__ import annotations
 
-import os
 import re
 import shlex
 import signal
-import subprocess
 from pathlib import Path
 
 import pytest
 from sidecache_e2e import (
     fetch,
     free_port,
-    sidecache_command,
+    run_sidecache,
     spawn,
     wait_for_port,
     wait_ready,
 )
 
-RUN_TIMEOUT = 15  # seconds for a `sidecache` that is expected to exit by itself
 GOOD = '[caches.default]\nttl = "1h"\n\n[[rules]]\nname = "only-a"\npath = "^/a$"\n'
 BROKEN = '[caches.default]\n[[rules]]\npath = "^/(b$"\n'
 
 
-def run(
-    *args: str, cwd: Path, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        sidecache_command(*args),
-        capture_output=True,
-        text=True,
-        timeout=RUN_TIMEOUT,
-        cwd=cwd,
-        stdin=subprocess.DEVNULL,
-        check=False,
-        env=dict(os.environ, **(env or {})),
-    )
+run = run_sidecache
 
 
 def files(tmp_path: Path) -> tuple[Path, Path]:
