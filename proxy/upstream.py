@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 from proxy.settings import Upstream
 from proxy.upstream_connection import UpstreamConnection
 from proxy.upstream_exchange import Head, Interim, UpstreamError
-from proxy.upstream_pool import UpstreamPool
+from proxy.upstream_pool import Dial, UpstreamPool
 from proxy.view import Headers, header_text
 
 __all__ = ["InterimRelay", "UpstreamClient", "UpstreamError", "UpstreamResponse"]
@@ -79,9 +79,12 @@ class UpstreamResponse:
 class UpstreamClient:
     """Sends requests to the one configured upstream over a pool of connections."""
 
-    def __init__(self, settings: Upstream, idle_seconds: float = IDLE_SECONDS) -> None:
+    def __init__(
+        self, settings: Upstream, idle_seconds: float = IDLE_SECONDS, dial: Dial | None = None
+    ) -> None:
         self.settings = settings
         self.idle_seconds = idle_seconds
+        self._dial = dial  # None: the loop's sockets (tests script transports instead)
         self._pool: UpstreamPool | None = None
         # RFC 9112 §3.2: a request without Host (an HTTP/1.0 client's) gets the upstream's.
         self._host = (("Host", urlsplit(settings.url).netloc),)
@@ -96,6 +99,7 @@ class UpstreamClient:
             s.read_timeout,
             self.idle_seconds,
             s.total_timeout,
+            self._dial,
         )
 
     async def close(self) -> None:
