@@ -8,9 +8,14 @@ cd "$(dirname "$0")"
 UP=${UP:-15099} PX=${PX:-18090} SECONDS_EACH=${SECONDS_EACH:-8}
 command -v wrk >/dev/null || { echo "wrk not found: apt-get install wrk" >&2; exit 1; }
 python3 upstream.py $UP 2048 & up_pid=$!
-taskset -c 0 sidecache --upstream http://127.0.0.1:$UP --listen 127.0.0.1:$PX --ttl 1h \
+# The embedded default's rule with a 1 h ttl and no access log (as before: --log-level no
+# longer silences it, [server] access_log does).
+config=$(mktemp --suffix .toml)
+printf '[server]\naccess_log = false\n[caches.default]\nttl = "1h"\n[[rules]]\nname = "anonymous-reads"\n' \
+    > "$config"
+taskset -c 0 sidecache --config "$config" --upstream http://127.0.0.1:$UP --listen 127.0.0.1:$PX \
     --log-level WARNING & px_pid=$!
-trap 'kill $px_pid $up_pid 2>/dev/null' EXIT
+trap 'kill $px_pid $up_pid 2>/dev/null; rm -f "$config"' EXIT
 for _ in $(seq 50); do curl -s -o /dev/null http://127.0.0.1:$PX/page && break; sleep 0.1; done
 ticks() { awk '{print $14 + $15}' /proc/$px_pid/stat; }
 run() {  # name, extra wrk args
