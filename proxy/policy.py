@@ -10,6 +10,9 @@ import re
 from dataclasses import dataclass
 from email.utils import formatdate
 
+# Body presence is framing (framing.py); kept importable here for the modules that read it here.
+from proxy.framing import response_has_body as response_has_body
+from proxy.framing import status_has_body as status_has_body
 from proxy.freshness import (
     HEURISTIC_STATUSES,
     TtlPolicy,
@@ -304,16 +307,6 @@ def body_storability(
     if not set(field_values(headers, "content-encoding")) <= accepted:
         return DontStore(NotStoredReason.ENCODING)
     return verdict
-
-
-def status_has_body(status: int) -> bool:
-    """RFC 9110 §6.4.1 / RFC 9112 §6.3: 1xx, 204 and 304 responses never have a body."""
-    return status >= 200 and status not in (204, 304)
-
-
-def response_has_body(method: str, status: int) -> bool:
-    """Whether this response carries body bytes on the wire: never for HEAD (§9.3.2)."""
-    return method != "HEAD" and status_has_body(status)
 
 
 def relays_interim(status: int, version: tuple[int, int]) -> bool:
