@@ -18,6 +18,7 @@ PURE_CORE = (
     "proxy.keys",
     "proxy.identity",
     "proxy.policy",
+    "proxy.framing",
     "proxy.freshness",
     "proxy.conditional",
     "proxy.vary",
