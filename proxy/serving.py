@@ -27,7 +27,10 @@ log = logging.getLogger("sidecache.front")
 
 def build_view(connection: ClientTransport, request: ParsedRequest) -> RequestView:
     """The request as the pure core sees it (made once per request, hits included)."""
-    raw = decode_fields(request.raw_headers)
+    try:  # decode_fields' fast path inlined: one call less per request on the hit path
+        raw = tuple([(n.decode(), v.decode()) for n, v in request.raw_headers])
+    except UnicodeDecodeError:
+        raw = decode_fields(request.raw_headers)
     target, headers = origin_form(header_text(request.target), raw)
     return RequestView(
         request.method,
