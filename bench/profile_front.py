@@ -35,7 +35,7 @@ import uvloop
 from proxy import accesslog, logs
 from proxy.config import parse
 from proxy.exchange import Outcome
-from proxy.http1 import Http1Connection
+from proxy.http1 import ClientConnection
 from proxy.server import Proxy
 from proxy.view import RequestView
 
@@ -152,13 +152,13 @@ async def measure(
     assert factory is not None
     rounds = Rounds(access_log)
     factory.log_access = rounds.log_access
-    front: list[Http1Connection] = []
+    front: list[ClientConnection] = []
     for _ in range(connections):
         connection = factory()
         connection.connection_made(NullTransport())  # type: ignore[arg-type]
         front.append(connection)
 
-    async def round_trip(conns: list[Http1Connection]) -> None:
+    async def round_trip(conns: list[ClientConnection]) -> None:
         rounds.left = len(conns)
         rounds.done.clear()
         for connection in conns:

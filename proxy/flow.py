@@ -8,7 +8,7 @@ a time does not flip reading on and off per piece). The numbers are aiohttp's an
 order of magnitude: a few socket buffers' worth, small beside a worker's memory.
 
 The queue knows nothing of transports: `pause` and `resume` are callbacks, so either side of the
-proxy can use it (the upstream connection does; the client side's request body may too).
+proxy can use it (the upstream connection does for response bodies, the front for request bodies).
 """
 
 from __future__ import annotations
@@ -71,3 +71,11 @@ class ByteQueue:
             self.paused = False
             self._resume()
         return piece
+
+    def clear(self) -> None:
+        """Drop every piece (nobody will take them); reading resumes if this queue paused it."""
+        self._pieces.clear()
+        self.size = 0
+        if self.paused:
+            self.paused = False
+            self._resume()

@@ -301,16 +301,6 @@ def body_storability(
     return verdict
 
 
-def status_has_body(status: int) -> bool:
-    """RFC 9110 §6.4.1 / RFC 9112 §6.3: 1xx, 204 and 304 responses never have a body."""
-    return status >= 200 and status not in (204, 304)
-
-
-def response_has_body(method: str, status: int) -> bool:
-    """Whether this response carries body bytes on the wire: never for HEAD (§9.3.2)."""
-    return method != "HEAD" and status_has_body(status)
-
-
 def relays_interim(status: int, version: tuple[int, int]) -> bool:
     """Is an upstream's interim response passed on to the client whose request it answers?
     RFC 9110 §15.2: 1xx responses are forwarded, but never to an HTTP/1.0 client. Not 100

@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 
 from proxy.decide import CACHEABLE_METHODS, Lookup
 from proxy.exchange import ClientGone, ClientSide, Outcome
+from proxy.framing import response_has_body
 from proxy.policy import (
     DontStore,
     Storability,
@@ -16,7 +17,6 @@ from proxy.policy import (
     cache_status,
     end_to_end,
     relays_interim,
-    response_has_body,
 )
 from proxy.reasons import NotStoredReason
 from proxy.recorder import Recorder

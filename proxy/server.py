@@ -17,8 +17,8 @@ from typing import TypeVar
 
 from proxy.accesslog import log_access, skip_access
 from proxy.admin import Admin
+from proxy.front_server import Http1Server, LogAccess
 from proxy.handler import Handler
-from proxy.http1 import Http1Server, LogAccess
 from proxy.settings import Listen, Settings
 from proxy.store import CacheStore
 from proxy.store.memory import MemoryStore

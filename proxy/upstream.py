@@ -30,7 +30,7 @@ from proxy.settings import Upstream
 from proxy.upstream_connection import UpstreamConnection
 from proxy.upstream_exchange import Head, Interim, UpstreamError
 from proxy.upstream_pool import Dial, UpstreamPool
-from proxy.view import Headers, header_text
+from proxy.view import Headers, decode_fields, header_text
 
 __all__ = ["InterimRelay", "UpstreamClient", "UpstreamError", "UpstreamResponse"]
 
@@ -51,7 +51,7 @@ class UpstreamResponse:
         self._connection: UpstreamConnection | None = connection
         self.status = head.status
         self.reason = header_text(head.reason)
-        self.headers: Headers = _text(head.raw_headers)
+        self.headers: Headers = decode_fields(head.raw_headers)
         self.content_length = head.content_length
         self.framed = head.framed  # a short body shows (RFC 9112 §6.3)
 
@@ -151,20 +151,11 @@ class UpstreamClient:
             return UpstreamResponse(connection, exchange.head)
 
 
-def _text(raw: list[tuple[bytes, bytes]]) -> Headers:
-    """Field lines as text: UTF-8 (and so ASCII), as almost every response's are; header_text
-    does the rest."""
-    try:
-        return tuple([(n.decode(), v.decode()) for n, v in raw])
-    except UnicodeDecodeError:
-        return tuple([(header_text(n), header_text(v)) for n, v in raw])
-
-
 def _decoded(relay: InterimRelay) -> Interim:
     """`relay`, taking an interim response as the connection parses it."""
 
     def received(status: int, reason: bytes, raw: list[tuple[bytes, bytes]]) -> None:
-        relay(status, header_text(reason), _text(raw))
+        relay(status, header_text(reason), decode_fields(raw))
 
     return received
 

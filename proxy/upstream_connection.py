@@ -37,6 +37,7 @@ from typing import Protocol
 import httptools
 
 from proxy.flow import ByteQueue
+from proxy.framing import coding_refused, response_length
 from proxy.upstream_exchange import BODY, DONE, HEAD, Exchange, Interim, broken, timed_out
 
 CHUNK = 64 * 1024  # queued pieces are joined up to this size when read
@@ -289,12 +290,12 @@ class UpstreamConnection(asyncio.Protocol):
             return  # trailers (RFC 9112 §7.1.2) are dropped, as aiohttp dropped them
         head = x.head
         head.raw_headers.append((name, value))
-        if len(name) == 14 and name.lower() == b"content-length" and value.strip().isdigit():
-            head.content_length = int(value)
+        if len(name) == 14 and name.lower() == b"content-length":
+            length = response_length(value)
+            if length is not None:
+                head.content_length = length
         elif len(name) == 17 and name.lower() == b"transfer-encoding":
-            # Exactly one "chunked", as nginx takes it: anything else (gzip, chunked twice,
-            # a second field) is a coding we would pass on undecoded and unlabelled.
-            head.coded = head.chunked or head.coded or value.strip().lower() != b"chunked"
+            head.coded = head.coded or coding_refused(head.chunked, value)  # (framing.py)
             head.chunked = True
 
     def on_headers_complete(self) -> None:

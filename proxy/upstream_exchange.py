@@ -20,6 +20,7 @@ import enum
 from collections.abc import Callable
 
 from proxy.flow import ByteQueue
+from proxy.framing import body_is_framed
 
 # Interim responses per exchange: a slow app sends a 102 now and then, a 103 or two is usual;
 # an endless stream of them is a broken (or hostile) upstream holding the exchange open.
@@ -101,7 +102,7 @@ class Head:
     def framed(self) -> bool:
         """Whether the body's end is marked, so a short one shows: close-delimited bodies cannot
         be told apart from truncated ones (RFC 9112 §6.3); a 204 or 304 has no body at all."""
-        return self.chunked or self.content_length is not None or self.status in (204, 304)
+        return body_is_framed(self.chunked, self.content_length, self.status)
 
 
 def _resolve(waiter: asyncio.Future[None] | None) -> None:

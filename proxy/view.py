@@ -23,6 +23,23 @@ def header_text(raw: bytes) -> str:
     return raw.decode("utf-8", "surrogateescape")
 
 
+def decode_fields(raw: list[tuple[bytes, bytes]]) -> Headers:
+    """Field lines as the parser hands them over, as text (see header_text): UTF-8 (and so
+    ASCII) as almost every message's are, in one pass; header_text for the rest. Both sides
+    use it: the front for requests, the upstream client for responses."""
+    try:
+        return tuple([(n.decode(), v.decode()) for n, v in raw])
+    except UnicodeDecodeError:
+        return tuple([(header_text(n), header_text(v)) for n, v in raw])
+
+
+def has_field(headers: Headers, name: str) -> bool:
+    """Whether `headers` has a field called `name` (given lower-case), in any case: the one
+    scan for a field's presence (names of another length are not lower-cased at all)."""
+    size = len(name)
+    return any(len(field) == size and field.lower() == name for field, _ in headers)
+
+
 def field_lines(headers: Headers) -> bytes:
     """`headers` as HTTP/1.1 field lines, octets as received (see header_text)."""
     return "".join([f"{n}: {v}\r\n" for n, v in headers]).encode("utf-8", "surrogateescape")

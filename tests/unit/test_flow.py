@@ -74,3 +74,21 @@ def test_an_empty_piece_is_still_a_piece() -> None:
     assert bool(queue) is True
     assert queue.take() == b""
     assert bool(queue) is False
+
+
+@pytest.mark.parametrize(
+    ("pieces", "calls"),
+    [
+        pytest.param((b"123456", b"123456"), ["pause", "resume"], id="paused-resumes"),
+        pytest.param((b"123",), [], id="not-paused-asks-nothing"),
+    ],
+)
+def test_clearing_drops_the_pieces_and_resumes_only_its_own_pause(
+    pieces: tuple[bytes, ...], calls: list[str]
+) -> None:
+    reading = Reading()
+    queue = reading.queue()
+    for piece in pieces:
+        queue.append(piece)
+    queue.clear()
+    assert (reading.calls, queue.size, bool(queue), queue.paused) == (calls, 0, False, False)

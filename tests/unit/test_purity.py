@@ -19,6 +19,7 @@ PURE_CORE = (
     "proxy.keys",
     "proxy.identity",
     "proxy.policy",
+    "proxy.framing",
     "proxy.freshness",
     "proxy.conditional",
     "proxy.vary",
