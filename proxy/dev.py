@@ -15,7 +15,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 
-from proxy.exchange import Outcome
+from proxy.exchange import CacheResult, Outcome
 from proxy.view import RequestView
 
 WATCH_SECONDS = 0.5  # how often the config file's modification time is looked at
@@ -40,7 +40,7 @@ def paint(text: str, code: str) -> str:
 
 def access_line(view: RequestView, outcome: Outcome, seconds: float) -> str:
     """HH:MM:SS  HIT    200 GET /path  rule-or-reason  1.2 ms"""
-    why = outcome.detail if outcome.cache != "HIT" or outcome.detail else ""
+    why = outcome.detail if outcome.cache != CacheResult.HIT or outcome.detail else ""
     because = " ".join(part for part in (f"rule={outcome.rule}", why) if part and part != "rule=-")
     cache = paint(f"{outcome.cache:<5}", _COLOURS.get(outcome.cache, "0"))
     return (

@@ -11,11 +11,22 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Protocol
 
 from proxy.decide import Decision
 from proxy.store import CachedResponse
 from proxy.view import Headers, RequestView
+
+
+class CacheResult(StrEnum):
+    """What the cache did for a request: the access log's CACHE field and X-Cache's value."""
+
+    HIT = "HIT"  # answered from a stored entry
+    MISS = "MISS"  # filled from the app (stored or not)
+    PASS = "PASS"  # sent to the app as it came; nothing read from or written to a cache
+    STALE = "STALE"  # a stale entry answered (stale-while-revalidate, -if-error, -unreachable)
+    ERROR = "ERROR"  # the proxy answered itself: 502/504, a malformed request, a bug
 
 
 class ClientGone(Exception):
@@ -27,7 +38,7 @@ class Outcome:
     """What happened, for the access log (and later, metrics)."""
 
     status: int = 0
-    cache: str = "PASS"  # HIT | MISS | PASS | ERROR
+    cache: CacheResult = CacheResult.PASS
     detail: str = ""  # a PassReason / NotStoredReason value, or "stored"
     rule: str = "-"
     sent: int = 0  # body bytes delivered

@@ -15,7 +15,7 @@ from proxy.coalescer import Coalescer
 from proxy.conditional import not_modified
 from proxy.decide import Decision, Lookup, Pass, decide
 from proxy.entries import EntryWriter
-from proxy.exchange import ClientSide, Outcome
+from proxy.exchange import CacheResult, ClientSide, Outcome
 from proxy.finder import find
 from proxy.forwarding import unconditional
 from proxy.freshness import (
@@ -68,6 +68,7 @@ from proxy.vary import variant_key
 from proxy.view import Headers, RequestView
 
 log = logging.getLogger("sidecache")
+HIT, MISS, STALE = CacheResult.HIT, CacheResult.MISS, CacheResult.STALE
 
 
 class Handler:
@@ -120,7 +121,7 @@ class Handler:
             age = self._hit(view, entry, decision, outcome, now)
         else:
             sent = 0 if view.method == "HEAD" else len(entry.body)
-            record(outcome, entry.status, "HIT", "", decision.rule.label, sent)
+            record(outcome, entry.status, HIT, "", decision.rule.label, sent)
             age = entry.age(now)
         return decision, entry, age, self.tags.hit
 
@@ -210,14 +211,14 @@ class Handler:
         size = len(entry.body)
         headers = (*entry.headers, ("Age", str(age)), *self.tags.hit)
         if span == UNSATISFIABLE:
-            record(outcome, 416, "HIT", "", lookup.rule.label, 0)
+            record(outcome, 416, HIT, "", lookup.rule.label, 0)
             unsatisfied = (("Content-Range", f"bytes */{size}"), ("Age", str(age)), *self.tags.hit)
             await client.respond(416, "Range Not Satisfiable", unsatisfied, b"")
             return outcome
         first, last = span
         part = entry.body[first : last + 1]
         sent = 0 if view.method == "HEAD" else len(part)
-        record(outcome, 206, "HIT", "", lookup.rule.label, sent)
+        record(outcome, 206, HIT, "", lookup.rule.label, sent)
         ranged = (*headers, ("Content-Range", f"bytes {first}-{last}/{size}"))
         await client.respond(206, "Partial Content", ranged, part)
         return outcome
@@ -240,10 +241,10 @@ class Handler:
         what would be a 2xx, RFC 9110 §13.2.1); return the entry's Age."""
         fits = 200 <= entry.status < 300
         if fits and _conditional(view) and not_modified(view, entry.etag, _modified(entry)):
-            record(outcome, 304, "HIT", detail, lookup.rule.label, 0)
+            record(outcome, 304, HIT, detail, lookup.rule.label, 0)
         else:
             sent = 0 if view.method == "HEAD" else len(entry.body)
-            record(outcome, entry.status, "HIT", detail, lookup.rule.label, sent)
+            record(outcome, entry.status, HIT, detail, lookup.rule.label, sent)
         return entry.age(now)
 
     async def fetch_miss(
@@ -271,7 +272,7 @@ class Handler:
         carried Authorization, and when it was asked (epoch seconds). None when it failed and
         the client has been answered: by `stale` if `stand_in` lets it, else 502/504."""
         headers, authorized = fill_request(self.settings, client.view, lookup)
-        outcome = record(client.outcome, 0, "MISS", "", lookup.rule.label)
+        outcome = record(client.outcome, 0, MISS, "", lookup.rule.label)
         asked = time.time()
         try:
             if validators:  # a revalidation asks about the stored response only
@@ -302,8 +303,8 @@ class Handler:
         """A stale entry answers (X-Cache: STALE, with its Age)."""
         outcome = client.outcome
         age = self._hit(client.view, entry, lookup, outcome, self.clock(), detail=why)
-        outcome.cache = "STALE"
-        tags = self.tags("STALE", f'sidecache; hit; detail="{why}"')
+        outcome.cache = STALE
+        tags = self.tags(STALE, f'sidecache; hit; detail="{why}"')
         await client.respond_entry(entry, age, tags, outcome.status)
         return outcome
 

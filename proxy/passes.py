@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from proxy.decide import Lookup, Pass, decide
-from proxy.exchange import ClientSide, Outcome
+from proxy.exchange import CacheResult, ClientSide, Outcome
 from proxy.forwarding import pass_headers
 from proxy.invalidate import invalidates, lookups
 from proxy.policy import cache_status, end_to_end
@@ -38,7 +38,7 @@ class PassForwarder:
         unsafe method invalidates what is stored for its URIs (RFC 9111 §4.4)."""
         view = client.view
         label = decision.rule.label if decision.rule else "-"
-        outcome = record(client.outcome, 0, "PASS", decision.reason.value, label)
+        outcome = record(client.outcome, 0, CacheResult.PASS, decision.reason.value, label)
         headers = pass_headers(view, self.settings.trust, self.settings.upstream)
         try:
             response = await self.upstream.request(
@@ -53,7 +53,9 @@ class PassForwarder:
             return await fail(client, exc, outcome, self.tags)
         if invalidates(view.method, response.status):
             await self._invalidate(view, response.headers)
-        tags = self.tags("PASS", cache_status(False, fwd=pass_fwd(view), detail=outcome.detail))
+        tags = self.tags(
+            CacheResult.PASS, cache_status(False, fwd=pass_fwd(view), detail=outcome.detail)
+        )
         outcome.status = response.status
         await stream(client, response, end_to_end(response.headers) + tags, outcome)
         return outcome

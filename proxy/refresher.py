@@ -15,7 +15,7 @@ from collections.abc import Callable
 from proxy.coalescer import Coalescer
 from proxy.decide import Lookup
 from proxy.entries import EntryWriter
-from proxy.exchange import Outcome
+from proxy.exchange import CacheResult, Outcome
 from proxy.forwarding import fill_headers, unconditional
 from proxy.policy import Store, personal
 from proxy.reasons import NotStoredReason
@@ -70,7 +70,7 @@ class Refresher:
         leader: asyncio.Event,
     ) -> None:
         """Fetch (conditionally, with the entry's validators) and store, with no client."""
-        outcome = Outcome(cache="MISS", rule=lookup.rule.label)
+        outcome = Outcome(cache=CacheResult.MISS, rule=lookup.rule.label)
         try:
             headers, authorized = fill_request(self.settings, view, lookup)
             asked = time.time()

@@ -8,7 +8,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 
 from proxy.decide import CACHEABLE_METHODS, Lookup
-from proxy.exchange import ClientGone, ClientSide, Outcome
+from proxy.exchange import CacheResult, ClientGone, ClientSide, Outcome
 from proxy.framing import response_has_body
 from proxy.policy import (
     DontStore,
@@ -25,11 +25,12 @@ from proxy.settings import Headers as HeaderSettings
 from proxy.upstream import InterimRelay, UpstreamError, UpstreamResponse
 from proxy.view import Headers, RequestView
 
+HIT, MISS, PASS, ERROR = CacheResult.HIT, CacheResult.MISS, CacheResult.PASS, CacheResult.ERROR
 NO_SET_COOKIE = frozenset({"set-cookie"})
 
 
 def record(
-    outcome: Outcome, status: int, cache: str, detail: str, rule: str, sent: int = 0
+    outcome: Outcome, status: int, cache: CacheResult, detail: str, rule: str, sent: int = 0
 ) -> Outcome:
     """Fill in what the access log and the dev view show of a request."""
     outcome.status, outcome.cache, outcome.detail, outcome.rule = status, cache, detail, rule
@@ -42,17 +43,17 @@ class Tags:
 
     def __init__(self, headers: HeaderSettings) -> None:
         self._headers = headers
-        self._memo: dict[tuple[str, str], Headers] = {}
-        self.hit = self("HIT", cache_status(True))
-        self.revalidated = self("HIT", "sidecache; fwd=stale; fwd-status=304")
+        self._memo: dict[tuple[CacheResult, str], Headers] = {}
+        self.hit = self(HIT, cache_status(True))
+        self.revalidated = self(HIT, "sidecache; fwd=stale; fwd-status=304")
 
-    def __call__(self, x_cache: str, status: str) -> Headers:
+    def __call__(self, x_cache: CacheResult, status: str) -> Headers:
         tags = self._memo.get((x_cache, status))
         if tags is None:
             tags = self._memo[(x_cache, status)] = self._make(x_cache, status)
         return tags
 
-    def _make(self, x_cache: str, status: str) -> Headers:
+    def _make(self, x_cache: CacheResult, status: str) -> Headers:
         tags: list[tuple[str, str]] = []
         if self._headers.cache_status:
             tags.append(("Cache-Status", status))
@@ -115,13 +116,13 @@ async def fail(client: ClientSide, exc: UpstreamError, outcome: Outcome, tags: T
     """502/504 with a short plain-text body, before any response byte was sent. X-Cache
     says what was tried (MISS or PASS), Cache-Status what failed; the log says ERROR."""
     tried = outcome.cache
-    fwd = pass_fwd(client.view) if tried == "PASS" else "miss"
+    fwd = pass_fwd(client.view) if tried == PASS else "miss"
     shown = tags(tried, cache_status(False, fwd=fwd, detail=exc.kind))
     reason = "Gateway Timeout" if exc.status == 504 else "Bad Gateway"
     headers = (("Content-Type", "text/plain; charset=utf-8"), ("Cache-Control", "no-store"))
     body = f"{exc.status} {reason}: {exc.message}\n".encode()
     await client.respond(exc.status, reason, headers + shown, body)
-    outcome.status, outcome.cache, outcome.detail = exc.status, "ERROR", exc.kind
+    outcome.status, outcome.cache, outcome.detail = exc.status, ERROR, exc.kind
     outcome.sent = 0 if client.view.method == "HEAD" else len(body)
     return outcome
 
@@ -160,7 +161,7 @@ def miss_headers(
     detail = verdict.reason.value if isinstance(verdict, DontStore) else ""
     # Claim "stored" only when the length is known to fit; a chunked body may yet overflow.
     sure = stored and response.content_length is not None
-    shown = tags("MISS", cache_status(False, fwd="miss", stored=sure, detail=detail))
+    shown = tags(MISS, cache_status(False, fwd="miss", stored=sure, detail=detail))
     own_session = not stored and own_request(view, rule)
     drop = frozenset() if own_session else NO_SET_COOKIE
     return end_to_end(response.headers, drop=drop) + shown
@@ -174,7 +175,7 @@ def own_request(view: RequestView, rule: Rule) -> bool:
 
 async def not_in_cache(client: ClientSide, lookup: Lookup) -> Outcome:
     """only-if-cached and nothing usable: 504 (RFC 9111 §5.2.1.7)."""
-    outcome = record(client.outcome, 504, "MISS", "only-if-cached", lookup.rule.label)
+    outcome = record(client.outcome, 504, MISS, "only-if-cached", lookup.rule.label)
     headers = (("Content-Type", "text/plain; charset=utf-8"), ("Cache-Control", "no-store"))
     await client.respond(504, "Gateway Timeout", headers, b"504 not in cache\n")
     return outcome

@@ -18,7 +18,7 @@ import time
 
 from proxy.client_side import Http1Client
 from proxy.client_transport import ClientTransport
-from proxy.exchange import ClientGone, Outcome
+from proxy.exchange import CacheResult, ClientGone, Outcome
 from proxy.front_request import ParsedRequest, Problem
 from proxy.view import RequestView, decode_fields, header_text, origin_form, request_problem
 
@@ -68,7 +68,7 @@ async def serve(connection: ClientTransport, request: ParsedRequest) -> bool:
         return False
     except Exception:
         log.exception("error serving %s %s", view.method, view.target)
-        outcome = Outcome(status=500, cache="ERROR", detail="internal-error")
+        outcome = Outcome(status=500, cache=CacheResult.ERROR, detail="internal-error")
         await client.fail()
         connection.log_access(view, outcome, time.perf_counter() - started)
         return False
@@ -98,5 +98,5 @@ async def _refuse(
     connection: ClientTransport, client: Http1Client, problem: Problem, started: float
 ) -> None:
     await client.refuse(problem)
-    outcome = Outcome(problem[0], "ERROR", "bad-request")
+    outcome = Outcome(problem[0], CacheResult.ERROR, "bad-request")
     connection.log_access(client.view, outcome, time.perf_counter() - started)

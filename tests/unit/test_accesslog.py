@@ -8,7 +8,7 @@ import shlex
 import pytest
 
 from proxy.accesslog import field_value, format_line
-from proxy.exchange import Outcome
+from proxy.exchange import CacheResult, Outcome
 from proxy.view import RequestView
 
 # (value, as written) - the common case is written as it is.
@@ -35,7 +35,7 @@ def test_field_values(value: str, written: str) -> None:
 @pytest.mark.parametrize(("value", "written"), VALUES)
 def test_every_line_splits_into_the_same_fields(value: str, written: str) -> None:
     view = RequestView("GET", "/about", (("Host", "h"),), peer="127.0.0.1")
-    outcome = Outcome(status=200, cache="MISS", detail="stored", rule=value, sent=5)
+    outcome = Outcome(status=200, cache=CacheResult.MISS, detail="stored", rule=value, sent=5)
 
     line = format_line(view, outcome, 0.000187)
 

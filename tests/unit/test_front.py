@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from proxy.exchange import ClientSide, Outcome
+from proxy.exchange import CacheResult, ClientSide, Outcome
 from proxy.front_request import BODY_HIGH_WATER, BODY_LOW_WATER
 from proxy.front_server import Http1Server
 from proxy.http1 import QUEUE_HIGH, QUEUE_LOW, ClientConnection
@@ -106,7 +106,7 @@ class ScriptedDriver:
     def answer_now(self, view: RequestView, outcome: Outcome) -> tuple[Any, Any, int, Any]:
         if view.path != "/hit":
             return None, None, 0, ()
-        outcome.status, outcome.cache = 200, "HIT"
+        outcome.status, outcome.cache = 200, CacheResult.HIT
         return None, ENTRY, 5, ()
 
     async def handle(self, client: ClientSide, decision: Any = None) -> Outcome:
