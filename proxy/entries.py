@@ -30,9 +30,15 @@ from proxy.view import Headers, RequestView
 class EntryWriter:
     """Verdicts, entries and puts for one configuration, on the injected clock."""
 
-    def __init__(self, settings: Settings, clock: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        clock: Callable[[], float],
+        wall: Callable[[], float] = time.time,
+    ) -> None:
         self.settings = settings
-        self.clock = clock
+        self.clock = clock  # the store's monotonic clock: freshness and keep deadlines
+        self.wall = wall  # epoch seconds: compared with the origin's Date, Expires, Age
 
     async def refreshed(
         self,
@@ -56,7 +62,7 @@ class EntryWriter:
             lookup.rule.policy,
             _keyed(lookup),
             False,
-            time.time(),
+            self.wall(),
             self.settings.targeted,
         )
         if not isinstance(verdict, Store):
@@ -79,7 +85,7 @@ class EntryWriter:
         asked: float,
     ) -> str:
         """Store a fill's whole `body`; the access log's detail: stored, or no-space."""
-        headers = stored_headers(response.headers, time.time())
+        headers = stored_headers(response.headers, self.wall())
         status_line = (response.status, response.reason)
         entry = self.entry(lookup, status_line, response, headers, body, verdict, asked)
         stored = await self.put(store, lookup, view, entry, verdict)
@@ -101,7 +107,7 @@ class EntryWriter:
         decide (a forced ttl counts from now: an origin clock that is off must not cut it),
         then kept for revalidation."""
         now = self.clock()
-        age = initial_age(response.headers, asked, time.time())  # its Date and Age
+        age = initial_age(response.headers, asked, self.wall())  # its Date and Age
         by_origin = lookup.rule.policy.mode is TtlMode.ORIGIN
         fresh_until = now + max(0.0, verdict.fresh_for - (age if by_origin else 0.0))
         return CachedResponse(
@@ -154,7 +160,7 @@ class EntryWriter:
                 policy,
                 _keyed(lookup),
                 authorized,
-                time.time(),
+                self.wall(),
                 self.settings.targeted,
             ),
             response.headers,

@@ -78,13 +78,16 @@ class Handler:
         stores: Mapping[str, CacheStore],
         upstream: UpstreamClient,
         clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
     ) -> None:
+        """`clock`: monotonic seconds, the stores' (freshness, keep, hit-for-pass); `wall`: epoch
+        seconds, for what is compared with the origin's Date, Expires and Age. Both injected."""
         self.settings = settings
         self.stores = stores
         self.upstream = upstream
         self.clock = clock
         self.coalescer = Coalescer(settings.caches, clock)
-        self.entries = EntryWriter(settings, clock)
+        self.entries = EntryWriter(settings, clock, wall)
         self.refresher = Refresher(settings, upstream, self.coalescer, self.entries, clock)
         self.tags = Tags(settings.headers)
         self.passes = PassForwarder(settings, stores, upstream, self.tags)
@@ -273,7 +276,7 @@ class Handler:
         the client has been answered: by `stale` if `stand_in` lets it, else 502/504."""
         headers, authorized = fill_request(self.settings, client.view, lookup)
         outcome = record(client.outcome, 0, MISS, "", lookup.rule.label)
-        asked = time.time()
+        asked = self.entries.wall()
         try:
             if validators:  # a revalidation asks about the stored response only
                 headers = unconditional(headers) + validators

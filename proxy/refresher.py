@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Callable
 
 from proxy.coalescer import Coalescer
@@ -73,7 +72,7 @@ class Refresher:
         outcome = Outcome(cache=CacheResult.MISS, rule=lookup.rule.label)
         try:
             headers, authorized = fill_request(self.settings, view, lookup)
-            asked = time.time()
+            asked = self.entries.wall()
             headers = unconditional(headers) + validators(entry)
             response = await self.upstream.request("GET", view.target, headers)
             outcome.status = response.status
