@@ -65,13 +65,7 @@ Storability = Store | DontStore
 
 def connection_tokens(headers: Headers) -> frozenset[str]:
     """Header names listed in Connection, which are hop-by-hop too (RFC 9110 §7.6.1)."""
-    return frozenset(
-        token.strip().lower()
-        for name, value in headers
-        if name.lower() == "connection"
-        for token in value.split(",")
-        if token.strip()
-    )
+    return frozenset(fields.members(headers, "connection"))
 
 
 def end_to_end(
