@@ -1,28 +1,13 @@
-"""The lean client-facing front: HTTP/1.1 over `asyncio.Protocol` and httptools (llhttp).
+"""The client-facing connection: HTTP/1.1 over `asyncio.Protocol` and httptools (llhttp).
 
-aiohttp.web's per-request machinery (request object, response object, header serialisation)
-cost ~5x nginx's CPU on a cache hit; the same parser family on a bare protocol costs less than
-nginx. This front keeps to the `ClientSide` seam: it builds a `RequestView`, and the handler
-stays the one driver. What it owns (RFC 9112):
-
-- keep-alive (HTTP/1.1 by default, HTTP/1.0 when asked) and close-delimited bodies;
-- pipelined requests, answered strictly in order (one worker per connection);
-- request bodies, Content-Length or chunked, streamed with flow control (`front_request.py`):
-  reading pauses when more than BODY_HIGH_WATER bytes wait for the upstream, and resumes once
-  at most BODY_LOW_WATER do;
-- responses streamed with flow control: `write` waits while the transport's buffer is full;
-- `Expect: 100-continue` answered when the body is first read (`client_side.py`);
-- limits: request target (414), header fields (431), malformed input (400, then close), and
-  so for a malformed chunked body when no answer is under way, an HTTP/1.0 request with
-  Transfer-Encoding (RFC 9112 §6.1) and an HTTP/0.9 request line (refused as soon as it ends);
-- Upgrade: a WebSocket handshake is refused with 501; other upgrades (h2c) are ignored, which
-  RFC 9110 §7.8 allows;
-- a client that disconnects cancels its request, and with it the upstream exchange.
-
-A cache hit takes no task at all: when the connection's worker is idle, a complete body-less
-request is decided and looked up in `data_received` itself (`Driver.answer_now`), and a hit is
-written there and then. Anything else (a miss, a pass, a problem) goes to the worker with the
-view and decision already made.
+It parses requests (pipelined ones answered strictly in order, by one worker per connection),
+builds each `RequestView` and hands it to the driver through the `ClientSide` seam
+(`client_side.py`); request bodies stream with flow control (`front_request.py`), limits and
+malformed input get their 4xx and a close, a WebSocket Upgrade a 501 (h2c is ignored, RFC 9110
+§7.8), and a client that leaves cancels its request. A cache hit takes no task at all: when the
+worker is idle, a complete body-less request is decided and looked up in `data_received` itself
+(`Driver.answer_now`) and a hit is written there and then; anything else goes to the worker
+with the view and decision already made. What each part owns: docs/architecture.md.
 """
 
 from __future__ import annotations
