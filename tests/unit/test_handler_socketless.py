@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from scripted import ScriptedTransport
 
 from proxy.config import parse
 from proxy.exchange import Outcome
@@ -22,34 +23,6 @@ from proxy.upstream_pool import Factory
 from proxy.view import Headers, RequestView
 
 
-class Transport:
-    """Just enough of asyncio.Transport for the upstream connection."""
-
-    def __init__(self, protocol: UpstreamConnection) -> None:
-        self.protocol, self.written, self.closing = protocol, bytearray(), False
-        self.wrote = asyncio.Event()
-
-    def write(self, data: bytes) -> None:
-        self.written += data
-        self.wrote.set()
-
-    def writelines(self, data: Any) -> None:
-        for piece in data:
-            self.write(piece)
-
-    def pause_reading(self) -> None: ...
-
-    def resume_reading(self) -> None: ...
-
-    def is_closing(self) -> bool:
-        return self.closing
-
-    def abort(self) -> None:
-        if not self.closing:
-            self.closing = True
-            asyncio.get_running_loop().call_soon(self.protocol.connection_lost, None)
-
-
 class App:
     """The upstream: answers each request head it is sent with the next scripted response."""
 
@@ -59,13 +32,13 @@ class App:
 
     async def dial(self, factory: Factory) -> UpstreamConnection:
         connection = factory()
-        transport = Transport(connection)
+        transport = ScriptedTransport(connection)
         connection.connection_made(transport)  # type: ignore[arg-type]
         asyncio.get_running_loop().create_task(self._answer(connection, transport))
         return connection
 
-    async def _answer(self, connection: UpstreamConnection, transport: Transport) -> None:
-        while self.responses and not transport.closing:
+    async def _answer(self, connection: UpstreamConnection, transport: ScriptedTransport) -> None:
+        while self.responses and not transport.aborted:
             while b"\r\n\r\n" not in transport.written:
                 transport.wrote.clear()
                 await transport.wrote.wait()

@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
 import pytest
+from scripted import ScriptedTransport
 
 from proxy.flow import HIGH_WATER
 from proxy.upstream_connection import State, UpstreamConnection
@@ -72,38 +73,6 @@ def no_sockets(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(asyncio.BaseEventLoop, "create_connection", refuse)
     monkeypatch.setattr(asyncio.BaseEventLoop, "create_unix_connection", refuse)
-
-
-class ScriptedTransport:
-    """Just enough of asyncio.Transport: records writes, reading paused or not, and an abort
-    (which, as a real transport's, reports connection_lost on the next loop turn)."""
-
-    def __init__(self, protocol: UpstreamConnection) -> None:
-        self.protocol = protocol
-        self.written = bytearray()
-        self.reading = True
-        self.aborted = False
-
-    def write(self, data: bytes) -> None:
-        self.written += data
-
-    def writelines(self, data: Any) -> None:
-        for piece in data:
-            self.written += piece
-
-    def pause_reading(self) -> None:
-        self.reading = False
-
-    def resume_reading(self) -> None:
-        self.reading = True
-
-    def is_closing(self) -> bool:
-        return self.aborted
-
-    def abort(self) -> None:
-        if not self.aborted:
-            self.aborted = True
-            asyncio.get_running_loop().call_soon(self.protocol.connection_lost, None)
 
 
 class ScriptedUpstream:
