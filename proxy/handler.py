@@ -135,7 +135,7 @@ class Handler:
             case Lookup():
                 return await self.lookup(client, decision)
             case Pass():
-                return await self.forward_pass(client, decision)
+                return await self.passes.forward(client, decision)
             case _:
                 assert_never(decision)
 
@@ -164,14 +164,14 @@ class Handler:
             case Partial(entry=found, wanted=wanted):
                 return await self._partial(client, lookup, found, wanted, now)
             case RangeToApp():
-                return await self.forward_pass(client, Pass(PassReason.RANGE, lookup.rule))
+                return await self.passes.forward(client, Pass(PassReason.RANGE, lookup.rule))
             case NotCached():
                 return await not_in_cache(client, lookup)
             case ServeStale(entry=found):
                 self.refresher.refresh_behind(store, lookup, view, found, key)
                 return await self._serve_stale(client, lookup, found, "stale-while-revalidate")
             case PassPersonal():
-                return await self.forward_pass(client, Pass(PassReason.HIT_FOR_PASS, lookup.rule))
+                return await self.passes.forward(client, Pass(PassReason.HIT_FOR_PASS, lookup.rule))
             case Revalidate() | Fill():
                 return await self._go_upstream(client, lookup, store, state, key)
             case _:
@@ -206,7 +206,7 @@ class Handler:
         span = byte_range(wanted, len(entry.body))
         if_range = if_range_holds(view.header("if-range"), entry.etag, entry.last_modified)
         if span is None and if_range:
-            return await self.forward_pass(client, Pass(PassReason.RANGE, lookup.rule))
+            return await self.passes.forward(client, Pass(PassReason.RANGE, lookup.rule))
         age = self._hit(view, entry, lookup, outcome, now)
         if outcome.status == 304 or span is None or not if_range:
             await client.respond_entry(entry, age, self.tags.hit, outcome.status)
@@ -335,10 +335,6 @@ class Handler:
         await client.respond_entry(entry, age, self.tags.revalidated, outcome.status)
         return outcome
 
-    async def forward_pass(self, client: ClientSide, decision: Pass) -> Outcome:
-        """A pass (passes.py)."""
-        return await self.passes.forward(client, decision)
-
     async def aclose(self) -> None:
         """Cancel background refreshes (at shutdown)."""
         await self.refresher.aclose()
@@ -361,7 +357,7 @@ class Handler:
             self.coalescer.settle(lookup, made_for_one, response.status)
             if not own_request(view, lookup.rule):  # its answer was made for someone else
                 response.close()
-                return await self.forward_pass(client, Pass(PassReason.HIT_FOR_PASS, lookup.rule))
+                return await self.passes.forward(client, Pass(PassReason.HIT_FOR_PASS, lookup.rule))
             verdict = DontStore(made_for_one)
         else:
             verdict = self.entries.verdict(response, lookup, authorized)
