@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 
+from proxy import fields
 from proxy.client_transport import ClientTransport
 from proxy.exchange import ClientGone, Outcome
 from proxy.framing import (
@@ -26,7 +27,7 @@ from proxy.framing import (
 )
 from proxy.front_request import ParsedRequest, Problem
 from proxy.store import CachedResponse
-from proxy.view import Headers, RequestView, field_lines, has_field
+from proxy.view import Headers, RequestView, field_lines
 from proxy.wire import date_now, entry_response, status_line
 
 _TEXT = (("Content-Type", "text/plain; charset=utf-8"),)
@@ -75,7 +76,7 @@ class Http1Client:
         if self.request.body_pending:
             self.closing = True  # answering before the body is in: the stream is out of step
         parts = [status_line(status, reason), field_lines(headers), *framing]
-        if not has_field(headers, "date"):
+        if not fields.has(headers, "date"):
             parts.append(b"Date: " + date_now() + b"\r\n")
         parts.append(connection_header(self.view.version, self.closing))
         parts.append(b"\r\n")

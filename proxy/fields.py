@@ -23,8 +23,9 @@ def first(headers: Pairs, name: str) -> str | None:
 
 
 def has(headers: Pairs, *names: str) -> bool:
-    """Is there a field called one of `names`?"""
-    return any(n.lower() in names for n, _ in headers)
+    """Is there a field called one of `names`? (Names of another length are not lower-cased.)"""
+    sizes = {len(name) for name in names}
+    return any(len(n) in sizes and n.lower() in names for n, _ in headers)
 
 
 def count(headers: Pairs, name: str) -> int:

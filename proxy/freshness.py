@@ -102,11 +102,6 @@ def http_date(value: str | None) -> float | None:
     return moment.timestamp()
 
 
-def first_value(headers: Headers, name: str) -> str | None:
-    """The first `name` field's value (fields.first)."""
-    return fields.first(headers, name)
-
-
 def explicit_lifetime(
     directives: Mapping[str, str], headers: Headers, received: float | None = None
 ) -> float | None:
@@ -124,7 +119,7 @@ def explicit_lifetime(
         return 0.0
     expires = expires_lines[0]
     expires_at = http_date(expires)
-    date = http_date(first_value(headers, "date"))
+    date = http_date(fields.first(headers, "date"))
     if date is None:
         date = received
     if expires_at is None or date is None:  # §5.3: an invalid Expires ("0") is in the past
@@ -136,8 +131,8 @@ def heuristic_lifetime(status: int, headers: Headers) -> float | None:
     """§4.2.2: a fraction of the time since Last-Modified, for statuses that allow it."""
     if status not in HEURISTIC_STATUSES:
         return None
-    modified = http_date(first_value(headers, "last-modified"))
-    date = http_date(first_value(headers, "date"))
+    modified = http_date(fields.first(headers, "last-modified"))
+    date = http_date(fields.first(headers, "date"))
     if modified is None or date is None or modified >= date:
         return None
     return min(HEURISTIC_MAX, (date - modified) * HEURISTIC_FRACTION)
@@ -169,11 +164,11 @@ def lifetime(
 def initial_age(headers: Headers, request_time: float, response_time: float) -> float:
     """§4.2.3 corrected_initial_age: the larger of what Date implies and what the upstream's
     Age says plus the time the request took."""
-    date = http_date(first_value(headers, "date"))
+    date = http_date(fields.first(headers, "date"))
     # Date has whole seconds: compared at that resolution, a response of this very second is
     # not up to a second old already.
     apparent = max(0.0, int(response_time) - date) if date is not None else 0.0
-    age = age_value(first_value(headers, "age"))
+    age = age_value(fields.first(headers, "age"))
     corrected = age + max(0.0, response_time - request_time)
     return max(apparent, corrected)
 

@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import assert_never
 
+from proxy import fields
 from proxy.coalescer import Coalescer
 from proxy.conditional import not_modified
 from proxy.decide import Decision, Lookup, Pass, decide
@@ -21,7 +22,6 @@ from proxy.forwarding import unconditional
 from proxy.freshness import (
     NO_DIRECTIVES,
     RequestDirectives,
-    first_value,
     request_directives,
 )
 from proxy.passes import PassForwarder
@@ -396,4 +396,4 @@ def _conditional(view: RequestView) -> bool:
 
 def _modified(entry: CachedResponse) -> str | None:
     """What If-Modified-Since is compared with: Last-Modified, else Date (RFC 9111 §4.3.2)."""
-    return entry.last_modified or first_value(entry.headers, "date")
+    return entry.last_modified or fields.first(entry.headers, "date")

@@ -141,11 +141,6 @@ def response_directives(
     return cache_control(headers), headers
 
 
-def field_values(headers: Headers, name: str) -> list[str]:
-    """Every comma-separated member of the fields called `name`, lower-cased."""
-    return fields.members(headers, name)
-
-
 def storability(
     status: int,
     headers: Headers,
@@ -169,7 +164,7 @@ def storability(
         return DontStore(NotStoredReason.AUTHORIZATION)
     if _sets_kept_cookie(headers, rule):
         return DontStore(NotStoredReason.SET_COOKIE)
-    vary = set(field_values(headers, "vary"))
+    vary = set(fields.members(headers, "vary"))
     if "*" in vary:
         return DontStore(NotStoredReason.VARY_STAR)
     if rule.forward_all:
@@ -290,7 +285,7 @@ def body_storability(
     if not framed:
         return DontStore(NotStoredReason.UNFRAMED)
     accepted = set(encoding.split(", ")) | {"identity"}
-    if not set(field_values(headers, "content-encoding")) <= accepted:
+    if not set(fields.members(headers, "content-encoding")) <= accepted:
         return DontStore(NotStoredReason.ENCODING)
     return verdict
 

@@ -33,13 +33,6 @@ def decode_fields(raw: list[tuple[bytes, bytes]]) -> Headers:
         return tuple([(header_text(n), header_text(v)) for n, v in raw])
 
 
-def has_field(headers: Headers, name: str) -> bool:
-    """Whether `headers` has a field called `name` (given lower-case), in any case: the one
-    scan for a field's presence (names of another length are not lower-cased at all)."""
-    size = len(name)
-    return any(len(field) == size and field.lower() == name for field, _ in headers)
-
-
 def field_lines(headers: Headers) -> bytes:
     """`headers` as HTTP/1.1 field lines, octets as received (see header_text)."""
     return "".join([f"{n}: {v}\r\n" for n, v in headers]).encode("utf-8", "surrogateescape")
