@@ -21,7 +21,7 @@ import zlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, Self
 
 import aiohttp
 from aiohttp import web
@@ -408,3 +408,25 @@ def flask_session(payload: dict[str, Any], *, compress: bool = False) -> str:
     data = zlib.compress(raw) if compress else raw
     segment = base64.urlsafe_b64encode(data).rstrip(b"=").decode()
     return ("." if compress else "") + segment + ".Z0x1Aw.kq3Hn8Lw2Vb1-Zx_r0T9sE4mQpU"
+
+
+class LoopbackServer:
+    """A raw TCP origin on 127.0.0.1 for a test, used with `async with` (its `url` set on
+    entry); a subclass (a dataclass with `url` and `_server` fields) answers in `_serve`."""
+
+    url: str
+    _server: asyncio.Server | None
+
+    async def __aenter__(self) -> Self:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.url = f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._server.wait_closed(), WAIT)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        raise NotImplementedError

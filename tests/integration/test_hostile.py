@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from .conftest import StartProxy
-from .support import WAIT, Client, FakeUpstream, RawConnection, eventually
+from .support import WAIT, Client, FakeUpstream, LoopbackServer, RawConnection, eventually
 
 HOST = b"Host: example.com\r\n"
 PASS_COOKIE = b"Cookie: remember_token=1\r\n"  # a logged-in visitor: the default rule passes
@@ -63,7 +63,7 @@ def access_statuses(caplog: pytest.LogCaptureFixture) -> list[int]:
 
 
 @dataclass
-class RawOrigin:
+class RawOrigin(LoopbackServer):
     """An origin on 127.0.0.1 that answers each path with exactly the bytes it is given (then
     closes the connection when `close_after` names the path). It records the request heads."""
 
@@ -72,17 +72,6 @@ class RawOrigin:
     targets: list[str] = field(default_factory=list)
     url: str = ""
     _server: asyncio.Server | None = None
-
-    async def __aenter__(self) -> RawOrigin:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        self.url = f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self._server is not None
-        self._server.close()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._server.wait_closed(), WAIT)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from .conftest import StartProxy
-from .support import WAIT, FakeClock, RawConnection, RawResponse, eventually
+from .support import WAIT, FakeClock, LoopbackServer, RawConnection, RawResponse, eventually
 
 HOST = b"Host: example.com\r\n"
 LINK = "</style.css>; rel=preload; as=style"
@@ -28,7 +28,7 @@ Part = bytes | asyncio.Event  # bytes are sent; an event is waited for before wh
 
 
 @dataclass
-class ScriptedOrigin:
+class ScriptedOrigin(LoopbackServer):
     """An origin on 127.0.0.1 answering each path's requests with the next of its scripted
     replies (the last one repeats); it records the request targets and heads."""
 
@@ -38,17 +38,6 @@ class ScriptedOrigin:
     url: str = ""
     _served: dict[str, int] = field(default_factory=dict)
     _server: asyncio.Server | None = None
-
-    async def __aenter__(self) -> ScriptedOrigin:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        self.url = f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self._server is not None
-        self._server.close()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._server.wait_closed(), WAIT)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
