@@ -8,6 +8,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import replace
 
+from proxy.decide import CACHEABLE_METHODS
 from proxy.freshness import TtlMode, TtlPolicy
 from proxy.identity import IdentityPolicy
 from proxy.invalidate import LOCATION, TARGET
@@ -16,8 +17,6 @@ from proxy.rules import Action, Condition, Rule, SetCookieMode, Test
 from proxy.settings import CacheSettings
 from proxy.tomltable import ConfigError, Table, choice, kind_of, shown, text
 from proxy.units import parse_duration
-
-CACHEABLE = frozenset({"GET", "HEAD"})
 
 
 def compile_rule(
@@ -79,7 +78,7 @@ def shared_rule(
         number=1,
         name="shared",
         action=Action.CACHE,
-        methods=CACHEABLE,
+        methods=CACHEABLE_METHODS,
         cache=table.get("cache", str, "default"),
         ttl_mode=TtlMode.ORIGIN,
         ttl=0.0,
@@ -130,9 +129,9 @@ def _statuses(table: Table) -> frozenset[int]:
 def _methods(table: Table, action: Action) -> frozenset[str] | None:
     if "methods" not in table.data:
         table.seen.add("methods")
-        return CACHEABLE if action is Action.CACHE else None
+        return CACHEABLE_METHODS if action is Action.CACHE else None
     methods = frozenset(m.upper() for m in table.strings("methods", ()))
-    extra = sorted(methods - CACHEABLE)
+    extra = sorted(methods - CACHEABLE_METHODS)
     if action is Action.CACHE and extra:
         raise table.error("methods", f"{extra[0]} is never answered from cache (GET, HEAD only)")
     return methods

@@ -20,6 +20,7 @@ from collections import deque
 import httptools
 
 from proxy.client_transport import ClientTransport, Listener
+from proxy.decide import CACHEABLE_METHODS
 from proxy.exchange import Outcome
 from proxy.framing import request_framing
 from proxy.front_request import (
@@ -47,7 +48,7 @@ log = logging.getLogger("sidecache.front")
 QUEUE_HIGH = 16
 QUEUE_LOW = 8
 SLICE = 4096
-_READS = frozenset({"GET", "HEAD"})  # the methods a hit can answer
+_READS = CACHEABLE_METHODS  # the methods a hit can answer
 
 
 class ClientConnection(ClientTransport):
