@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from .conftest import StartProxy
-from .support import Client, FakeClock, FakeUpstream, eventually
+from .support import Client, FakeClock, FakeUpstream, Got, eventually
 
 
 async def rule_proxy(sidecache: StartProxy, **rule: Any) -> Client:
@@ -187,6 +187,80 @@ async def test_a_refresh_still_running_at_shutdown_is_cancelled_cleanly(
     assert (await client.get("/page")).x_cache == "STALE"
     await eventually(lambda: len(upstream.to("/page")) == 2)
     assert len(client.proxy.handler.refresher.background) == 1
+
+
+async def refreshed_once(client: Client, upstream: FakeUpstream, clock: FakeClock) -> Got:
+    """Store /page, let it go stale within the window, and have one request refresh it."""
+    await client.get("/page")
+    clock.advance(15)
+    stale = await client.get("/page", {"Cookie": "_ga=GA1.2.3"})
+    await eventually(lambda: len(upstream.to("/page")) >= 2)
+    await eventually(lambda: upstream.active == 0)
+    return stale
+
+
+async def test_a_refresh_answered_with_a_cookie_is_not_stored_and_never_shown(
+    sidecache: StartProxy, upstream: FakeUpstream, clock: FakeClock
+) -> None:
+    client = await rule_proxy(sidecache, stale_while_revalidate="30s")
+    upstream.on("/page", body=b"public")
+    await client.get("/page")
+    upstream.on("/page", headers=[("Set-Cookie", "session=theirs")], body=b"personal")
+    stale = await refreshed_once(client, upstream, clock)
+    later = await client.get("/page", {"Cookie": "_ga=GA1.2.3"})
+
+    assert (stale.x_cache, stale.body) == ("STALE", b"public")
+    assert "Set-Cookie" not in stale.headers
+    # The stale entry still answers; the key is marked personal, so no refresh is tried again.
+    assert (later.x_cache, later.body) == ("STALE", b"public")
+    assert len(upstream.to("/page")) == 2
+
+
+async def test_a_refresh_too_big_to_store_leaves_the_stale_entry(
+    sidecache: StartProxy, upstream: FakeUpstream, clock: FakeClock
+) -> None:
+    client = await rule_proxy(sidecache, stale_while_revalidate="30s")
+    await client.get("/page")
+    upstream.on("/page", chunks=[b"x" * 40_000, b"y" * 40_000])  # over the 64 KiB item_size
+    await refreshed_once(client, upstream, clock)
+    later = await client.get("/page")
+
+    assert (later.x_cache, later.body) == ("STALE", b"GET /page #1")
+    assert len(upstream.to("/page")) == 2  # marked uncacheable: no second refresh
+
+
+async def test_a_refresh_started_by_a_head_stores_the_whole_body(
+    sidecache: StartProxy, upstream: FakeUpstream, clock: FakeClock
+) -> None:
+    client = await rule_proxy(sidecache, stale_while_revalidate="30s")
+    await client.get("/page")
+    clock.advance(15)
+    stale = await client.head("/page")
+    await eventually(lambda: len(upstream.to("/page")) == 2)
+    await eventually(lambda: upstream.active == 0)
+    fresh = await client.get("/page")
+
+    assert (stale.x_cache, stale.body) == ("STALE", b"")
+    assert upstream.to("/page")[1].method == "GET"
+    assert (fresh.x_cache, fresh.body) == ("HIT", b"GET /page #2")
+
+
+async def test_a_failed_refresh_leaves_the_stale_entry_and_is_tried_again(
+    sidecache: StartProxy, upstream: FakeUpstream, clock: FakeClock
+) -> None:
+    client = await rule_proxy(sidecache, stale_while_revalidate="30s")
+    await client.get("/page")
+    upstream.on("/page", reset=True)
+    await refreshed_once(client, upstream, clock)
+    upstream.on("/page")  # the app is back
+    tried = len(upstream.to("/page"))
+    again = await client.get("/page")
+    await eventually(lambda: len(upstream.to("/page")) == tried + 1)
+    await eventually(lambda: upstream.active == 0)
+    fresh = await client.get("/page")
+
+    assert (again.x_cache, again.body) == ("STALE", b"GET /page #1")
+    assert (fresh.x_cache, fresh.body) == ("HIT", f"GET /page #{tried + 1}".encode())
 
 
 # --- stale_if_unreachable: the app gives no answer at all (RFC 9111 §4.2.4) ----------------
