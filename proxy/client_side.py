@@ -36,6 +36,8 @@ _TEXT = (("Content-Type", "text/plain; charset=utf-8"),)
 class Http1Client:
     """`ClientSide` for one request on a client connection (`http1.ClientConnection`)."""
 
+    attended = True
+
     def __init__(
         self, connection: ClientTransport, request: ParsedRequest, view: RequestView
     ) -> None:

@@ -47,6 +47,9 @@ class Outcome:
 class ClientSide(Protocol):
     view: RequestView
     outcome: Outcome  # created by the front, filled in by the handler, logged by the front
+    # False for a background refresh's client (refresher.Unattended): no one reads the answer,
+    # so a body is read only as far as it is to be stored, and a personal answer is not passed.
+    attended: bool
 
     def body(self) -> AsyncIterator[bytes] | None:
         """The request body as it arrives, or None when the request has none."""

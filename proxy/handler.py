@@ -88,7 +88,7 @@ class Handler:
         self.clock = clock
         self.coalescer = Coalescer(settings.caches, clock)
         self.entries = EntryWriter(settings, clock, wall)
-        self.refresher = Refresher(settings, upstream, self.coalescer, self.entries, clock)
+        self.refresher = Refresher(self.coalescer, self.revalidate)
         self.tags = Tags(settings.headers)
         self.passes = PassForwarder(settings, stores, upstream, self.tags)
 
@@ -355,7 +355,7 @@ class Handler:
         verdict: Storability
         if made_for_one is not None:
             self.coalescer.settle(lookup, made_for_one, response.status)
-            if not own_request(view, lookup.rule):  # its answer was made for someone else
+            if client.attended and not own_request(view, lookup.rule):  # made for someone else
                 response.close()
                 return await self.passes.forward(client, Pass(PassReason.HIT_FOR_PASS, lookup.rule))
             verdict = DontStore(made_for_one)

@@ -1,48 +1,91 @@
 """Background refreshes (stale-while-revalidate, RFC 5861): one per key, with no client.
 
-A stale entry answers at once while this fetches it again (conditionally, with its
-validators) and stores what comes back, through the same EntryWriter as a fill. A refresh is
-the key's fill for the coalescer: requests that need a fresh answer wait for it.
+A stale entry answers at once while this revalidates it (conditionally, with its validators)
+through the handler's own revalidation and fill path, for an `Unattended` client: a 304
+refreshes the entry, a storable answer is stored, anything else leaves the stale entry and
+marks the key as a fill would. A refresh is the key's fill for the coalescer: requests that
+need a fresh answer wait for it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Any
 
 from proxy.coalescer import Coalescer
 from proxy.decide import Lookup
-from proxy.entries import EntryWriter
-from proxy.exchange import CacheResult, Outcome
-from proxy.forwarding import fill_headers, unconditional
-from proxy.policy import Store, personal
-from proxy.reasons import NotStoredReason
-from proxy.recorder import Recorder
+from proxy.exchange import CacheResult, ClientSide, Outcome
+from proxy.forwarding import fill_headers
 from proxy.settings import Settings
 from proxy.store import CachedResponse, CacheStore
-from proxy.upstream import UpstreamClient, UpstreamError
 from proxy.view import Headers, RequestView
 
 log = logging.getLogger("sidecache")
 
 
+class Unattended:
+    """The `ClientSide` of a background refresh: a copy of the request that started it, whose
+    answer no one reads. What is sent to it is dropped; a stream to it reads only what is to
+    be stored (`attended` is False)."""
+
+    attended = False
+
+    def __init__(self, view: RequestView) -> None:
+        self.view = view
+        self.outcome = Outcome()
+
+    def body(self) -> AsyncIterator[bytes] | None:
+        return None
+
+    def body_length(self) -> int | None:
+        return None
+
+    def interim(self, status: int, reason: str, headers: Headers) -> None:
+        pass
+
+    async def respond(self, status: int, reason: str, headers: Headers, body: bytes) -> None:
+        pass
+
+    async def respond_entry(
+        self, entry: CachedResponse, age: int, tags: Headers, status: int
+    ) -> None:
+        pass
+
+    async def start(
+        self,
+        status: int,
+        reason: str,
+        headers: Headers,
+        content_length: int | None,
+        until_close: bool = False,
+    ) -> None:
+        pass
+
+    async def write(self, chunk: bytes, *, wait: bool = True) -> None:
+        pass
+
+    async def finish(self) -> None:
+        pass
+
+    def abort(self) -> None:
+        pass
+
+
+# The handler's revalidation (Handler.revalidate): a 304 refreshes the entry, anything else is
+# a fill, a failure is answered as the stale-if-error settings say.
+Revalidation = Callable[
+    [ClientSide, Lookup, CacheStore, CachedResponse, str], Coroutine[Any, Any, Outcome]
+]
+
+
 class Refresher:
     """The refreshes running in the background; `aclose` cancels them at shutdown."""
 
-    def __init__(
-        self,
-        settings: Settings,
-        upstream: UpstreamClient,
-        coalescer: Coalescer,
-        entries: EntryWriter,
-        clock: Callable[[], float],
-    ) -> None:
-        self.settings = settings
-        self.upstream = upstream
+    def __init__(self, coalescer: Coalescer, revalidate: Revalidation) -> None:
         self.coalescer = coalescer
-        self.entries = entries
-        self.clock = clock
+        self.revalidate = revalidate
         self.background: set[asyncio.Task[None]] = set()
 
     def refresh_behind(
@@ -68,45 +111,16 @@ class Refresher:
         key: str,
         leader: asyncio.Event,
     ) -> None:
-        """Fetch (conditionally, with the entry's validators) and store, with no client."""
-        outcome = Outcome(cache=CacheResult.MISS, rule=lookup.rule.label)
+        """The revalidation a request would make, for no one: the fill path stores what it may."""
+        client = Unattended(view)
         try:
-            headers, authorized = fill_request(self.settings, view, lookup)
-            asked = self.entries.wall()
-            headers = unconditional(headers) + validators(entry)
-            response = await self.upstream.request("GET", view.target, headers)
-            outcome.status = response.status
-            if response.status == 304:
-                await self.entries.refreshed(store, lookup, view, entry, key, response, asked)
-                outcome.detail = "revalidated"
-                return
-            made_for_one = personal(response.headers, lookup.rule, self.settings.targeted)
-            if made_for_one is not None:
-                response.close()
-                outcome.detail = made_for_one.value  # marked when the refresh is released
-                return
-            verdict = self.entries.verdict(response, lookup, authorized)
-            if not isinstance(verdict, Store):
-                response.close()
-                outcome.detail = verdict.reason.value
-                return
-            recorder = Recorder(self.settings.caches[lookup.rule.cache].item_size)
-            async for chunk in response.chunks():
-                recorder.feed(chunk)
-                if recorder.overflowed:
-                    response.close()
-                    outcome.detail = NotStoredReason.TOO_BIG.value
-                    return
-            response.release()
-            outcome.detail = await self.entries.store_fill(
-                store, lookup, view, response, recorder.body(), verdict, asked
-            )
-        except UpstreamError as exc:
-            log.info("background refresh of %s failed: %s", view.target, exc.message)
+            outcome = await self.revalidate(client, lookup, store, entry, key)
+            if outcome.cache in (CacheResult.ERROR, CacheResult.STALE):
+                log.info("background refresh of %s failed: %s", view.target, outcome.detail)
         except Exception:  # a bug: logged, and the stale entry simply stays stale
             log.exception("background refresh of %s", view.target)
         finally:
-            self.coalescer.release(lookup, leader, outcome)
+            self.coalescer.release(lookup, leader, client.outcome)
 
     async def aclose(self) -> None:
         """Cancel background refreshes (at shutdown)."""

@@ -74,7 +74,7 @@ async def stream(
     the upstream's pace: chunks are queued for the client without waiting for it (the
     recorder's cap bounds them) until it overflows, and `keep` runs once the body is in,
     before the client is waited for."""
-    head_only = client.view.method == "HEAD"
+    head_only = client.view.method == "HEAD" or not client.attended
     kept = False
     try:
         until_close = not response.framed and response_has_body(client.view.method, response.status)
@@ -137,7 +137,7 @@ def relay_interim(client: ClientSide, drop: frozenset[str] = frozenset()) -> Int
     """Where the interim responses to a client's forwarded request go: to that client, without
     hop-by-hop fields (and `drop`), when `relays_interim` says so (RFC 9110 §15.2). Never
     stored, never seen by a waiter or a hit: only the upstream exchange made for this client
-    carries them, and a background refresh (no client) passes no relay at all."""
+    carries them (a background refresh's `Unattended` client drops them)."""
     version = client.view.version
 
     def relay(status: int, reason: str, headers: Headers) -> None:

@@ -59,6 +59,7 @@ class Client:
     headers: Headers = ()
     received: bytearray = field(default_factory=bytearray)
     interims: list[int] = field(default_factory=list)
+    attended: bool = True
 
     def body(self) -> AsyncIterator[bytes] | None:
         if not self.sent_body:
