@@ -17,7 +17,7 @@ import argparse
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from proxy import __version__
+from proxy import __version__, build
 from proxy.tomltable import ConfigError
 
 COMMANDS = {
@@ -58,7 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Without a command, sidecache runs: `sidecache --upstream URL` serves. "
         "`sidecache COMMAND --help` lists a command's options.",
     )
-    parser.add_argument("--version", action="version", version=f"sidecache {__version__}")
+    version = f"sidecache {__version__} ({build()})"
+    parser.add_argument("--version", action="version", version=version)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
     config, overrides, public = _config_options(), _override_options(), _public_options()
     logging = _logging_options()

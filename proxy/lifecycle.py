@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
-from proxy import __version__, systemd
+from proxy import __version__, build, systemd
 from proxy import dev as dev_mode
 from proxy.config import ConfigError
 from proxy.server import ListenError, Proxy
@@ -65,7 +65,7 @@ async def serve(
         settings, passed=systemd.passed_sockets(), access=dev_mode.log_access if dev else None
     )
     await proxy.start()
-    log.info("%s ready, upstream %s", __version__, upstream_label(settings))
+    log.info("%s (%s) ready, upstream %s", __version__, build(), upstream_label(settings))
     tasks = _start_dev(proxy, reread, watched) if dev else []
     serving = ", ".join(proxy.addresses)
     systemd.notify(f"READY=1\nSTATUS=serving on {serving}\nMAINPID={os.getpid()}")

@@ -46,18 +46,18 @@ class _DateHeader:
     to a response that lacks one). Wall time, not the injected clock: it is what the client
     reads as "now"."""
 
-    second = -1
-    value = b""
+    def __init__(self) -> None:
+        self.second = -1
+        self.value = b""
 
-    @classmethod
-    def value_now(cls) -> bytes:
+    def value_now(self) -> bytes:
         now = int(time.time())
-        if now != cls.second:
-            cls.second, cls.value = now, formatdate(now, usegmt=True).encode()
-        return cls.value
+        if now != self.second:
+            self.second, self.value = now, formatdate(now, usegmt=True).encode()
+        return self.value
 
 
-date_now = _DateHeader.value_now
+date_now = _DateHeader().value_now
 
 
 def entry_response(

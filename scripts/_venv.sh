@@ -25,6 +25,8 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 stamp="$VENV/.installed-$(sha256sum pyproject.toml | cut -c1-16)${EXTRAS:+-$EXTRAS}"
 if [ ! -e "$stamp" ]; then
-    "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e ".${EXTRAS:+[$EXTRAS]}"
+    # Editable, so never compiled (a compiled module would shadow the source being edited).
+    SIDECACHE_COMPILE="" "$VENV/bin/python" -m pip install -q --disable-pip-version-check \
+        -e ".${EXTRAS:+[$EXTRAS]}"
     touch "$stamp"
 fi

@@ -158,7 +158,8 @@ async def test_log_lines_carry_their_level_and_warnings_go_to_stderr(
     assert all(out) and all(err), proxy.output()
     ready = next(m for m in out if m and "ready" in m["m"])
     assert (ready["level"], ready["name"]) == ("INFO", "sidecache")
-    assert ready["m"].startswith("0.1.0 ready, upstream ")  # "sidecache 0.1.0 ready", once
+    # "0.1.0 (pure Python) ready, upstream ...", or "(compiled)" for the optional build
+    assert re.match(r"0\.1\.0 \((pure Python|compiled)\) ready, upstream ", ready["m"])
     assert {m["level"] for m in out if m} == {"INFO"}
     assert any(m["name"] == "sidecache.access" for m in out if m)
     assert [(m["level"], m["name"]) for m in err if m] == [("ERROR", "sidecache")]

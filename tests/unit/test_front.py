@@ -13,10 +13,12 @@ from typing import Any, TypeVar
 
 import pytest
 
+from proxy.decide import Pass
 from proxy.exchange import CacheResult, ClientSide, Outcome
 from proxy.front_request import BODY_HIGH_WATER, BODY_LOW_WATER
 from proxy.front_server import Http1Server
 from proxy.http1 import QUEUE_HIGH, QUEUE_LOW, ClientConnection
+from proxy.reasons import PassReason
 from proxy.settings import Limits, Trust
 from proxy.store import CachedResponse
 from proxy.view import RequestView
@@ -104,10 +106,11 @@ class ScriptedDriver:
         self.body = bytearray()
 
     def answer_now(self, view: RequestView, outcome: Outcome) -> tuple[Any, Any, int, Any]:
+        decision = Pass(PassReason.METHOD)  # any decision: `handle` here ignores it
         if view.path != "/hit":
-            return None, None, 0, ()
+            return decision, None, 0, ()
         outcome.status, outcome.cache = 200, CacheResult.HIT
-        return None, ENTRY, 5, ()
+        return decision, ENTRY, 5, ()
 
     async def handle(self, client: ClientSide, decision: Any = None) -> Outcome:
         path = client.view.path
