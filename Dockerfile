@@ -11,13 +11,24 @@
 # (-e) stand for command-line flags and win over the file, as flags do.
 # BASE: the Python image to build on; scripts/docker-smoke passes a locally built one on
 # machines that reach no image registry.
+# SIDECACHE_COMPILE: 1 (the default) builds the compiled wheel (mypyc; README, "The compiled
+# build"), with a C compiler and Python's headers in the build stage only; 0 the pure-Python one.
 ARG BASE=python:3.11-slim
+ARG SIDECACHE_COMPILE=1
 
 FROM ${BASE} AS build
+ARG SIDECACHE_COMPILE
 WORKDIR /src
-COPY pyproject.toml README.md ./
+RUN if [ "$SIDECACHE_COMPILE" = 1 ]; then \
+        headers=$(python3 -c 'import os, sysconfig; print("" if os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")) else "python3-dev")') \
+        && apt-get update -qq \
+        && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+            gcc libc6-dev $headers >/dev/null; \
+    fi
+COPY pyproject.toml setup.py README.md ./
+COPY build_support ./build_support
 COPY proxy ./proxy
-RUN python3 -m pip wheel --no-cache-dir --quiet --wheel-dir /wheels .
+RUN SIDECACHE_COMPILE=$SIDECACHE_COMPILE python3 -m pip wheel --no-cache-dir --quiet --wheel-dir /wheels .
 
 FROM ${BASE}
 RUN useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin sidecache
