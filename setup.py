@@ -11,6 +11,11 @@ from setuptools import setup
 # format, the upstream connection. Modules that are monkeypatched or subclassed at run time
 # stay pure.
 COMPILED = [
+    "proxy/reasons.py",
+    "proxy/store/__init__.py",
+    "proxy/relay.py",
+    "proxy/settings.py",
+    "proxy/exchange.py",
     "proxy/client_transport.py",
     "proxy/decide.py",
     "proxy/fields.py",
