@@ -11,6 +11,15 @@ from setuptools import setup
 # format, the upstream connection. Modules that are monkeypatched or subclassed at run time
 # stay pure.
 COMPILED = [
+    "proxy/hitforpass.py",
+    "proxy/recorder.py",
+    "proxy/encoding.py",
+    "proxy/vary.py",
+    "proxy/conditional.py",
+    "proxy/coalescer.py",
+    "proxy/entries.py",
+    "proxy/upstream_pool.py",
+    "proxy/passes.py",
     "proxy/reasons.py",
     "proxy/store/__init__.py",
     "proxy/relay.py",

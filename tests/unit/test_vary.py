@@ -44,8 +44,8 @@ def test_variant_key(
 ) -> None:
     names = ("accept-language",)
     first, second = (
-        variant_key("k", names, view(*one), 1.0),
-        variant_key("k", names, view(*other), 1.0),
+        variant_key("k", names, view(*one), 1),
+        variant_key("k", names, view(*other), 1),
     )
     assert (first == second) is same
 
