@@ -12,6 +12,7 @@ import pytest
 
 from proxy.config import parse
 from proxy.explain import describe
+from proxy.server import restart_notes
 from proxy.settings import Listen
 from proxy.workers import (
     MAX_WORKERS,
@@ -139,3 +140,11 @@ def test_check_says_how_many_workers_and_what_their_caches_may_hold() -> None:
         "up to 128MiB in all)"
     ) in describe(two).splitlines()
     assert "workers: 1 (one process)" in describe(parse({}, "site.toml")).splitlines()
+
+
+def test_a_reload_says_that_only_a_restart_changes_the_number_of_workers() -> None:
+    old = parse({"server": {"workers": 2}}, "site.toml")
+    assert restart_notes(old, parse({"server": {"workers": 2}}, "site.toml")) == []
+    assert restart_notes(old, parse({"server": {"workers": 3}}, "site.toml")) == [
+        "the number of workers changed: a restart applies it"
+    ]
