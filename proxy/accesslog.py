@@ -2,6 +2,7 @@ r"""One access-log line per request, on the "sidecache.access" logger.
 
 Format (space-separated, easy to grep and to split, e.g. with shlex.split):
     CLIENT "METHOD TARGET HTTP/x.y" STATUS CACHE BYTES TIMEus rule=RULE detail=DETAIL
+and, with worker processes, `worker=N` (which one served it) at the end.
 CACHE is HIT, MISS, PASS or ERROR; DETAIL says why (a PassReason or NotStoredReason value, or
 "stored"). RULE is the rule's name, which the config may write with spaces or quotes (the
 `--cache REGEX` rules are named "--cache REGEX"): such a value is written in double quotes, with
@@ -24,6 +25,13 @@ _ESCAPES = {'"': '\\"', "\\": "\\\\"}
 # Written values by value: rule names and reasons are few, so the common case is one lookup.
 _WRITTEN: dict[str, str] = {}
 _WRITTEN_MAX = 1024
+_worker = ""  # " worker=N" in a worker process (set_worker), so a line says who served it
+
+
+def set_worker(number: int) -> None:
+    """Workers (`[server] workers` > 1): each line ends with `worker=N`."""
+    global _worker
+    _worker = f" worker={number}"
 
 
 def field_value(value: str) -> str:
@@ -54,7 +62,7 @@ def format_line(view: RequestView, outcome: Outcome, seconds: float) -> str:
     return (
         f'{client} "{view.method} {target} HTTP/{major}.{minor}" {outcome.status} '
         f"{outcome.cache} {outcome.sent} {int(seconds * 1_000_000)}us "
-        f"rule={field_value(outcome.rule)} detail={field_value(outcome.detail or '-')}"
+        f"rule={field_value(outcome.rule)} detail={field_value(outcome.detail or '-')}{_worker}"
     )
 
 

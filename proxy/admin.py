@@ -6,7 +6,8 @@ address: there is no authentication), and it is plain aiohttp.web: nothing here 
 
     GET /health   200 "ok" while the process runs (Docker's HEALTHCHECK, liveness probes)
     GET /ready    200 when the listeners are bound, a configuration is loaded and the upstream
-                  accepts a connection within READY_CHECK_SECONDS; else 503. JSON either way.
+                  accepts a connection within READY_CHECK_SECONDS (and, with worker processes,
+                  every worker is serving); else 503. JSON either way.
 """
 
 from __future__ import annotations
@@ -43,10 +44,16 @@ async def upstream_reachable(settings: Settings) -> tuple[bool, str]:
 
 
 class Admin:
-    """The admin listener of one proxy; `state()` says whether its listeners are bound."""
+    """The admin listener of one proxy, or of a master: `workers` then says how many workers
+    serve and how many there should be."""
 
-    def __init__(self, settings: Callable[[], Settings], listening: Callable[[], list[str]]):
-        self._settings, self._listening = settings, listening
+    def __init__(
+        self,
+        settings: Callable[[], Settings],
+        listening: Callable[[], list[str]],
+        workers: Callable[[], tuple[int, int]] | None = None,
+    ):
+        self._settings, self._listening, self._workers = settings, listening, workers
         self._runner: web.AppRunner | None = None
         self.addresses: list[str] = []
 
@@ -64,12 +71,16 @@ class Admin:
         listening = self._listening()
         reachable, why = await upstream_reachable(settings)
         ok = bool(listening) and reachable
-        body = {
+        body: dict[str, object] = {
             "ready": ok,
             "listening": listening,
             "config": settings.source,
             "upstream": why,
         }
+        if self._workers is not None:
+            serving, wanted = self._workers()
+            body["ready"] = ok = ok and serving == wanted
+            body["workers"] = {"serving": serving, "wanted": wanted}
         return web.Response(
             status=200 if ok else 503,
             text=json.dumps(body) + "\n",

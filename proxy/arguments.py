@@ -62,10 +62,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=version)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
     config, overrides, public = _config_options(), _override_options(), _public_options()
-    logging = _logging_options()
+    logging, workers = _logging_options(), _workers_options()
     for name, parents in (
-        ("run", [config, public, overrides, logging]),
-        ("check", [config, public, overrides]),
+        ("run", [config, public, overrides, workers, logging]),
+        ("check", [config, public, overrides, workers]),
         ("dev", [config, public, overrides, logging]),
         ("demo", [config, overrides, logging]),
     ):
@@ -161,6 +161,17 @@ def _override_options() -> argparse.ArgumentParser:
     return options
 
 
+def _workers_options() -> argparse.ArgumentParser:
+    options = argparse.ArgumentParser(add_help=False)
+    options.add_argument(
+        "--workers",
+        metavar="N",
+        help='[server] workers: N worker processes under a master, or "auto" (one per CPU); '
+        "1 (the default) is one process",
+    )
+    return options
+
+
 def _logging_options() -> argparse.ArgumentParser:
     options = argparse.ArgumentParser(add_help=False)
     options.add_argument(
@@ -189,6 +200,7 @@ ENVIRONMENT = {
     "stale_if_error": "SIDECACHE_STALE_IF_ERROR",
     "log_level": "SIDECACHE_LOG_LEVEL",
     "shared": "SIDECACHE_SHARED",  # "1", "true" or "yes"
+    "workers": "SIDECACHE_WORKERS",
 }
 
 
@@ -222,6 +234,8 @@ def apply_flags(data: dict[str, Any], args: argparse.Namespace) -> bool:
         put("server", "listen", args.listen)
     if args.admin is not None:
         put("admin", "listen", args.admin)
+    if option(args, "workers") is not None:
+        put("server", "workers", args.workers)
     caches = data.setdefault("caches", {})
     flags = {
         "ttl": args.ttl,

@@ -47,7 +47,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = parse_arguments(sys.argv[1:] if argv is None else argv)
         apply_environment(args, os.environ)
-        logs.setup(log_level(args))
+        level = log_level(args)
+        logs.setup(level)
         settings = load_settings(args)
     except ConfigError as exc:
         print(f"sidecache: config error: {exc}", file=sys.stderr)
@@ -69,6 +70,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             lambda: lifecycle.serve(
                 settings, lambda: load_settings(args), dev=True, watched=watched
             )
+        )
+    if settings.workers > 1:
+        return lifecycle.run(
+            lambda: lifecycle.serve_workers(settings, lambda: load_settings(args), level)
         )
     return lifecycle.run(lambda: lifecycle.serve(settings, lambda: load_settings(args)))
 

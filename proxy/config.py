@@ -32,6 +32,7 @@ from proxy.settings import (
 from proxy.tomltable import ConfigError, Table, choice, text
 from proxy.units import parse_duration, parse_size
 from proxy.view import RequestView, request_problem
+from proxy.workers import available_cpus, parse_workers
 
 __all__ = ["ConfigError", "load", "parse", "read_toml"]
 DEFAULT_SOURCE = "<embedded default.toml>"
@@ -77,6 +78,7 @@ def parse(data: Mapping[str, Any], source: str) -> Settings:
         access_log=server.get("access_log", bool, True),
     )
     limits = _limits(server)
+    workers = server.convert("workers", lambda v: parse_workers(v, available_cpus()), 1)
     honoured = _request_directives(server)
     targeted = server.strings(
         "targeted_cache_control", ("Sidecache-Cache-Control", "CDN-Cache-Control")
@@ -111,6 +113,8 @@ def parse(data: Mapping[str, Any], source: str) -> Settings:
         targeted=tuple(name.lower() for name in targeted),
         limits=limits,
         admin=admin,
+        workers=workers,
+        raw=data,
     )
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from proxy.freshness import TtlMode
 from proxy.identity import IdentityPolicy
 from proxy.rules import Action, Condition, Rule
@@ -18,6 +20,7 @@ def describe(settings: Settings) -> str:
         f"config: {settings.source}",
         "listen: " + ", ".join(str(listen) for listen in settings.listen),
         f"admin: {admin}",
+        _workers(settings.workers, settings.caches.values()),
         f"upstream: {f'unix:{up.socket}' if up.socket else up.url} "
         f"(connect {up.connect_timeout:g}s, read {up.read_timeout:g}s{total}, "
         f"{up.max_connections} connections{host})",
@@ -36,6 +39,16 @@ def describe(settings: Settings) -> str:
         lines.append("  (none: every request is passed)")
     lines.extend(f"warning: {w}" for w in settings.warnings)
     return "\n".join(lines)
+
+
+def _workers(count: int, caches: Iterable[CacheSettings]) -> str:
+    if count == 1:
+        return "workers: 1 (one process)"
+    memory = format_size(count * sum(cache.max_bytes for cache in caches))
+    return (
+        f"workers: {count} (a master and {count} worker processes, each with its own caches: "
+        f"up to {memory} in all)"
+    )
 
 
 def _identity(policy: IdentityPolicy) -> list[str]:

@@ -7,7 +7,13 @@ The one place that installs signal handlers and tells systemd what the process i
   and the running one kept.
 - sd_notify(3): READY once listening, RELOADING then READY around a reload, STOPPING at stop.
 
-`cli.py` parses the command line and calls `run`, `serve`; `demo.py` waits with `until_stopped`.
+With `[server] workers` > 1 the same hold for the master (`serve_workers`, master.py does the
+supervision): it reloads and stops every worker, and it alone speaks to systemd, READY once
+every worker serves. A worker (`serve_worker`) stops on SIGTERM or SIGINT (the master sends
+SIGTERM), or when its master is gone; it ignores SIGHUP: a reload comes from the master.
+
+`cli.py` parses the command line and calls `run`, `serve`, `serve_workers`; worker.py calls
+`serve_worker`; `demo.py` waits with `until_stopped`.
 """
 
 from __future__ import annotations
@@ -16,21 +22,47 @@ import asyncio
 import logging
 import os
 import signal
+import socket
 import sys
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
+
+from setproctitle import setproctitle
 
 from proxy import __version__, build, systemd
 from proxy import dev as dev_mode
 from proxy.config import ConfigError
+from proxy.master import Master, WorkerFailed
 from proxy.server import ListenError, Proxy
 from proxy.settings import Settings
+from proxy.workers import READY, RELOADED
 
 log = logging.getLogger("sidecache")
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 Reread = Callable[[], Settings]  # reads and checks the configuration again; raises ConfigError
+T = TypeVar("T")
+
+
+class Served(Protocol):
+    """What is served until a stop: a single process's `Proxy`, or a `Master` of workers."""
+
+    settings: Settings
+
+    async def reload(self, settings: Settings) -> list[str]: ...
+
+    async def stop(self) -> None: ...
+
+
+class MasterSide(Protocol):
+    """A worker's link to its master (worker.MasterLink)."""
+
+    async def open(self) -> None: ...
+
+    async def next_settings(self) -> Settings | None: ...
+
+    def tell(self, state: bytes) -> None: ...
 
 
 def run(main: Callable[[], Awaitable[None]]) -> int:
@@ -42,7 +74,7 @@ def run(main: Callable[[], Awaitable[None]]) -> int:
 
     try:
         _event_loop_runner()(runner())
-    except ListenError as exc:
+    except (ListenError, WorkerFailed) as exc:
         print(f"sidecache: {exc}", file=sys.stderr)
         return 1
     except OSError as exc:
@@ -78,13 +110,52 @@ async def serve(
         await _shut_down(proxy)
 
 
+async def serve_workers(settings: Settings, reread: Reread, level: int) -> None:
+    """`[server] workers` > 1: a master (master.py) and its workers until SIGTERM or SIGINT,
+    then every worker drains. SIGHUP reads and checks the configuration once, here, and hands
+    a valid one to every worker."""
+    setproctitle(" ".join(["sidecache master", *sys.argv[1:]]))
+    master = Master(settings, level, systemd.passed_sockets())
+    await master.start()
+    count = len(master.workers)
+    log.info("%s ready, upstream %s, %d workers", __version__, upstream_label(settings), count)
+    serving = ", ".join(master.addresses)
+    systemd.notify(
+        f"READY=1\nSTATUS=serving on {serving} with {count} workers\nMAINPID={os.getpid()}"
+    )
+    try:
+        await _serve_until_stopped(master, reread)
+    finally:
+        await _shut_down(master)
+
+
+async def serve_worker(
+    settings: Settings, passed: Sequence[socket.socket], master: MasterSide
+) -> None:
+    """A worker: a `Proxy` on the sockets its master bound, until SIGTERM or SIGINT or until
+    the master is gone; each configuration the master sends is applied as a reload."""
+    proxy = Proxy(settings, passed=passed, announce=False)
+    await proxy.start()
+    stop, _ = _install_signal_handlers(reloads=False, ignore_hangup=True)
+    try:
+        await master.open()
+        master.tell(READY)
+        while (new := await _unless_stopped(stop, master.next_settings())) is not None:
+            await proxy.reload(new)
+            master.tell(RELOADED)
+        if not stop.is_set():
+            log.warning("the master is gone: this worker stops")
+    finally:
+        await proxy.stop()
+
+
 async def until_stopped() -> None:
     """Until SIGTERM or SIGINT (the demo's loop: it does not reload)."""
     stop, _ = _install_signal_handlers(reloads=False)
     await stop.wait()
 
 
-async def reload(proxy: Proxy, reread: Reread) -> None:
+async def reload(proxy: Served, reread: Reread) -> None:
     """Read and check the configuration again and hand it to `proxy`; on a config error keep
     the running one. SIGHUP and the dev watcher both come here."""
     # sd_notify(3): RELOADING=1 with the monotonic time, READY=1 once the reload is over.
@@ -107,19 +178,24 @@ def upstream_label(settings: Settings) -> str:
     return f"unix:{up.socket}" if up.socket else up.url
 
 
-def _install_signal_handlers(reloads: bool) -> tuple[asyncio.Event, asyncio.Event]:
+def _install_signal_handlers(
+    reloads: bool, ignore_hangup: bool = False
+) -> tuple[asyncio.Event, asyncio.Event]:
     """The only signal handlers sidecache installs: SIGTERM and SIGINT set the first event;
-    SIGHUP sets the second when the process `reloads` (else SIGHUP keeps its default action)."""
+    SIGHUP sets the second when the process `reloads`, is ignored by a worker (a reload comes
+    from its master), else keeps its default action."""
     loop = asyncio.get_running_loop()
     stop, hangup = asyncio.Event(), asyncio.Event()
     for sig in STOP_SIGNALS:
         loop.add_signal_handler(sig, stop.set)
     if reloads:
         loop.add_signal_handler(signal.SIGHUP, hangup.set)
+    elif ignore_hangup:
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
     return stop, hangup
 
 
-async def _serve_until_stopped(proxy: Proxy, reread: Reread | None) -> None:
+async def _serve_until_stopped(proxy: Served, reread: Reread | None) -> None:
     """Reload on each SIGHUP until SIGTERM or SIGINT; a stop wins over a pending reload."""
     stop, hangup = _install_signal_handlers(reloads=reread is not None)
     while not stop.is_set():
@@ -129,7 +205,7 @@ async def _serve_until_stopped(proxy: Proxy, reread: Reread | None) -> None:
             await reload(proxy, reread)
 
 
-async def _shut_down(proxy: Proxy) -> None:
+async def _shut_down(proxy: Served) -> None:
     systemd.notify("STOPPING=1")
     log.info("stopping: requests in flight get %gs", proxy.settings.limits.shutdown_timeout)
     await proxy.stop()
@@ -150,7 +226,18 @@ def _start_dev(
     return [asyncio.create_task(dev_mode.watch(watched, lambda: reload(proxy, reread)))]
 
 
-async def _first(*waits: Coroutine[Any, Any, bool]) -> None:
+async def _unless_stopped(stop: asyncio.Event, wait: Coroutine[Any, Any, T]) -> T | None:
+    """What `wait` gives, or None once `stop` is set first."""
+    task = asyncio.ensure_future(wait)
+    await _first(stop.wait(), asyncio.shield(task))
+    if stop.is_set() or not task.done():
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        return None
+    return task.result()
+
+
+async def _first(*waits: Awaitable[Any]) -> None:
     """Wait until one of `waits` is done; cancel the others."""
     tasks = [asyncio.ensure_future(w) for w in waits]
     try:

@@ -70,8 +70,10 @@ class Proxy:
         clock: Callable[[], float] = time.monotonic,
         passed: Sequence[socket.socket] = (),
         access: LogAccess | None = None,
+        announce: bool = True,
     ) -> None:
         self.settings = settings
+        self.announce = announce  # log the addresses (a worker leaves that to its master)
         self.access = access  # another access-log writer (the dev proxy's coloured lines)
         self.passed = list(passed)  # listening sockets from systemd (socket activation)
         self.clock = clock
@@ -97,6 +99,8 @@ class Proxy:
         except BaseException:
             await self.stop()
             raise
+        if not self.announce:
+            return
         for address in self.addresses:
             log.info("listening on %s", address)
         for address in self.admin.addresses:
@@ -115,18 +119,18 @@ class Proxy:
                     self.addresses.append(f"unix:{sock.getsockname()}")
                 else:
                     activated = await loop.create_server(factory, sock=sock)
-                    self.addresses.extend(_addresses([sock], Listen()))
+                    self.addresses.extend(addresses([sock], Listen()))
                 self._servers.append(activated)
             return
         for listen in self.settings.listen:
             server = await bind(self._open(listen, factory), str(listen), PUBLIC_LISTENER)
             self._servers.append(server)
-            self.addresses.extend(_addresses(server.sockets, listen))
+            self.addresses.extend(addresses(server.sockets, listen))
 
     async def _open(self, listen: Listen, factory: Http1Server) -> asyncio.Server:
         loop = asyncio.get_running_loop()
         if listen.path:
-            _remove_stale_socket(listen.path)
+            remove_stale_socket(listen.path)
             return await loop.create_unix_server(factory, listen.path)
         return await loop.create_server(
             factory, listen.host or None, listen.port, reuse_address=True
@@ -159,11 +163,7 @@ class Proxy:
         """Take a new configuration for new requests, without dropping a connection: caches
         whose definition is unchanged keep their contents; a request in flight finishes with
         the handler and upstream client it started with. Returns what only a restart applies."""
-        later: list[str] = []
-        if settings.listen != self.settings.listen:
-            later.append("listen addresses changed: a restart applies them")
-        if (settings.trust, settings.limits) != (self.settings.trust, self.settings.limits):
-            later.append("trusted_proxies and client limits apply to new connections")
+        later = restart_notes(self.settings, settings)
         stores: dict[str, CacheStore] = {}
         for name, cache in settings.caches.items():
             kept = self.stores.get(name)
@@ -206,7 +206,19 @@ class Proxy:
         raise LookupError("no TCP listener")
 
 
-def _remove_stale_socket(path: str) -> None:
+def restart_notes(old: Settings, new: Settings) -> list[str]:
+    """What of a reload takes effect only later: on new connections, or at a restart."""
+    later: list[str] = []
+    if new.listen != old.listen:
+        later.append("listen addresses changed: a restart applies them")
+    if new.workers != old.workers:
+        later.append("the number of workers changed: a restart applies it")
+    if (new.trust, new.limits) != (old.trust, old.limits):
+        later.append("trusted_proxies and client limits apply to new connections")
+    return later
+
+
+def remove_stale_socket(path: str) -> None:
     if os.path.exists(path) and _is_stale_socket(path):
         os.unlink(path)
 
@@ -228,7 +240,7 @@ def _is_stale_socket(path: str) -> bool:
     return False
 
 
-def _addresses(sockets: Iterable[socket.socket], listen: Listen) -> list[str]:
+def addresses(sockets: Iterable[socket.socket], listen: Listen) -> list[str]:
     if listen.path:
         return [f"unix:{listen.path}"]
     found = []

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from ipaddress import IPv4Network, IPv6Network, ip_address
+from typing import Any
 
 from proxy.identity import IdentityPolicy
 from proxy.rules import Rule
@@ -110,3 +111,8 @@ class Settings:
     admin: Listen | None = None
     # RFC 9213 targeted fields for this cache (lower-case), first found wins over Cache-Control.
     targeted: tuple[str, ...] = ("sidecache-cache-control", "cdn-cache-control")
+    # Worker processes (`[server] workers`, "auto" already counted); 1: one process, no master.
+    workers: int = 1
+    # The raw table these settings were parsed from: what a master hands its workers, which
+    # parse it again (a parsed Settings holds compiled functions, which do not pickle).
+    raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)

@@ -24,7 +24,8 @@ from multidict import CIMultiDictProxy
 
 READY_TIMEOUT = 10.0  # seconds for `sidecache` to log "ready" (imports + bind take ~0.5 s here)
 STOP_TIMEOUT = 5.0  # seconds between SIGTERM and SIGKILL
-OUTPUT_LINES = 10_000  # most lines of stdout/stderr kept per process (bounded capture)
+OUTPUT_LINES = 30_000  # most lines of stdout/stderr kept per process (bounded capture; the
+# workers' test counts 10,000 access lines)
 
 
 def free_port(host: str = "127.0.0.1") -> int:

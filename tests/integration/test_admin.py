@@ -9,7 +9,9 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from proxy.admin import Admin
 from proxy.config import parse
+from proxy.settings import Listen
 from proxy.tomltable import ConfigError
 
 from .conftest import StartProxy
@@ -120,3 +122,22 @@ def test_admin_refusals() -> None:
     with pytest.raises(ConfigError) as bad:
         parse({"admin": {"listen": "nonsense:port"}}, "t.toml")
     assert str(bad.value).startswith("t.toml: admin.listen: bad listen address")
+
+
+async def test_a_masters_ready_waits_for_every_worker(upstream: FakeUpstream) -> None:
+    """Issue 14: with worker processes, /ready is 503 while one of them is not serving."""
+    settings = parse({"upstream": {"url": upstream.url}}, "test.toml")
+    serving = [1, 2]
+    admin = Admin(lambda: settings, lambda: ["http://127.0.0.1:1"], lambda: (serving[0], 2))
+    await admin.start(Listen("127.0.0.1", 0))
+    try:
+        async with aiohttp.ClientSession() as session:
+            for up, status in ((1, 503), (2, 200)):
+                serving[0] = up
+                async with session.get(admin.addresses[0] + "/ready") as response:
+                    body = json.loads(await response.text())
+                    assert response.status == status
+                    assert body["workers"] == {"serving": up, "wanted": 2}
+                    assert body["ready"] is (status == 200)
+    finally:
+        await admin.stop()

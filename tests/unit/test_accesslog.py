@@ -7,6 +7,7 @@ import shlex
 
 import pytest
 
+from proxy import accesslog
 from proxy.accesslog import field_value, format_line
 from proxy.exchange import CacheResult, Outcome
 from proxy.view import RequestView
@@ -46,3 +47,13 @@ def test_every_line_splits_into_the_same_fields(value: str, written: str) -> Non
     assert len(fields) == 8
     if "\n" not in value and "\t" not in value:
         assert fields[6] == f"rule={value}"
+
+
+def test_a_worker_adds_its_number_at_the_end(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 14: with worker processes each line says which one served it."""
+    view = RequestView("GET", "/", (("Host", "h"),), peer="127.0.0.1")
+    outcome = Outcome(status=200, cache=CacheResult.HIT, detail="", rule="r", sent=5)
+    assert format_line(view, outcome, 0.0).endswith(" detail=-")
+    monkeypatch.setattr(accesslog, "_worker", "")
+    accesslog.set_worker(3)
+    assert shlex.split(format_line(view, outcome, 0.0))[-2:] == ["detail=-", "worker=3"]

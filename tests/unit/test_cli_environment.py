@@ -3,6 +3,7 @@ and flags given on the command line win."""
 
 from __future__ import annotations
 
+import os
 from argparse import Namespace
 
 from proxy.arguments import apply_environment, parse_arguments
@@ -47,3 +48,22 @@ def test_shared_mode_from_the_environment() -> None:
     for value, shared in (("1", True), ("true", True), ("no", False)):
         _, settings = settings_for([], {"SIDECACHE_SHARED": value})
         assert (settings.mode == "shared") is shared
+
+
+def test_workers_from_the_flag_the_environment_or_the_file(tmp_path) -> None:
+    """The same precedence as every setting: flag, then SIDECACHE_WORKERS, then the file."""
+    path = tmp_path / "w.toml"
+    path.write_text("[server]\nworkers = 3\n", encoding="utf-8")
+    assert settings_for([str(path)], {})[1].workers == 3
+    assert settings_for([str(path)], {"SIDECACHE_WORKERS": "2"})[1].workers == 2
+    assert settings_for([str(path), "--workers", "4"], {"SIDECACHE_WORKERS": "2"})[1].workers == 4
+    assert settings_for(["--workers", "auto"], {})[1].workers == len(os.sched_getaffinity(0))
+    assert settings_for([], {})[1].workers == 1
+
+
+def test_dev_and_demo_have_no_workers_option() -> None:
+    """`sidecache dev` and `demo` are one process: SIDECACHE_WORKERS is not theirs either."""
+    for command in ("dev", "demo"):
+        args = parse_arguments([command])
+        apply_environment(args, {"SIDECACHE_WORKERS": "4"})
+        assert not hasattr(args, "workers")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from ipaddress import ip_network
 from pathlib import Path
 from typing import Any
@@ -346,6 +347,11 @@ ERRORS = [
     # upstream.host becomes the Host header: CR/LF or a path in it would be header injection
     ({"upstream": {"host": "a\r\nX-Evil: 1"}}, "upstream.host", "invalid host", "crlf-host"),
     ({"upstream": {"host": "a/b"}}, "upstream.host", "invalid host", "slash-host"),
+    # issue 14: each worker is a whole process with its own caches
+    ({"server": {"workers": 0}}, "server.workers", "must be from 1 to 256", "workers-zero"),
+    ({"server": {"workers": 1000}}, "server.workers", "must be from 1 to 256", "workers-many"),
+    ({"server": {"workers": "all"}}, "server.workers", "or \"auto\", got 'all'", "workers-all"),
+    ({"server": {"workers": 1.5}}, "server.workers", "got 1.5", "workers-float"),
 ]
 
 
@@ -763,6 +769,20 @@ def test_stale_windows_per_rule_and_in_shared_mode() -> None:
     assert shared.stale_if_error == 300.0
     cache = parse({"caches": {"c": {"coalesce_wait": "1s", "hit_for_pass": "0s"}}}, SOURCE)
     assert (cache.caches["c"].coalesce_wait, cache.caches["c"].hit_for_pass) == (1.0, 0.0)
+
+
+def test_workers_default_to_one_process_and_auto_is_the_cpu_count() -> None:
+    assert parse({}, SOURCE).workers == 1
+    assert parse({"server": {"workers": 3}}, SOURCE).workers == 3
+    assert parse({"server": {"workers": "auto"}}, SOURCE).workers == len(os.sched_getaffinity(0))
+
+
+def test_settings_keep_the_table_they_were_parsed_from() -> None:
+    """A master hands its workers the raw table (a parsed Settings does not pickle)."""
+    data = {"server": {"workers": 2}, "rules": [{"path": "^/$"}]}
+    settings = parse(data, SOURCE)
+    assert settings.raw == data
+    assert parse(dict(settings.raw), SOURCE).rules[0].path == settings.rules[0].path
 
 
 def test_limits_and_total_timeout() -> None:

@@ -63,6 +63,7 @@ from proxy.rules import Action
 from proxy.settings import Settings
 from proxy.units import parse_duration, parse_size
 from proxy.view import RequestView, header_text
+from proxy.workers import MAX_WORKERS
 
 LONG = os.environ.get("SIDECACHE_FUZZ") == "long"
 FUZZ = settings(
@@ -911,6 +912,7 @@ SERVER = table(
     max_client_connections=sometimes_wrong(st.integers(-2, 10**6) | HUGE_INTS),
     max_body_size=sometimes_wrong(SIZES),
     shutdown_timeout=sometimes_wrong(DURATIONS),
+    workers=sometimes_wrong(st.one_of(st.integers(-2, 300), st.sampled_from(["auto", "2", "x"]))),
     targeted_cache_control=sometimes_wrong(
         st.lists(st.sampled_from(["CDN-Cache-Control", "Sidecache-Cache-Control", "", "x"]))
     ),
@@ -994,6 +996,7 @@ def check_sane(s: Settings) -> None:
     assert s.admin is None or s.admin not in s.listen
     assert limits.max_client_connections >= 1 and limits.max_body_size >= 0
     assert upstream.max_connections >= 1
+    assert 1 <= s.workers <= MAX_WORKERS
     assert s.request_directives <= REQUEST_DIRECTIVES
     assert not s.identity.session_cookies or s.identity.session_user_keys
     for cache in s.caches.values():

@@ -1,0 +1,272 @@
+"""The master of `[server] workers` > 1: the listeners, the admin listener, and N workers.
+
+The master binds every listener (listeners.py) and starts each worker as a fresh interpreter
+(`python -c BOOT`, never a fork of a process running an event loop) that inherits its sockets
+and two pipes: the master writes the worker's `Boot` and each reload's `Config` to one, the
+worker writes READY and RELOADED to the other (workers.py says the format). The worker runs
+the same `Proxy` a single process runs, with its own caches, no admin listener and no word to
+systemd: the master speaks for all of them. Its rules:
+- ready once every worker is (`start`); a worker that dies before that stops the start;
+- a worker that dies later is started again after `workers.restart_delay`, logged with its exit;
+- a reload goes to every worker, and returns once each has applied it (or died);
+- `stop` asks every worker to drain (SIGTERM: the graceful stop of a single process) and waits
+  for them; one still alive after shutdown_timeout and STOP_GRACE is killed.
+A worker whose master is gone sees its control pipe close and stops by itself (worker.py).
+Signals are lifecycle.py's: it calls `start`, `reload` and `stop`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from proxy.admin import Admin
+from proxy.listeners import Listeners, bind_listeners
+from proxy.server import ADMIN_LISTENER, bind, restart_notes
+from proxy.settings import Settings
+from proxy.workers import (
+    READY,
+    RELOADED,
+    Boot,
+    Config,
+    encode,
+    exit_description,
+    failures_after_exit,
+    restart_delay,
+    worker_environment,
+)
+
+log = logging.getLogger("sidecache")
+STOP_GRACE = 5.0  # seconds past shutdown_timeout before a worker that does not exit is killed
+RELOAD_WAIT = 10.0  # seconds a reload waits for every worker to say it applied the config
+# A worker's first code: import the package the master runs (its sys.path, passed in the
+# environment), then proxy.worker's main with the control pipe's descriptor.
+BOOT = (
+    "import json, os, sys; "
+    "sys.path[:] = json.loads(os.environ.pop('SIDECACHE_WORKER_PATH')); "
+    "from proxy.worker import main; sys.exit(main(int(sys.argv[1])))"
+)
+
+
+class WorkerFailed(Exception):
+    """A worker died before it served once: the start fails (exit status 1)."""
+
+
+@dataclass
+class Worker:
+    """One worker slot: the process now running in it, and what the master knows of it."""
+
+    number: int  # 1..N, as the process title and the access log's worker= field say
+    process: asyncio.subprocess.Process | None = None
+    control: asyncio.WriteTransport | None = None
+    serving: bool = False
+    since: float = 0.0  # when it said READY (monotonic)
+    failures: int = 0
+    reloaded: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid if self.process is not None else 0
+
+
+class Master:
+    """`await start()` (the listeners bound, every worker serving), `reload`, `stop`."""
+
+    def __init__(self, settings: Settings, level: int, passed: Sequence[socket.socket] = ()):
+        self.settings = settings
+        self.level = level  # the log level the workers get
+        self.passed = list(passed)
+        self.workers = [Worker(number) for number in range(1, settings.workers + 1)]
+        self.admin = Admin(lambda: self.settings, lambda: self.addresses, self.serving)
+        self.addresses: list[str] = []
+        self.started = False
+        self._listeners: Listeners | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._changed = asyncio.Event()  # a worker said READY, or died
+        self._stopping = asyncio.Event()
+        self._failed: WorkerFailed | None = None
+
+    def serving(self) -> tuple[int, int]:
+        """How many workers serve, of how many."""
+        return sum(w.serving for w in self.workers), len(self.workers)
+
+    async def start(self) -> None:
+        """Bind the listeners (a ListenError when one cannot be), the admin listener, start
+        every worker and wait until each serves (WorkerFailed when one dies first)."""
+        self._listeners = bind_listeners(self.settings.listen, len(self.workers), self.passed)
+        self.addresses = list(self._listeners.addresses)
+        try:
+            admin = self.settings.admin
+            if admin is not None:
+                await bind(self.admin.start(admin), str(admin), ADMIN_LISTENER)
+            loop = asyncio.get_running_loop()
+            self._tasks = [loop.create_task(self._supervise(w)) for w in self.workers]
+            await self._every_worker_serving()
+        except BaseException:
+            await self.stop()
+            raise
+        self.started = True
+        for address in self.addresses:
+            log.info("listening on %s", address)
+        for address in self.admin.addresses:
+            log.info("admin (/health, /ready) on %s", address)
+
+    async def _every_worker_serving(self) -> None:
+        while not all(w.serving for w in self.workers):
+            if self._failed is not None:
+                raise self._failed
+            self._changed.clear()
+            await self._changed.wait()
+
+    async def reload(self, settings: Settings) -> list[str]:
+        """Hand `settings` (checked by the caller) to every worker, and to workers started
+        later; return once each running worker has applied it. What only a restart applies
+        is returned, as `Proxy.reload` does."""
+        later = restart_notes(self.settings, settings)
+        self.settings = settings
+        message = encode(Config(settings.raw, settings.source))
+        told = [w for w in self.workers if w.control is not None]
+        for worker in told:
+            worker.reloaded.clear()
+            assert worker.control is not None
+            worker.control.write(message)
+        waits = [asyncio.ensure_future(w.reloaded.wait()) for w in told]
+        if waits:
+            _, late = await asyncio.wait(waits, timeout=RELOAD_WAIT)
+            for wait in late:
+                wait.cancel()
+            if late:
+                log.warning(
+                    "reload: %d worker(s) did not confirm it in %gs", len(late), RELOAD_WAIT
+                )
+        return later
+
+    async def stop(self) -> None:
+        """Every worker drains (SIGTERM) and exits; then the listeners close."""
+        self._stopping.set()
+        for worker in self.workers:
+            _signal(worker, signal.SIGTERM)
+        if self._tasks:
+            grace = self.settings.limits.shutdown_timeout + STOP_GRACE
+            _, late = await asyncio.wait(self._tasks, timeout=grace)
+            if late:
+                for worker in self.workers:
+                    _signal(worker, signal.SIGKILL)
+                await asyncio.wait(late)
+        self._tasks = []
+        await self.admin.stop()
+        if self._listeners is not None:
+            self._listeners.close()
+            self._listeners = None
+
+    async def _supervise(self, worker: Worker) -> None:
+        """Run a worker in this slot until the stop, starting it again when it dies."""
+        while not self._stopping.is_set():
+            try:
+                pid, returncode = await self._run(worker)
+                status = f"(pid {pid}) {exit_description(returncode)}"
+            except OSError as exc:
+                status = f"could not be started: {exc}"
+            if self._stopping.is_set():
+                log.debug("worker %d %s", worker.number, status)
+                return
+            if not self.started:
+                self._failed = WorkerFailed(f"worker {worker.number} {status} before it served")
+                self._changed.set()
+                return
+            served = time.monotonic() - worker.since if worker.since else 0.0
+            worker.failures = failures_after_exit(worker.failures, served)
+            delay = restart_delay(worker.failures)
+            log.warning("worker %d %s; starting it again in %gs", worker.number, status, delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), delay)
+
+    async def _run(self, worker: Worker) -> tuple[int, int]:
+        """Start a worker in `worker`'s slot and wait for it to exit: its pid and returncode."""
+        assert self._listeners is not None
+        loop = asyncio.get_running_loop()
+        sockets = [s.fileno() for s in self._listeners.for_worker(worker.number - 1)]
+        control_r, control_w = os.pipe()
+        status_r, status_w = os.pipe()
+        config = Config(self.settings.raw, self.settings.source)
+        boot = Boot(worker.number, tuple(sockets), status_w, self.level, config)
+        try:
+            process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-c",
+                BOOT,
+                str(control_r),
+                pass_fds=(control_r, status_w, *sockets),
+                env=worker_environment(os.environ, sys.path),
+                stdin=asyncio.subprocess.DEVNULL,
+                start_new_session=True,  # a terminal's ^C and hangup are the master's to pass on
+            )
+        except BaseException:
+            os.close(control_w)
+            os.close(status_r)
+            raise
+        finally:
+            os.close(control_r)
+            os.close(status_w)
+        worker.process = process
+        try:
+            control, _ = await loop.connect_write_pipe(asyncio.Protocol, pipe_end(control_w, "w"))
+            status, _ = await loop.connect_read_pipe(
+                lambda: _StatusReader(self, worker), pipe_end(status_r, "r")
+            )
+        except BaseException:
+            process.kill()
+            await process.wait()
+            raise
+        worker.control = control
+        control.write(encode(boot))
+        if self._stopping.is_set():
+            _signal(worker, signal.SIGTERM)
+        try:
+            return process.pid, await process.wait()
+        finally:
+            worker.process, worker.control, worker.serving, worker.since = None, None, False, 0.0
+            worker.reloaded.set()  # a reload waiting for it waits no longer
+            control.close()
+            status.close()
+            self._changed.set()
+
+    def _said(self, worker: Worker, data: bytes) -> None:
+        """A worker's status bytes: READY once it serves, RELOADED after each reload."""
+        for byte in data:
+            if bytes((byte,)) == READY:
+                worker.serving, worker.since = True, time.monotonic()
+                log.info("worker %d (pid %d) serving", worker.number, worker.pid)
+                self._changed.set()
+            elif bytes((byte,)) == RELOADED:
+                worker.reloaded.set()
+
+
+class _StatusReader(asyncio.Protocol):
+    def __init__(self, master: Master, worker: Worker) -> None:
+        self.master, self.worker = master, worker
+
+    def data_received(self, data: bytes) -> None:
+        self.master._said(self.worker, data)
+
+
+def pipe_end(fd: int, mode: str) -> io.FileIO:
+    """A pipe's end ("r" or "w") as the file object asyncio's pipe transports take; closing
+    the transport closes it."""
+    return io.FileIO(fd, mode)
+
+
+def _signal(worker: Worker, number: signal.Signals) -> None:
+    process = worker.process
+    if process is not None and process.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            process.send_signal(number)
