@@ -1173,12 +1173,15 @@ class Bench:
         argv += ["--log-level", "INFO"]
         tap = LogTap(self.args.access_log_sink, log) if target.log else None
         cpus = self.workers_cpus if target.workers is not None else self.server_cpus
+        # No SIDECACHE_* from this shell (SIDECACHE_WORKERS, SIDECACHE_TTL, ...): the target
+        # says what runs, and "the default config" means the default.
+        env = {k: v for k, v in cmd.env.items() if not k.startswith("SIDECACHE_")}
         proc = self.children.start(
             name,
             argv,
             log,
             cpus=cpus,
-            env=cmd.env,
+            env=env,
             cwd=cmd.cwd,
             stdout=tap.stdout() if tap else None,
         )
