@@ -105,6 +105,18 @@ class IdentityPolicy:
         if self.session_cookies and not self.session_user_keys:
             raise ValueError("IdentityPolicy.session_user_keys must not be empty")
 
+    def none_in(self, cookie_header: str) -> bool:
+        """Does no name of a cookie `visitor` reads (remember, session, message cookies) occur
+        anywhere in `cookie_header` (a request's Cookie lines, joined)? Then no such cookie can
+        be parsed from it (a parsed name is a piece of the header), and the visitor is
+        anonymous without parsing a cookie: the common browser request, which carries only
+        analytics and preference cookies."""
+        for names in (self.remember_cookies, self.session_cookies, self.message_cookies):
+            for name in names:
+                if name in cookie_header:
+                    return False
+        return True
+
     @property
     def state_cookies(self) -> frozenset[str]:
         """Cookies that hold a visitor's state: a fill response setting one started a session

@@ -138,10 +138,12 @@ class RequestView:
 
     def visitor(self, policy: IdentityPolicy) -> Visitor:
         """identity.visitor for this request's cookies (Authorization aside), worked out once
-        per policy; duplicate session cookies are looked at only when a session cookie is
-        present, so the common request pays for one parse."""
-        if "cookie" not in self.header_map:
-            return _ANONYMOUS  # no cookie at all: no remember cookie, no session
+        per policy; no parse at all when no cookie it reads is named in the Cookie header
+        (`IdentityPolicy.none_in`), and duplicate session cookies are looked at only when a
+        session cookie is present, so the common request pays for one parse at most."""
+        header_map = self.header_map
+        if "cookie" not in header_map or policy.none_in(header_map["cookie"]):
+            return _ANONYMOUS  # no remember cookie, no session, no message cookie
         known = self._visitor
         if known is not None and known[0] is policy:
             return known[1]

@@ -10,6 +10,8 @@ import zlib
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import proxy
 from proxy.identity import (
@@ -25,6 +27,7 @@ from proxy.identity import (
     session_state,
     visitor,
 )
+from proxy.view import RequestView
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 USER_KEYS = ("_user_id", "user_id")
@@ -398,3 +401,41 @@ def test_import_does_not_load_aiohttp() -> None:
         [sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=False
     )
     assert result.returncode == 0, result.stderr
+
+
+# --- the shortcut of RequestView.visitor: no cookie it reads is named in the header --------
+
+_NAMES = ["remember_token", "session", "sessionid", "messages", "_ga", "theme", "sess", "x"]
+_PIECE = st.builds(
+    lambda spaces, name, equals, value: f"{spaces}{name}{equals}{value}",
+    st.sampled_from(["", " ", "\t", "  "]),
+    st.one_of(st.sampled_from(_NAMES), st.text('abcdefghijklmnopqrstuvwxyz_-=" ;,', max_size=12)),
+    st.sampled_from(["=", "", "=="]),
+    st.one_of(
+        st.sampled_from(["", "1", '"q"', "eyJfdXNlcl9pZCI6IjEifQ.x.y", ".eJx", "a=b"]),
+        st.text(max_size=10),
+    ),
+)
+_LINE = st.lists(_PIECE, max_size=6).map(";".join)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    lines=st.lists(_LINE, min_size=1, max_size=3),
+    preset=st.sampled_from(sorted(PRESETS)),
+)
+def test_the_view_shortcut_agrees_with_parsing_every_cookie(lines: list[str], preset: str) -> None:
+    # Rule: skipping the parse when no name `visitor` reads occurs in the Cookie header never
+    # changes the verdict (a logged-in visitor must never be taken for an anonymous one).
+    policy = PRESETS[preset]
+    view = RequestView("GET", "/", tuple(("Cookie", line) for line in lines))
+    full = visitor(parse_cookies(lines), False, policy, conflicting_cookies(lines))
+    assert view.visitor(policy) is full
+
+
+def test_the_shortcut_is_taken_only_when_no_name_occurs() -> None:
+    policy = PRESETS["flask"]
+    assert policy.none_in("_ga=GA1.1.123456789.1700000000; theme=dark")
+    assert not policy.none_in("_ga=1; remember_token=abc")
+    assert not policy.none_in("my_session_pref=1")  # "session" occurs: parsed as usual
+    assert not PRESETS["django"].none_in("messages=x")
