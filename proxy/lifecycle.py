@@ -5,6 +5,8 @@ The one place that installs signal handlers and tells systemd what the process i
 - SIGHUP (and, in `sidecache dev`, saving the watched config file) reloads: the configuration is
   read and checked again; a valid one takes effect for new requests, an invalid one is logged
   and the running one kept.
+- SIGUSR1 opens the access-log file again by its name (logrotate's postrotate); with the
+  access log on stdout, or off, it does nothing (and never stops the process).
 - sd_notify(3): READY once listening, RELOADING then READY around a reload, STOPPING at stop.
 
 `cli.py` parses the command line and calls `run`, `serve`; `demo.py` waits with `until_stopped`.
@@ -107,21 +109,26 @@ def upstream_label(settings: Settings) -> str:
     return f"unix:{up.socket}" if up.socket else up.url
 
 
-def _install_signal_handlers(reloads: bool) -> tuple[asyncio.Event, asyncio.Event]:
+def _install_signal_handlers(
+    reloads: bool, reopen: Callable[[], None] | None = None
+) -> tuple[asyncio.Event, asyncio.Event]:
     """The only signal handlers sidecache installs: SIGTERM and SIGINT set the first event;
-    SIGHUP sets the second when the process `reloads` (else SIGHUP keeps its default action)."""
+    SIGHUP sets the second when the process `reloads` (else SIGHUP keeps its default action);
+    SIGUSR1 calls `reopen` when given."""
     loop = asyncio.get_running_loop()
     stop, hangup = asyncio.Event(), asyncio.Event()
     for sig in STOP_SIGNALS:
         loop.add_signal_handler(sig, stop.set)
     if reloads:
         loop.add_signal_handler(signal.SIGHUP, hangup.set)
+    if reopen is not None:
+        loop.add_signal_handler(signal.SIGUSR1, reopen)
     return stop, hangup
 
 
 async def _serve_until_stopped(proxy: Proxy, reread: Reread | None) -> None:
     """Reload on each SIGHUP until SIGTERM or SIGINT; a stop wins over a pending reload."""
-    stop, hangup = _install_signal_handlers(reloads=reread is not None)
+    stop, hangup = _install_signal_handlers(reread is not None, proxy.reopen_access_log)
     while not stop.is_set():
         await _first(stop.wait(), hangup.wait())
         if hangup.is_set() and reread is not None and not stop.is_set():

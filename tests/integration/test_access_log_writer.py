@@ -19,11 +19,14 @@ from pathlib import Path
 
 import pytest
 
-from proxy.access_writer import PIPE_BUF, AccessLog
+from proxy.access_writer import PIPE_BUF, AccessLog, AccessLogError
+from proxy.config import parse
 from proxy.exchange import CacheResult, Outcome
+from proxy.server import Proxy
 from proxy.view import RequestView
 
-from .support import WAIT, eventually
+from .conftest import config
+from .support import WAIT, FakeUpstream, eventually, open_session
 
 WATCHDOG = 30.0  # seconds: a test that would hang on a blocked loop fails instead
 
@@ -238,3 +241,62 @@ async def test_a_reopen_that_fails_keeps_writing_to_the_old_file(
         f"access log: cannot reopen {path} (still writing to the old file): "
         f"[Errno 2] No such file or directory: '{path}'"
     ]
+
+
+# --------------------------------------------------------------------------- the proxy
+
+
+async def get(port: int, path: str) -> None:
+    async with open_session() as session, session.get(f"http://127.0.0.1:{port}{path}") as r:
+        await r.read()
+
+
+async def test_the_proxy_logs_to_the_file_and_a_reload_moves_the_log(
+    upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    first, second = tmp_path / "first.log", tmp_path / "second.log"
+    unwritable = tmp_path / "missing-directory" / "x.log"
+    proxy = Proxy(parse(config(upstream.url, server={"access_log": str(first)}), "test.toml"))
+    await asyncio.wait_for(proxy.start(), WAIT)
+    try:
+        await get(proxy.port, "/one")
+        moved = await proxy.reload(
+            parse(config(upstream.url, server={"access_log": str(second)}), "test.toml")
+        )
+        await get(proxy.port, "/two")
+        refused = await proxy.reload(
+            parse(config(upstream.url, server={"access_log": str(unwritable)}), "test.toml")
+        )
+        await get(proxy.port, "/three")
+        off = await proxy.reload(
+            parse(config(upstream.url, server={"access_log": False}), "test.toml")
+        )
+        await get(proxy.port, "/four")
+        await eventually(lambda: len(lines_of(second)) == 2)
+    finally:
+        await proxy.stop()
+
+    assert moved == off == []
+    assert targets(lines_of(first)) == ["/one"]  # its last lines, then closed
+    assert targets(lines_of(second)) == ["/two", "/three"]  # and nothing once off
+    assert refused == [
+        f"cannot open the access log {unwritable} ([server] access_log): no such file or "
+        f"directory; the access log stays on {second}"
+    ]
+
+
+async def test_a_file_that_cannot_be_opened_stops_the_start(
+    upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    unwritable = tmp_path / "missing-directory" / "access.log"
+    proxy = Proxy(parse(config(upstream.url, server={"access_log": str(unwritable)}), "t.toml"))
+    try:
+        with pytest.raises(AccessLogError) as refused:
+            await asyncio.wait_for(proxy.start(), WAIT)
+    finally:
+        await proxy.stop()
+
+    assert str(refused.value) == (
+        f"cannot open the access log {unwritable} ([server] access_log): no such file or directory"
+    )
+    assert proxy.addresses == []
