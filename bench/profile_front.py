@@ -3,7 +3,7 @@ figures are made of, minus the kernel's share.
 
     .venv/bin/python bench/profile_front.py [--requests N] [--connections C]
                                             [--browser | --pass] [--profile [SORT]]
-                                            [--access-log]
+                                            [--access-log [PATH]]
 
 Builds the real `Proxy` wiring (config parse, handler, store, HTTP/1.1 front, upstream client)
 on uvloop, with bench/upstream.py as the origin in a process of its own on 127.0.0.1. It fills
@@ -11,9 +11,10 @@ the cache once, then feeds C front connections, whose transports drop what is wr
 request for the page (with --browser a browser's; with --pass a logged-in one, which goes
 upstream over real sockets) and prints the CPU µs per request this process spent; with
 --profile also the functions that take it (cProfile, by own time; its overhead inflates the
-total). With --access-log each request also writes its access-log line, as `sidecache` logs
-it, to /dev/null. Nothing here is a test: numbers vary by machine; compare runs made one after
-another.
+total). With --access-log each request also writes its access-log line through the real
+buffered writer (`[server] access_log = PATH`: its thread's CPU time counts), to /dev/null or
+to PATH; without it the access log is off (`access_log = false`). Nothing here is a test:
+numbers vary by machine; compare runs made one after another, alternating.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
-import logging
 import os
 import pstats
 import socket
@@ -32,7 +32,7 @@ from typing import Any
 
 import uvloop
 
-from proxy import accesslog, logs
+from proxy.client_transport import LogAccess
 from proxy.config import parse
 from proxy.exchange import Outcome
 from proxy.http1 import ClientConnection
@@ -85,17 +85,17 @@ class NullTransport:
 
 
 class Rounds:
-    """Counts finished requests (the front logs each one) and wakes the driver at zero."""
+    """Counts finished requests (the front logs each one, through `log`: the proxy's own
+    access-log writer, or its no-op when the log is off) and wakes the driver at zero."""
 
-    def __init__(self, access_log: bool = False) -> None:
-        self.access_log = access_log
+    def __init__(self, log: LogAccess) -> None:
+        self.log = log
         self.left = 0
         self.done = asyncio.Event()
         self.statuses: dict[str, int] = {}
 
     def log_access(self, view: RequestView, outcome: Outcome, seconds: float) -> None:
-        if self.access_log:
-            accesslog.log_access(view, outcome, seconds)
+        self.log(view, outcome, seconds)
         self.statuses[outcome.cache] = self.statuses.get(outcome.cache, 0) + 1
         self.left -= 1
         if self.left == 0:
@@ -122,7 +122,7 @@ async def start_origin() -> tuple[asyncio.subprocess.Process, int]:
 
 
 async def main(
-    requests: int, connections: int, profile: str, request: bytes, access_log: bool
+    requests: int, connections: int, profile: str, request: bytes, access_log: str
 ) -> None:
     origin, port = await start_origin()
     try:
@@ -134,11 +134,11 @@ async def main(
 
 
 async def measure(
-    port: int, requests: int, connections: int, profile: str, request: bytes, access_log: bool
+    port: int, requests: int, connections: int, profile: str, request: bytes, access_log: str
 ) -> None:
     settings = parse(
         {
-            "server": {"listen": ["127.0.0.1:0"]},
+            "server": {"listen": ["127.0.0.1:0"], "access_log": access_log or False},
             "admin": {"listen": ""},
             "upstream": {"url": f"http://127.0.0.1:{port}"},
             "caches": {"default": {"ttl": "1h"}},
@@ -150,7 +150,7 @@ async def measure(
     await proxy.start()
     factory = proxy._http1
     assert factory is not None
-    rounds = Rounds(access_log)
+    rounds = Rounds(factory.log_access)
     factory.log_access = rounds.log_access
     front: list[ClientConnection] = []
     for _ in range(connections):
@@ -175,6 +175,8 @@ async def measure(
         profiler.enable()
     for _ in range(count):
         await round_trip(front)
+    if proxy.access_log is not None:  # every line written within the count
+        await proxy.access_log.close()
     if profiler:
         profiler.disable()
     cpu, after = time.process_time() - cpu, os.times()
@@ -202,10 +204,13 @@ if __name__ == "__main__":
     parser.add_argument("--browser", action="store_true", help="a browser's request, not wrk's")
     parser.add_argument("--pass", dest="pass_", action="store_true", help="a logged-in request")
     parser.add_argument(
-        "--access-log", action="store_true", help="write each access-log line to /dev/null"
+        "--access-log",
+        nargs="?",
+        const=os.devnull,
+        default="",
+        metavar="PATH",
+        help="log each request through the buffered writer to PATH (default /dev/null)",
     )
     args = parser.parse_args()
     request = PASS if args.pass_ else BROWSER if args.browser else REQUEST
-    if args.access_log:
-        logs.setup(logging.INFO, stdout=open(os.devnull, "w"))  # noqa: SIM115 - for the run
     uvloop.run(main(args.requests, args.connections, args.profile, request, args.access_log))

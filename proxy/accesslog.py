@@ -1,22 +1,31 @@
-r"""One access-log line per request, on the "sidecache.access" logger.
+r"""The access log's lines: one per request, made on the event loop, no I/O here.
 
-Format (space-separated, easy to grep and to split, e.g. with shlex.split):
-    CLIENT "METHOD TARGET HTTP/x.y" STATUS CACHE BYTES TIMEus rule=RULE detail=DETAIL
+Format (space-separated, easy to grep and to split, e.g. with shlex.split), after the time, the
+level and the logger, as on every log line of the command (logs.FORMAT):
+    2026-11-28 11:02:03,123 INFO sidecache.access CLIENT "METHOD TARGET HTTP/x.y" STATUS CACHE
+    BYTES TIMEus rule=RULE detail=DETAIL
 and, with worker processes, `worker=N` (which one served it) at the end.
-CACHE is HIT, MISS, PASS or ERROR; DETAIL says why (a PassReason or NotStoredReason value, or
-"stored"). RULE is the rule's name, which the config may write with spaces or quotes (the
-`--cache REGEX` rules are named "--cache REGEX"): such a value is written in double quotes, with
-`"` and `\` escaped by a backslash and control characters as \xNN, so a field never splits
+CACHE is HIT, MISS, PASS, STALE or ERROR; DETAIL says why (a PassReason or NotStoredReason
+value, or "stored"). RULE is the rule's name, which the config may write with spaces or quotes
+(the `--cache REGEX` rules are named "--cache REGEX"): such a value is written in double quotes,
+with `"` and `\` escaped by a backslash and control characters as \xNN, so a field never splits
 and a line never breaks (rule="--cache ^/about$"). The cache key is never logged: it can carry
 cookie values.
+
+`Lines` makes whole lines into a buffer that access_writer.py hands to its writer thread;
+`format_line` is the part after the logger's name, for the `logging` route (`log_access`).
 """
 
 from __future__ import annotations
 
 import logging
 import re
+import time
+from collections.abc import Callable
+from math import trunc
+from typing import NamedTuple
 
-from proxy.exchange import Outcome
+from proxy.exchange import CacheResult, Outcome
 from proxy.view import RequestView
 
 logger = logging.getLogger("sidecache.access")
@@ -25,6 +34,13 @@ _ESCAPES = {'"': '\\"', "\\": "\\\\"}
 # Written values by value: rule names and reasons are few, so the common case is one lookup.
 _WRITTEN: dict[str, str] = {}
 _WRITTEN_MAX = 1024
+# What follows the second in a line's time: the milliseconds, the level and the logger, as
+# logging's Formatter writes them ("%(asctime)s %(levelname)s %(name)s ").
+_MILLIS = tuple(f",{ms:03d} INFO sidecache.access " for ms in range(1000))
+_CACHE = {result: result.value for result in CacheResult}  # a StrEnum formats slowly
+# A buffer this full goes to the writer thread at once: about 256 KiB. Batches of 64 KiB made
+# more hand-offs between the threads, which cost more per line in bench/profile_front.py.
+BATCH_LINES = 2048
 _worker = ""  # " worker=N" in a worker process (set_worker), so a line says who served it
 
 
@@ -53,23 +69,127 @@ def quote(value: str) -> str:
     return f'"{inner}"'
 
 
+def written_target(target: str) -> str:
+    """The request target as logged: `"` as %22, octets that are not UTF-8 as \\x escapes."""
+    target = target.replace('"', "%22")
+    if not target.isascii():
+        target = target.encode("utf-8", "backslashreplace").decode("utf-8")
+    return target
+
+
 def format_line(view: RequestView, outcome: Outcome, seconds: float) -> str:
+    """The line after the logger's name (what `Lines.add` writes after the time)."""
     client = view.peer or "unix"
     major, minor = view.version
-    target = view.target.replace('"', "%22")
-    if not target.isascii():  # octets that are not UTF-8 are written as \x escapes
-        target = target.encode("utf-8", "backslashreplace").decode("utf-8")
     return (
-        f'{client} "{view.method} {target} HTTP/{major}.{minor}" {outcome.status} '
-        f"{outcome.cache} {outcome.sent} {int(seconds * 1_000_000)}us "
+        f'{client} "{view.method} {written_target(view.target)} HTTP/{major}.{minor}" '
+        f"{outcome.status} {_CACHE[outcome.cache]} {outcome.sent} {int(seconds * 1_000_000)}us "
         f"rule={field_value(outcome.rule)} detail={field_value(outcome.detail or '-')}{_worker}"
     )
 
 
 def log_access(view: RequestView, outcome: Outcome, seconds: float) -> None:
+    """The line through the `logging` module (one write per line): for the in-process tests,
+    which read it with pytest's caplog. The command writes through `Lines` instead."""
     if logger.isEnabledFor(logging.INFO):
         logger.info(format_line(view, outcome, seconds))
 
 
 def skip_access(view: RequestView, outcome: Outcome, seconds: float) -> None:
     """Used when access_log = false."""
+
+
+def encoded(text: str) -> bytes:
+    """Lines as written: UTF-8, and what cannot be (octets of a target that were not UTF-8,
+    kept as surrogates) as \\x or \\u escapes, as format_line writes them."""
+    return text.encode("utf-8", "backslashreplace")
+
+
+class Batch(NamedTuple):
+    """Lines taken from the buffer together: their text, and how many."""
+
+    text: str
+    lines: int
+
+
+class Lines:
+    """The access log's buffer on the event loop: `add` writes a request's whole line (with the
+    time it ended, in local time as logging writes it) and calls `wake(False)` for the first
+    line of a batch (to start the flush timer) and `wake(True)` once the batch holds `limit`
+    lines; `take` empties it. The line's start (time to the millisecond, level, logger)
+    is made again only when the millisecond changes, the date and time once a second."""
+
+    __slots__ = (
+        "_clock",
+        "_from",
+        "_limit",
+        "_lines",
+        "_prefix",
+        "_second",
+        "_stamp",
+        "_until",
+        "_wake",
+    )
+
+    def __init__(
+        self,
+        wake: Callable[[bool], None],
+        limit: int = BATCH_LINES,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._wake, self._limit, self._clock = wake, limit, clock
+        self._lines: list[str] = []
+        self._from = self._until = 0.0  # the times _prefix holds for
+        self._prefix = ""
+        self._second = -1  # the second _stamp was made for
+        self._stamp = ""
+
+    def add(self, view: RequestView, outcome: Outcome, seconds: float) -> None:
+        """One line; format_line's fields, written inline: this runs for every request."""
+        now = self._clock()
+        if not self._from <= now < self._until:
+            self._new_millisecond(now)
+        target = view.target
+        if '"' in target:  # the rest of written_target's work is done by `encoded`
+            target = target.replace('"', "%22")
+        try:
+            rule, detail = _WRITTEN[outcome.rule], _WRITTEN[outcome.detail or "-"]
+        except KeyError:
+            rule, detail = field_value(outcome.rule), field_value(outcome.detail or "-")
+        version = "HTTP/1.1" if view.version == (1, 1) else _version(view.version)
+        lines = self._lines
+        lines.append(
+            f'{self._prefix}{view.peer or "unix"} "{view.method} {target} {version}" '
+            f"{outcome.status} {_CACHE[outcome.cache]} {outcome.sent} "
+            f"{trunc(seconds * 1_000_000)}us rule={rule} detail={detail}{_worker}\n"
+        )
+        count = len(lines)
+        if count >= self._limit:
+            self._wake(True)
+        elif count == 1:
+            self._wake(False)
+
+    def take(self) -> Batch:
+        """The lines so far, oldest first, as one text (joined here, on the loop: the lines
+        are freed where they were made, which measured cheaper than in the writer thread);
+        the buffer starts again empty."""
+        lines, self._lines = self._lines, []
+        return Batch("".join(lines), len(lines))
+
+    def __len__(self) -> int:
+        return len(self._lines)
+
+    def _new_millisecond(self, now: float) -> None:
+        """The line's start for `now`, as logging.Formatter writes it: the local date and time,
+        then the milliseconds cut (not rounded)."""
+        second = int(now)
+        if second != self._second:
+            self._second = second
+            self._stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(second))
+        millis = int((now - second) * 1000)
+        self._prefix = self._stamp + _MILLIS[millis]
+        self._from, self._until = now, second + (millis + 1) / 1000
+
+
+def _version(version: tuple[int, int]) -> str:
+    return f"HTTP/{version[0]}.{version[1]}"

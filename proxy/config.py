@@ -29,7 +29,7 @@ from proxy.settings import (
     Trust,
     Upstream,
 )
-from proxy.tomltable import ConfigError, Table, choice, text
+from proxy.tomltable import ConfigError, Table, choice, kind_of, shown, text
 from proxy.units import parse_duration, parse_size
 from proxy.view import RequestView, request_problem
 from proxy.workers import available_cpus, parse_workers
@@ -75,7 +75,7 @@ def parse(data: Mapping[str, Any], source: str) -> Settings:
     headers = Headers(
         x_cache=server.get("x_cache", bool, True),
         cache_status=server.get("cache_status", bool, True),
-        access_log=server.get("access_log", bool, True),
+        access_log=server.convert("access_log", access_log, ACCESS_LOG_DEFAULT),
     )
     limits = _limits(server)
     workers = server.convert("workers", lambda v: parse_workers(v, available_cpus()), 1)
@@ -262,6 +262,26 @@ def _upstream(table: Table) -> Upstream:
         raise table.error("max_connections", "must be at least 1")
     table.finish()
     return upstream
+
+
+ACCESS_LOG_DEFAULT: bool | str = True  # [server] access_log: stdout
+
+
+def access_log(value: object) -> bool | str:
+    """[server] access_log: true (stdout), false (off) or an absolute file path. Absolute: a
+    service's working directory is rarely where its logs belong, and never obvious."""
+    if isinstance(value, bool):
+        return value
+    if not isinstance(value, str) or not value:
+        got = "an empty string" if value == "" else kind_of(value)
+        raise ValueError(f"expected true, false or a file path, got {got}")
+    if "\0" in value:
+        raise ValueError("a file path cannot hold a NUL character")
+    if not value.startswith("/"):
+        raise ValueError(
+            f"{shown(value)} is not an absolute path (e.g. /var/log/sidecache/access.log)"
+        )
+    return value
 
 
 def _timeout(value: object) -> float:

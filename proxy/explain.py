@@ -90,12 +90,18 @@ def _trust(trust: Trust) -> str:
 def _headers(settings: Settings) -> str:
     shown = [name for name, on in (("X-Cache", settings.headers.x_cache),
              ("Cache-Status", settings.headers.cache_status)) if on]  # fmt: skip
-    log = "on" if settings.headers.access_log else "off"
+    log = _access_log(settings.headers.access_log)
     directives = ", ".join(sorted(settings.request_directives)) or "none"
     return (
         f"response headers: {', '.join(shown) or 'none'}; access log: {log}; "
         f"request Cache-Control honoured: {directives}"
     )
+
+
+def _access_log(where: bool | str) -> str:
+    if isinstance(where, str):
+        return f"{where} (SIGUSR1 reopens it)"
+    return "stdout" if where else "off"
 
 
 def _cache(cache: CacheSettings) -> str:

@@ -5,6 +5,9 @@ The one place that installs signal handlers and tells systemd what the process i
 - SIGHUP (and, in `sidecache dev`, saving the watched config file) reloads: the configuration is
   read and checked again; a valid one takes effect for new requests, an invalid one is logged
   and the running one kept.
+- SIGUSR1 opens the access-log file again by its name (logrotate's postrotate); with the
+  access log on stdout, or off, it does nothing (and never stops the process). A master
+  passes it on to every worker, each of which writes its own lines to the file.
 - sd_notify(3): READY once listening, RELOADING then READY around a reload, STOPPING at stop.
 
 With `[server] workers` > 1 the same hold for the master (`serve_workers`, master.py does the
@@ -53,6 +56,8 @@ class Served(Protocol):
     async def reload(self, settings: Settings) -> list[str]: ...
 
     async def stop(self) -> None: ...
+
+    def reopen_access_log(self) -> None: ...
 
 
 class MasterSide(Protocol):
@@ -136,7 +141,7 @@ async def serve_worker(
     the master is gone; each configuration the master sends is applied as a reload."""
     proxy = Proxy(settings, passed=passed, announce=False)
     await proxy.start()
-    stop, _ = _install_signal_handlers(reloads=False, ignore_hangup=True)
+    stop, _ = _install_signal_handlers(False, proxy.reopen_access_log, ignore_hangup=True)
     try:
         await master.open()
         master.tell(READY)
@@ -179,11 +184,11 @@ def upstream_label(settings: Settings) -> str:
 
 
 def _install_signal_handlers(
-    reloads: bool, ignore_hangup: bool = False
+    reloads: bool, reopen: Callable[[], None] | None = None, ignore_hangup: bool = False
 ) -> tuple[asyncio.Event, asyncio.Event]:
     """The only signal handlers sidecache installs: SIGTERM and SIGINT set the first event;
     SIGHUP sets the second when the process `reloads`, is ignored by a worker (a reload comes
-    from its master), else keeps its default action."""
+    from its master), else keeps its default action; SIGUSR1 calls `reopen` when given."""
     loop = asyncio.get_running_loop()
     stop, hangup = asyncio.Event(), asyncio.Event()
     for sig in STOP_SIGNALS:
@@ -192,12 +197,14 @@ def _install_signal_handlers(
         loop.add_signal_handler(signal.SIGHUP, hangup.set)
     elif ignore_hangup:
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    if reopen is not None:
+        loop.add_signal_handler(signal.SIGUSR1, reopen)
     return stop, hangup
 
 
 async def _serve_until_stopped(proxy: Served, reread: Reread | None) -> None:
     """Reload on each SIGHUP until SIGTERM or SIGINT; a stop wins over a pending reload."""
-    stop, hangup = _install_signal_handlers(reloads=reread is not None)
+    stop, hangup = _install_signal_handlers(reread is not None, proxy.reopen_access_log)
     while not stop.is_set():
         await _first(stop.wait(), hangup.wait())
         if hangup.is_set() and reread is not None and not stop.is_set():

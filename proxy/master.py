@@ -150,6 +150,15 @@ class Master:
                 )
         return later
 
+    def reopen_access_log(self) -> None:
+        """SIGUSR1: each worker writes its own access log (to the file, O_APPEND, or to the
+        stdout it shares with the master): each opens the file again by its name. Only workers
+        that said READY (their handler is installed: SIGUSR1 would end one still starting);
+        one starting now opens the file by its name anyway."""
+        for worker in self.workers:
+            if worker.serving:
+                _signal(worker, signal.SIGUSR1)
+
     async def stop(self) -> None:
         """Every worker drains (SIGTERM) and exits; then the listeners close."""
         self._stopping.set()

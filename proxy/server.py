@@ -12,10 +12,11 @@ import os
 import socket
 import stat
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import TypeVar
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
+from typing import Any, TypeVar
 
-from proxy.accesslog import log_access, skip_access
+from proxy.access_writer import AccessLog
+from proxy.accesslog import skip_access
 from proxy.admin import Admin
 from proxy.front_server import Http1Server, LogAccess
 from proxy.handler import Handler
@@ -75,6 +76,7 @@ class Proxy:
         self.settings = settings
         self.announce = announce  # log the addresses (a worker leaves that to its master)
         self.access = access  # another access-log writer (the dev proxy's coloured lines)
+        self.access_log: AccessLog | None = None  # [server] access_log's writer, when in use
         self.passed = list(passed)  # listening sockets from systemd (socket activation)
         self.clock = clock
         self._retired: set[asyncio.Task[None]] = set()  # a reload's old handler and client
@@ -91,6 +93,7 @@ class Proxy:
     async def start(self) -> None:
         """Open the upstream session and bind every listener; on failure undo what was done."""
         try:
+            self.access_log = self._open_access_log(self.settings)
             await self.upstream.start()
             await self._listen()
             admin = self.settings.admin
@@ -153,11 +156,51 @@ class Proxy:
             task.cancel()
         await asyncio.gather(*self._retired, return_exceptions=True)
         await self.upstream.close()
+        if self.access_log is not None:  # last: the lines of requests cut at stop are in
+            await self.access_log.close()
+            self.access_log = None
 
     def _access_log(self, settings: Settings) -> LogAccess:
         if not settings.headers.access_log:
             return skip_access
-        return self.access or log_access
+        if self.access is not None:
+            return self.access
+        return self.access_log.log if self.access_log is not None else skip_access
+
+    def _open_access_log(self, settings: Settings) -> AccessLog | None:
+        """The writer [server] access_log asks for (None when off, or when another writer
+        replaces it); an AccessLogError naming the file when it cannot be opened."""
+        wanted = settings.headers.access_log
+        if not wanted or self.access is not None:
+            return None
+        writer = AccessLog(_log_path(wanted))
+        writer.open()
+        return writer
+
+    def reopen_access_log(self) -> None:
+        """SIGUSR1: open the access-log file again by its name (logrotate moved it)."""
+        if self.access_log is not None:
+            self.access_log.reopen()
+
+    def _reload_access_log(self, settings: Settings) -> str | None:
+        """Flush the access log; when `settings` send it elsewhere (or turn it off), open the
+        new one and retire the old after its last lines. A note when the new one cannot be
+        opened: the old one stays."""
+        old, wanted = self.access_log, settings.headers.access_log
+        if old is not None:
+            old.flush()
+        if self.access is not None or (old is None and not wanted):
+            return None
+        if old is not None and wanted and old.path == _log_path(wanted):
+            return None
+        try:
+            self.access_log = self._open_access_log(settings)
+        except OSError as exc:
+            return f"{exc}; the access log stays {f'on {old.sink}' if old else 'off'}"
+        if old is not None:
+            old.stop()  # now: a stop right after this reload cancels the retiring task
+            self._retire_soon(old.close())
+        return None
 
     async def reload(self, settings: Settings) -> list[str]:
         """Take a new configuration for new requests, without dropping a connection: caches
@@ -175,16 +218,29 @@ class Proxy:
             upstream = UpstreamClient(settings.upstream)
             await upstream.start()
         self.handler = Handler(settings, stores, upstream, self.clock)
+        note = self._reload_access_log(settings)
+        if note is not None:
+            later.append(note)
         self.settings, self.stores, self.upstream = settings, stores, upstream
         if self._http1 is not None:
             self._http1.set_driver(self.handler)
             self._http1.trust, self._http1.limits = settings.trust, settings.limits
-            self._http1.log_access = self._access_log(settings)
+            self._set_log_access(self._access_log(settings))
         retiring = old_upstream if upstream is not old_upstream else None
-        task = asyncio.get_running_loop().create_task(self._retire(old_handler, retiring))
+        self._retire_soon(self._retire(old_handler, retiring))
+        return later
+
+    def _set_log_access(self, log_access: LogAccess) -> None:
+        """Every connection, open ones too, logs with `log_access` from now on."""
+        assert self._http1 is not None
+        self._http1.log_access = log_access
+        for connection in self._http1.connections:
+            connection.log_access = log_access
+
+    def _retire_soon(self, ending: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(ending)
         self._retired.add(task)
         task.add_done_callback(self._retired.discard)
-        return later
 
     async def _retire(self, handler: Handler, upstream: UpstreamClient | None) -> None:
         """After a reload: the old handler's background refreshes stop; the old upstream
@@ -216,6 +272,11 @@ def restart_notes(old: Settings, new: Settings) -> list[str]:
     if (new.trust, new.limits) != (old.trust, old.limits):
         later.append("trusted_proxies and client limits apply to new connections")
     return later
+
+
+def _log_path(wanted: bool | str) -> str | None:
+    """[server] access_log's file, or None for stdout (`wanted` is not false)."""
+    return wanted if isinstance(wanted, str) else None
 
 
 def remove_stale_socket(path: str) -> None:

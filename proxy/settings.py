@@ -87,7 +87,7 @@ class Limits:
 class Headers:
     x_cache: bool = True
     cache_status: bool = True
-    access_log: bool = True
+    access_log: bool | str = True  # True: stdout; False: off; a path: that file (O_APPEND)
 
 
 @dataclass(frozen=True, slots=True)

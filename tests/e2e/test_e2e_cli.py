@@ -135,6 +135,11 @@ BAD_CONFIGS = {
         "caches.default.items",
         "expected int, got a string",
     ),
+    "relative-access-log": (
+        '[server]\naccess_log = "logs/access.log"\n',
+        "server.access_log",
+        "'logs/access.log' is not an absolute path (e.g. /var/log/sidecache/access.log)",
+    ),
     "cache-rule-for-post": (
         '[caches.default]\n[[rules]]\nmethods = ["GET", "POST"]\n',
         "rules[1].methods",

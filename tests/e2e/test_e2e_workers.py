@@ -397,3 +397,40 @@ async def test_a_socket_passed_by_systemd_is_served_by_both_workers(upstream, cl
 
     assert f"listening on http://127.0.0.1:{port}" in proc.output()
     assert "127.0.0.1:8080" not in proc.output()  # the config's listen address was not bound
+
+
+async def test_sigusr1_to_the_master_reopens_every_workers_access_log(
+    upstream, start_sidecache, tmp_path
+):
+    # One file, written by both workers (O_APPEND, whole lines); logrotate signals the master.
+    log, rotated = tmp_path / "access.log", tmp_path / "access.log.1"
+    proc = await start_sidecache(
+        upstream=upstream.url,
+        config=reloading_config(True, extra="").replace(
+            "[server]\n", f'[server]\naccess_log = "{log}"\n'
+        ),
+        args=["--workers", "2"],
+    )
+    port = int(proc.base_url.rsplit(":", 1)[1])
+
+    def written(path: Path) -> list[str]:
+        return path.read_text(encoding="utf-8").splitlines() if path.exists() else []
+
+    async with asyncio.timeout(10.0):  # both workers have written to the first file
+        while len(served_by(proc, written(log))) < 2:
+            await drive(8, lambda: get(port, "/before"))
+            await asyncio.sleep(0.3)  # batches are written within 0.2 s
+    log.rename(rotated)
+    proc.process.send_signal(signal.SIGUSR1)
+    await until(lambda: sum("access log reopened" in line for line in proc.stdout) == 2)
+    async with asyncio.timeout(10.0):
+        while len(served_by(proc, written(log))) < 2:
+            await drive(8, lambda: get(port, "/after"))
+            await asyncio.sleep(0.3)
+    assert await proc.stop() == 0
+
+    before, after = written(rotated), written(log)
+    assert before and all('"GET /before HTTP/1.1"' in line for line in before), before[:3]
+    assert after and all('"GET /after HTTP/1.1"' in line for line in after), after[:3]
+    assert set(served_by(proc, after)) == {1, 2}
+    assert proc.access_lines() == []  # the file, not stdout

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from proxy.accesslog import log_access
 from proxy.config import parse
 from proxy.server import Proxy
 
@@ -59,7 +60,8 @@ async def sidecache(upstream: FakeUpstream, clock: FakeClock) -> AsyncIterator[S
 
     async def start(**sections: Any) -> Client:
         url = sections.pop("upstream_url", upstream.url)
-        proxy = Proxy(parse(config(url, **sections), "test.toml"), clock)
+        # Access-log lines through `logging`, for caplog (test_access_log_writer.py: the file).
+        proxy = Proxy(parse(config(url, **sections), "test.toml"), clock, access=log_access)
         proxies.append(proxy)
         await asyncio.wait_for(proxy.start(), WAIT)
         client = Client(proxy, open_session())

@@ -66,6 +66,30 @@ ERRORS = [
         "items-bool-is-not-int",
     ),
     ({"server": {"x_cache": "yes"}}, "server.x_cache", "expected bool", "x-cache-not-bool"),
+    (
+        {"server": {"access_log": 1}},
+        "server.access_log",
+        "expected true, false or a file path, got int",
+        "access-log-number",
+    ),
+    (
+        {"server": {"access_log": ""}},
+        "server.access_log",
+        "expected true, false or a file path, got an empty string",
+        "access-log-empty",
+    ),
+    (
+        {"server": {"access_log": "access.log"}},
+        "server.access_log",
+        "'access.log' is not an absolute path",
+        "access-log-relative",
+    ),
+    (
+        {"server": {"access_log": "/var/log/a\0b"}},
+        "server.access_log",
+        "NUL",
+        "access-log-nul",
+    ),
     ({"server": {"listen": "127.0.0.1:80"}}, "server.listen", "expected list", "listen-string"),
     ({"server": {"listen": [8080]}}, "server.listen", "list of strings", "listen-not-strings"),
     ({"upstream": {"url": 5000}}, "upstream.url", "expected a string, got int", "url-not-str"),
@@ -711,6 +735,20 @@ def test_request_directives_default_and_configured() -> None:
     configured = parse({"server": {"request_cache_control": ["no-cache"]}}, SOURCE)
     assert configured.request_directives == frozenset({"no-cache"})
     assert parse({"caches": {"c": {"keep": "1m"}}}, SOURCE).caches["c"].keep == 60.0
+
+
+@pytest.mark.parametrize(
+    ("value", "parsed"),
+    [
+        (True, True),
+        (False, False),
+        ("/var/log/sidecache/access.log", "/var/log/sidecache/access.log"),
+    ],
+    ids=["stdout", "off", "file"],
+)
+def test_access_log_is_stdout_off_or_a_file(value: bool | str, parsed: bool | str) -> None:
+    assert parse({}, SOURCE).headers.access_log is True  # stdout by default
+    assert parse({"server": {"access_log": value}}, SOURCE).headers.access_log == parsed
 
 
 def test_shared_mode_has_one_rule_that_lets_the_origin_decide() -> None:

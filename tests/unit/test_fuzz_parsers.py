@@ -905,7 +905,9 @@ SERVER = table(
     trusted_proxies=sometimes_wrong(st.lists(NETWORKS, max_size=3)),
     x_cache=sometimes_wrong(st.booleans()),
     cache_status=sometimes_wrong(st.booleans()),
-    access_log=sometimes_wrong(st.booleans()),
+    access_log=sometimes_wrong(
+        st.booleans() | st.sampled_from(["/var/log/sidecache/access.log", "access.log", "", "/"])
+    ),
     header_timeout=sometimes_wrong(DURATIONS),
     keepalive_timeout=sometimes_wrong(DURATIONS),
     body_timeout=sometimes_wrong(DURATIONS),
