@@ -11,6 +11,7 @@ from setuptools import setup
 # format, the upstream connection. Modules that are monkeypatched or subclassed at run time
 # stay pure.
 COMPILED = [
+    "proxy/accesslog.py",
     "proxy/hitforpass.py",
     "proxy/recorder.py",
     "proxy/encoding.py",
