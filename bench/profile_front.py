@@ -3,7 +3,7 @@ figures are made of, minus the kernel's share.
 
     .venv/bin/python bench/profile_front.py [--requests N] [--connections C]
                                             [--browser | --pass] [--profile [SORT]]
-                                            [--access-log [PATH]]
+                                            [--access-log [PATH]] [--default-gc]
 
 Builds the real `Proxy` wiring (config parse, handler, store, HTTP/1.1 front, upstream client)
 on uvloop, with bench/upstream.py as the origin in a process of its own on 127.0.0.1. It fills
@@ -32,6 +32,7 @@ from typing import Any
 
 import uvloop
 
+from proxy import lifecycle
 from proxy.client_transport import LogAccess
 from proxy.config import parse
 from proxy.exchange import Outcome
@@ -39,6 +40,7 @@ from proxy.http1 import ClientConnection
 from proxy.server import Proxy
 from proxy.view import RequestView
 
+TUNE_GC = True  # --default-gc: CPython's collector settings instead of sidecache's
 REQUEST = b"GET /page HTTP/1.1\r\nHost: 127.0.0.1:18090\r\n\r\n"  # what wrk sends
 BROWSER = (  # what a browser sends: more headers, compression, an anonymous visitor's cookies
     b"GET /page HTTP/1.1\r\nHost: www.example.com\r\nConnection: keep-alive\r\n"
@@ -168,6 +170,8 @@ async def measure(
     await round_trip(front[:1])  # the miss that fills the cache
     await round_trip(front)  # warm (and the upstream pool, for passes)
     rounds.statuses.clear()
+    if TUNE_GC:
+        lifecycle.tune_gc()  # as `sidecache` does once serving
     count = max(1, requests // connections)
     profiler = cProfile.Profile() if profile else None
     cpu, times = time.process_time(), os.times()
@@ -211,6 +215,10 @@ if __name__ == "__main__":
         metavar="PATH",
         help="log each request through the buffered writer to PATH (default /dev/null)",
     )
+    parser.add_argument(
+        "--default-gc", action="store_true", help="without lifecycle.tune_gc (to compare)"
+    )
     args = parser.parse_args()
+    TUNE_GC = not args.default_gc
     request = PASS if args.pass_ else BROWSER if args.browser else REQUEST
     uvloop.run(main(args.requests, args.connections, args.profile, request, args.access_log))

@@ -22,6 +22,7 @@ SIGTERM), or when its master is gone; it ignores SIGHUP: a reload comes from the
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -43,6 +44,7 @@ from proxy.settings import Settings
 from proxy.workers import READY, RELOADED
 
 log = logging.getLogger("sidecache")
+GC_YOUNG = 10_000  # allocations between young-generation collections (CPython's default: 700)
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 Reread = Callable[[], Settings]  # reads and checks the configuration again; raises ConfigError
 T = TypeVar("T")
@@ -102,6 +104,7 @@ async def serve(
         settings, passed=systemd.passed_sockets(), access=dev_mode.log_access if dev else None
     )
     await proxy.start()
+    tune_gc()
     log.info("%s (%s) ready, upstream %s", __version__, build(), upstream_label(settings))
     tasks = _start_dev(proxy, reread, watched) if dev else []
     serving = ", ".join(proxy.addresses)
@@ -123,7 +126,8 @@ async def serve_workers(settings: Settings, reread: Reread, level: int) -> None:
     master = Master(settings, level, systemd.passed_sockets())
     await master.start()
     count = len(master.workers)
-    log.info("%s ready, upstream %s, %d workers", __version__, upstream_label(settings), count)
+    label = upstream_label(settings)
+    log.info("%s (%s) ready, upstream %s, %d workers", __version__, build(), label, count)
     serving = ", ".join(master.addresses)
     systemd.notify(
         f"READY=1\nSTATUS=serving on {serving} with {count} workers\nMAINPID={os.getpid()}"
@@ -141,6 +145,7 @@ async def serve_worker(
     the master is gone; each configuration the master sends is applied as a reload."""
     proxy = Proxy(settings, passed=passed, announce=False)
     await proxy.start()
+    tune_gc()
     stop, _ = _install_signal_handlers(False, proxy.reopen_access_log, ignore_hangup=True)
     try:
         await master.open()
@@ -152,6 +157,16 @@ async def serve_worker(
             log.warning("the master is gone: this worker stops")
     finally:
         await proxy.stop()
+
+
+def tune_gc() -> None:
+    """Once serving: the cyclic garbage collector, tuned for what a request allocates. Reference
+    counting frees it all (a pass leaves no cyclic garbage: bench/profile_front.py measured 0.0
+    objects per request with gc.DEBUG_SAVEALL), so the collector's passes only walk the live
+    objects of requests in flight: run the young generation every GC_YOUNG allocations instead
+    of 700, and leave what start-up made (config, rules, modules) out of every pass."""
+    gc.freeze()
+    gc.set_threshold(GC_YOUNG, 50, 100)
 
 
 async def until_stopped() -> None:
