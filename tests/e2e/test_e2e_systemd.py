@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from sidecache_e2e import fetch, free_port, spawn, wait_ready
+from sidecache_e2e import Sidecache, fetch, free_port, spawn, wait_ready
 
 
 def notify_socket(path: str) -> socket.socket:
@@ -21,6 +21,28 @@ def notify_socket(path: str) -> socket.socket:
     sock.bind(path)
     sock.setblocking(False)
     return sock
+
+
+async def spawn_activated(passed: socket.socket, args: list[str], cwd: Path) -> Sidecache:
+    """`sidecache ARGS` started as systemd starts a socket-activated service: the listening
+    socket `passed` at fd 3 (SD_LISTEN_FDS_START), LISTEN_PID the process that reads it (execv
+    keeps the pid), then the real command."""
+    fd, port = passed.fileno(), passed.getsockname()[1]
+    argv = [sys.executable, "-m", "proxy", *args]
+    launcher = (
+        "import os, sys\n"
+        f"os.dup2({fd}, 3)\n"
+        f"os.close({fd})\n"
+        "os.environ.update(LISTEN_FDS='1', LISTEN_PID=str(os.getpid()))\n"
+        f"os.execv(sys.executable, {argv!r})\n"
+    )
+    return await spawn(
+        [],
+        f"http://127.0.0.1:{port}",
+        cwd=cwd,
+        command=[sys.executable, "-c", launcher],
+        pass_fds=[fd],
+    )
 
 
 async def messages(sock: socket.socket, count: int, within: float = 5.0) -> list[str]:
@@ -67,24 +89,7 @@ async def test_requests_are_served_on_a_socket_passed_by_systemd(upstream, clien
     passed.bind(("127.0.0.1", 0))
     passed.listen(16)
     port = passed.getsockname()[1]
-    fd = passed.fileno()
-    # As systemd does: the socket at fd 3 (SD_LISTEN_FDS_START), LISTEN_PID the process that
-    # reads it (execv keeps the pid), then the real command.
-    argv = [sys.executable, "-m", "proxy", "--upstream", upstream.url, "--admin", ""]
-    launcher = (
-        "import os, sys\n"
-        f"os.dup2({fd}, 3)\n"
-        f"os.close({fd})\n"
-        "os.environ.update(LISTEN_FDS='1', LISTEN_PID=str(os.getpid()))\n"
-        f"os.execv(sys.executable, {argv!r})\n"
-    )
-    proc = await spawn(
-        [],
-        f"http://127.0.0.1:{port}",
-        cwd=tmp_path,
-        command=[sys.executable, "-c", launcher],
-        pass_fds=[fd],
-    )
+    proc = await spawn_activated(passed, ["--upstream", upstream.url, "--admin", ""], tmp_path)
     try:
         await wait_ready(proc)
         first = await fetch(client, "GET", f"http://127.0.0.1:{port}/")

@@ -16,7 +16,6 @@ import os
 import re
 import signal
 import socket
-import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
@@ -36,7 +35,7 @@ from sidecache_e2e import (
     spawn,
     wait_ready,
 )
-from test_e2e_systemd import messages, notify_socket
+from test_e2e_systemd import messages, notify_socket, spawn_activated
 
 WORKER = re.compile(r" worker=(\d+)$")
 CONCURRENCY = 32  # connections open at once while driving many requests
@@ -372,22 +371,7 @@ async def test_a_socket_passed_by_systemd_is_served_by_both_workers(upstream, cl
     passed.bind(("127.0.0.1", 0))
     passed.listen(64)
     port = passed.getsockname()[1]
-    fd = passed.fileno()
-    argv = [sys.executable, "-m", "proxy", "--upstream", upstream.url, "--workers", "2"]
-    launcher = (
-        "import os, sys\n"
-        f"os.dup2({fd}, 3)\n"
-        f"os.close({fd})\n"
-        "os.environ.update(LISTEN_FDS='1', LISTEN_PID=str(os.getpid()))\n"
-        f"os.execv(sys.executable, {argv!r})\n"
-    )
-    proc = await spawn(
-        [],
-        f"http://127.0.0.1:{port}",
-        cwd=tmp_path,
-        command=[sys.executable, "-c", launcher],
-        pass_fds=[fd],
-    )
+    proc = await spawn_activated(passed, ["--upstream", upstream.url, "--workers", "2"], tmp_path)
     try:
         await wait_ready(proc)
         await until_both_served(proc, lambda: get(port))
