@@ -237,6 +237,10 @@ LISTENERS = {
         ["--listen", "127.0.0.1:{port}"],
         "the public listener ([server] listen, --listen, SIDECACHE_LISTEN)",
     ),
+    "public-with-workers": (  # the master binds: one line, and no worker starts
+        ["--listen", "127.0.0.1:{port}", "--workers", "2"],
+        "the public listener ([server] listen, --listen, SIDECACHE_LISTEN)",
+    ),
     "admin": (
         ["--listen", "127.0.0.1:0", "--admin", "127.0.0.1:{port}"],
         "the admin listener ([admin] listen, --admin, SIDECACHE_ADMIN)",
@@ -273,6 +277,7 @@ async def test_port_already_in_use_names_the_listener_and_its_setting(upstream, 
         f"sidecache: cannot listen on 127.0.0.1:{port} for {words}: address already in use\n"
     ]
     assert "Traceback" not in proc.output()
+    assert "serving" not in proc.output()  # nothing started: no worker, no listener
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])

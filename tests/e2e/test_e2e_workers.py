@@ -25,7 +25,6 @@ import aiohttp
 import pytest
 from aiohttp import web
 from sidecache_e2e import (
-    RUN_TIMEOUT,
     Seen,
     Sidecache,
     fetch,
@@ -299,26 +298,6 @@ async def test_a_unix_socket_listener_is_served_by_every_worker(upstream, start_
 
     assert f"listening on unix:{path}" in proc.output()
     assert {line.split()[4] for line in proc.access_lines()} == {"unix"}
-
-
-async def test_an_address_in_use_is_reported_once_and_no_worker_starts(upstream, tmp_path):
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        port = taken.getsockname()[1]
-        args = ["--upstream", upstream.url, "--listen", f"127.0.0.1:{port}", "--workers", "2"]
-        proc = await spawn(args, "", cwd=tmp_path)
-        try:
-            code = await proc.wait_exit(RUN_TIMEOUT)
-        finally:
-            await proc.stop()
-
-    assert code == 1
-    assert proc.stderr == [
-        f"sidecache: cannot listen on 127.0.0.1:{port} for the public listener ([server] "
-        "listen, --listen, SIDECACHE_LISTEN): address already in use\n"
-    ]
-    assert "serving" not in proc.output()
 
 
 # --------------------------------------------------------------------------- systemd
