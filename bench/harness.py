@@ -32,13 +32,14 @@ import shlex
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
@@ -958,10 +959,36 @@ class Result:
     log_lines: int | None = None  # access-log lines written during the run (None: not counted)
     worker_lines: dict[int, int] = field(default_factory=dict)  # worker=N -> lines
     processes: list[tuple[str, float]] = field(default_factory=list)  # (title, CPU s), workers
+    runs: int = 1  # how many runs this is the median of (medians)
 
     @property
     def rps(self) -> float:
         return self.requests / self.seconds if self.seconds else 0.0
+
+
+def medians(results: Sequence[Result]) -> dict[tuple[str, str], Result]:
+    """One result per (scenario, server): with --repeat N, the median of its N runs (requests/s,
+    latencies and CPU per request each the median of their own; the rest from the run whose
+    CPU per request is the median), so one noisy run moves no figure."""
+    runs: dict[tuple[str, str], list[Result]] = {}
+    for r in results:
+        runs.setdefault((r.scenario.key, r.target), []).append(r)
+    found: dict[tuple[str, str], Result] = {}
+    for key, group in runs.items():
+        if len(group) == 1:
+            found[key] = group[0]
+            continue
+        middle = sorted(group, key=lambda r: r.cpu_us)[(len(group) - 1) // 2]
+        rps = statistics.median(r.rps for r in group)
+        found[key] = replace(
+            middle,
+            requests=round(rps * middle.seconds),
+            p50_us=round(statistics.median(r.p50_us for r in group)),
+            p99_us=round(statistics.median(r.p99_us for r in group)),
+            cpu_us=statistics.median(r.cpu_us for r in group),
+            runs=len(group),
+        )
+    return found
 
 
 @dataclass
@@ -1423,33 +1450,39 @@ class Bench:
     # -- scenarios
 
     def run_scenarios(self) -> None:
-        for number, scenario in enumerate(self.scenarios):
-            keys = self.targets_of(scenario)
-            servers = [k for k in keys if k != "direct"]
-            if number % 2:
-                servers.reverse()
-            targets = [self.servers[k] for k in servers]
-            if "direct" in keys:
-                targets.append(self.upstream)
-            for server in targets:
-                what = f"{FRESH_REQUESTS} requests" if scenario.fresh else f"{self.seconds:g} s"
-                say(f"{scenario.title}: {server.name} ({what})")
-                if server.family == "direct" and self.server_cpus:
-                    os.sched_setaffinity(self.upstream.proc.pid, self.server_cpus)
-                try:
-                    result = self.measure(scenario, server)
-                finally:
-                    if server.family == "direct" and self.upstream_cpus:
-                        os.sched_setaffinity(self.upstream.proc.pid, self.upstream_cpus)
-                self.results.append(result)
-                share = worker_share(result)
-                say(
-                    f"  {result.rps:,.0f} req/s, p50 {ms(result.p50_us)}, p99 "
-                    f"{ms(result.p99_us)}, {result.cpu_us:.1f} µs CPU/req, "
-                    f"{result.upstream_hits} upstream hits, X-Cache {result.x_cache}"
-                    + ("" if result.log_lines is None else f", {result.log_lines} log lines")
-                    + (f", {share}" if share else "")
-                )
+        for turn in range(self.args.repeat):
+            for number, scenario in enumerate(self.scenarios):
+                self.run_scenario(scenario, number + turn)
+
+    def run_scenario(self, scenario: Scenario, number: int) -> None:
+        """One run of `scenario` on each of its servers, in turn; an odd `number` runs them in
+        the reverse order (so no server always goes first, nor always right after another)."""
+        keys = self.targets_of(scenario)
+        servers = [k for k in keys if k != "direct"]
+        if number % 2:
+            servers.reverse()
+        targets = [self.servers[k] for k in servers]
+        if "direct" in keys:
+            targets.append(self.upstream)
+        for server in targets:
+            what = f"{FRESH_REQUESTS} requests" if scenario.fresh else f"{self.seconds:g} s"
+            say(f"{scenario.title}: {server.name} ({what})")
+            if server.family == "direct" and self.server_cpus:
+                os.sched_setaffinity(self.upstream.proc.pid, self.server_cpus)
+            try:
+                result = self.measure(scenario, server)
+            finally:
+                if server.family == "direct" and self.upstream_cpus:
+                    os.sched_setaffinity(self.upstream.proc.pid, self.upstream_cpus)
+            self.results.append(result)
+            share = worker_share(result)
+            say(
+                f"  {result.rps:,.0f} req/s, p50 {ms(result.p50_us)}, p99 "
+                f"{ms(result.p99_us)}, {result.cpu_us:.1f} µs CPU/req, "
+                f"{result.upstream_hits} upstream hits, X-Cache {result.x_cache}"
+                + ("" if result.log_lines is None else f", {result.log_lines} log lines")
+                + (f", {share}" if share else "")
+            )
 
     def run_flood(self) -> None:
         quick = self.args.quick
@@ -1714,7 +1747,8 @@ def report(bench: Bench, command: str, started: float) -> str:
         "| other load on server CPU |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|",
     ]
-    for r in bench.results:
+    by = medians(bench.results)
+    for r in by.values():
         errors = f"{r.errors}" + (f" + {r.non2xx} non-2xx" if r.non2xx else "")
         other = "-" if r.other_server_pct is None else f"{r.other_server_pct:.0f}%"
         lines = "-" if r.log_lines is None else f"{r.log_lines:,}"
@@ -1723,9 +1757,9 @@ def report(bench: Bench, command: str, started: float) -> str:
             f"| {r.cpu_us:.1f} | {r.upstream_hits:,} | {r.requests:,} | {errors} | {r.x_cache} "
             f"| {lines} | {r.server_use_pct:.0f}% | {r.wrk_use_pct:.0f}% | {other} |"
         )
-    by = {(r.scenario.key, r.target): r for r in bench.results}
-    out += ratios(bench)
-    out += workers_report(bench)
+    out += runs_report(bench)
+    out += ratios(bench, by)
+    out += workers_report(bench, by)
     out += targets(bench, by)
     out += targets14(bench, by)
     if bench.flood:
@@ -1740,12 +1774,32 @@ def report(bench: Bench, command: str, started: float) -> str:
     return "\n".join(out) + "\n"
 
 
-def ratios(bench: Bench) -> list[str]:
+def runs_report(bench: Bench) -> list[str]:
+    """With --repeat N: every run, in the order run (the table above has their medians)."""
+    if bench.args.repeat < 2:
+        return []
+    out = [
+        "",
+        f"### Runs (--repeat {bench.args.repeat}; the other tables show their medians)",
+        "",
+        "| scenario | server | requests/s | p99 | CPU µs/req | other load on server CPU |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for r in bench.results:
+        other = "-" if r.other_server_pct is None else f"{r.other_server_pct:.0f}%"
+        out.append(
+            f"| {r.scenario.title} | {r.target} | {r.rps:,.0f} | {ms(r.p99_us)} "
+            f"| {r.cpu_us:.1f} | {other} |"
+        )
+    return out
+
+
+def ratios(bench: Bench, by: dict[tuple[str, str], Result]) -> list[str]:
     """Each sidecache target over the nginx with the same logging (log on: nginx-log, log
     off: nginx), scenario by scenario; the workers targets are compared in their own table."""
     rows = []
     for scenario in bench.scenarios:
-        results = [r for r in bench.results if r.scenario.key == scenario.key]
+        results = [r for r in by.values() if r.scenario.key == scenario.key]
         nginx = {r.target: r for r in results if bench.target(r.target).family == "nginx"}
         for s in results:
             target = bench.target(s.target)
@@ -1772,9 +1826,9 @@ def ratios(bench: Bench) -> list[str]:
     ]
 
 
-def workers_report(bench: Bench) -> list[str]:
+def workers_report(bench: Bench, by: dict[tuple[str, str], Result]) -> list[str]:
     rows = []
-    for r in bench.results:
+    for r in by.values():
         target = bench.target(r.target)
         if target.workers is None:
             continue
@@ -2027,6 +2081,13 @@ def thin(samples: list[tuple[float, int, int]], count: int) -> list[tuple[float,
 # --- main -----------------------------------------------------------------------------------
 
 
+def positive(text: str) -> int:
+    """--repeat's value: a whole number, 1 or more."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number from 1, got {text!r}")
+    return int(text)
+
+
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="bench/run",
@@ -2034,6 +2095,14 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         "and 14).",
     )
     parser.add_argument("--quick", action="store_true", help="3 s per run instead of 10 s")
+    parser.add_argument(
+        "--repeat",
+        type=positive,
+        default=1,
+        metavar="N",
+        help="run every scenario N times, alternating the servers' order, and report the "
+        "medians (and each run); a difference of a microsecond needs N of 5 or more",
+    )
     parser.add_argument("--duration", type=float, help="seconds per run (overrides --quick)")
     parser.add_argument("--only", choices=("sidecache", "nginx"), help="measure one server")
     parser.add_argument("--out", help="append a dated markdown section to this file")
@@ -2099,12 +2168,12 @@ def main(argv: Sequence[str]) -> int:
         raise SystemExit(128 + signum)
 
     def on_alarm(signum: int, frame: object) -> None:
-        raise TimeBudgetExceeded(f"the run took longer than {TOTAL_BUDGET_S} s")
+        raise TimeBudgetExceeded(f"the run took longer than {TOTAL_BUDGET_S * args.repeat} s")
 
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, on_signal)
     signal.signal(signal.SIGALRM, on_alarm)
-    signal.alarm(TOTAL_BUDGET_S)
+    signal.alarm(TOTAL_BUDGET_S * args.repeat)
     bench = Bench(args, tmp)
     status = 1
     try:
