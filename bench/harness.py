@@ -1451,8 +1451,18 @@ class Bench:
 
     def run_scenarios(self) -> None:
         for turn in range(self.args.repeat):
+            if turn:
+                self.restart_servers()
             for number, scenario in enumerate(self.scenarios):
                 self.run_scenario(scenario, number + turn)
+
+    def restart_servers(self) -> None:
+        """Each server again, as a new process (--repeat): a process's own memory layout
+        (addresses, hash seeds, what shares a cache line) moves its CPU per request by several
+        percent for as long as it runs, so medians over runs of one process keep that offset."""
+        for key, server in list(self.servers.items()):
+            self.children.stop(server.proc)
+            self.servers[key] = self.start_server(server.target)
 
     def run_scenario(self, scenario: Scenario, number: int) -> None:
         """One run of `scenario` on each of its servers, in turn; an odd `number` runs them in
@@ -2100,8 +2110,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         type=positive,
         default=1,
         metavar="N",
-        help="run every scenario N times, alternating the servers' order, and report the "
-        "medians (and each run); a difference of a microsecond needs N of 5 or more",
+        help="run every scenario N times (each server started again every time, their order "
+        "alternating) and report the medians (and each run); a difference of a microsecond "
+        "needs N of 6 or more",
     )
     parser.add_argument("--duration", type=float, help="seconds per run (overrides --quick)")
     parser.add_argument("--only", choices=("sidecache", "nginx"), help="measure one server")
