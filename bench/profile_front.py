@@ -12,7 +12,7 @@ request for the page (with --browser a browser's; with --pass a logged-in one, w
 upstream over real sockets) and prints the CPU µs per request this process spent; with
 --profile also the functions that take it (cProfile, by own time; its overhead inflates the
 total). With --access-log each request also writes its access-log line through the real
-buffered writer (`[server] access_log = PATH`: its thread's CPU time counts), to /dev/null or
+buffered writer (`[server] access_log = PATH`), to /dev/null or
 to PATH; without it the access log is off (`access_log = false`). Nothing here is a test:
 numbers vary by machine; compare runs made one after another, alternating.
 """

@@ -12,7 +12,7 @@ with `"` and `\` escaped by a backslash and control characters as \xNN, so a fie
 and a line never breaks (rule="--cache ^/about$"). The cache key is never logged: it can carry
 cookie values.
 
-`Lines` makes whole lines into a buffer that access_writer.py hands to its writer thread;
+`Lines` makes whole lines into a buffer that access_writer.py writes between requests;
 `format_line` is the part after the logger's name, for the `logging` route (`log_access`).
 """
 
@@ -38,9 +38,9 @@ _WRITTEN_MAX = 1024
 # logging's Formatter writes them ("%(asctime)s %(levelname)s %(name)s ").
 _MILLIS = tuple(f",{ms:03d} INFO sidecache.access " for ms in range(1000))
 _CACHE = {result: result.value for result in CacheResult}  # a StrEnum formats slowly
-# A buffer this full goes to the writer thread at once: about 256 KiB. Batches of 64 KiB made
-# more hand-offs between the threads, which cost more per line in bench/profile_front.py.
-BATCH_LINES = 2048
+# A buffer this full is written at once: about 64 KiB, nginx's `buffer=64k`. The loop writes
+# it (access_writer.py), so a bigger batch would only make a longer pause between requests.
+BATCH_LINES = 512
 _worker = ""  # " worker=N" in a worker process (set_worker), so a line says who served it
 
 
@@ -170,9 +170,7 @@ class Lines:
             self._wake(False)
 
     def take(self) -> Batch:
-        """The lines so far, oldest first, as one text (joined here, on the loop: the lines
-        are freed where they were made, which measured cheaper than in the writer thread);
-        the buffer starts again empty."""
+        """The lines so far, oldest first, as one text; the buffer starts again empty."""
         lines, self._lines = self._lines, []
         return Batch("".join(lines), len(lines))
 

@@ -1,9 +1,10 @@
-"""The buffered access log over real files, pipes and threads (issue 14, access_writer.py).
+"""The buffered access log over real files, pipes and sockets (issue 14, access_writer.py).
 
-Lines are written by a thread in batches (a timer, a full buffer, a reload, the stop); a slow
-reader never blocks the event loop: past the backlog's bound lines are dropped, counted and
-reported once; a pipe gets writes of whole lines of at most PIPE_BUF bytes; SIGUSR1's `reopen`
-opens the file again by its name. Every wait has a deadline; nothing here is timed.
+Lines are written by the loop in batches (a timer, a full buffer, a reload, the stop), each
+write only when the descriptor takes it now; a slow reader never blocks the event loop: past
+the backlog's bound lines are dropped, counted and reported once; a pipe gets writes of whole
+lines of at most PIPE_BUF bytes; SIGUSR1's `reopen` opens the file again by its name. Every
+wait has a deadline; nothing here is timed.
 """
 
 from __future__ import annotations
@@ -82,15 +83,21 @@ async def test_a_pipe_gets_whole_lines_in_writes_of_at_most_pipe_buf(tmp_path: P
     # Lines of two processes on one pipe never mix when every write is whole lines and at most
     # PIPE_BUF bytes. A SOCK_SEQPACKET pair keeps each write() as one message, so the test can
     # see the writes (it counts as a pipe-like sink: not a regular file).
+    # A reader thread takes each message as it comes: poll() says a SEQPACKET socket takes no
+    # more once ten messages wait for the reader (net.unix.max_dgram_qlen).
     reader, writer = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     writer.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
+    writes: list[bytes] = []
+    receiving = threading.Thread(target=receive_all, args=(reader, writes), daemon=True)
+    receiving.start()
     access = AccessLog(None, stdout=writer.fileno())
     access.open()
     try:
         for n in range(600):  # lines of 150 to 1,300 bytes
             access.log(request(n, target_length=(n * 37) % 1200), OUTCOME, 0.0)
         await access.close()
-        writes = receive_all(reader)
+        writer.shutdown(socket.SHUT_WR)
+        await asyncio.to_thread(receiving.join, WAIT)
     finally:
         reader.close()
         writer.close()
@@ -101,13 +108,12 @@ async def test_a_pipe_gets_whole_lines_in_writes_of_at_most_pipe_buf(tmp_path: P
     assert targets(lines) == [request(n, (n * 37) % 1200).target for n in range(600)]
 
 
-def receive_all(sock: socket.socket) -> list[bytes]:
-    sock.setblocking(False)
-    messages = []
-    with contextlib.suppress(BlockingIOError):
+def receive_all(sock: socket.socket, messages: list[bytes]) -> None:
+    """Each message into `messages` until the writer shuts down (or WATCHDOG passes)."""
+    sock.settimeout(WATCHDOG)
+    with contextlib.suppress(TimeoutError):
         while message := sock.recv(1 << 16):
             messages.append(message)
-    return messages
 
 
 class Drain:
@@ -158,7 +164,7 @@ async def test_a_stalled_reader_never_blocks_the_loop_and_lost_lines_are_reporte
     access.open()
     total = 3000  # ~330 KB, ten times the backlog's bound
 
-    for n in range(total):  # would block here if the loop ever wrote itself
+    for n in range(total):  # would block here if a write ever waited for the reader
         access.log(request(n, target_length=10), OUTCOME, 0.0)
     access.flush()
     stalled_until_now = not drain.go.is_set() and not drain.by_watchdog
