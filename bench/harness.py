@@ -1233,7 +1233,7 @@ class Bench:
     def start_nginx(self, target: Target) -> Server:
         assert self.nginx is not None
         prefix = self.tmp / target.key
-        prefix.mkdir()
+        prefix.mkdir(exist_ok=True)  # started again by --repeat: its cache stays
         port = free_port()
         conf = prefix / "nginx.conf"
         conf.write_text(nginx_config(prefix, port, self.upstream.port, target.log))
