@@ -29,6 +29,21 @@ class SetCookieMode(StrEnum):
     STRIP = "strip"
 
 
+class Mismatch(StrEnum):
+    """Which of a rule's conditions a request failed (the first one tested, see
+    `Rule.mismatch`); `sidecache explain` and the Sidecache-Trace header name it."""
+
+    METHOD = "method"
+    PATH = "path"
+    COOKIE = "cookie"
+    HEADER = "header"
+    ANONYMOUS = "anonymous"
+
+
+_METHOD, _PATH, _COOKIE = Mismatch.METHOD, Mismatch.PATH, Mismatch.COOKIE
+_HEADER, _ANONYMOUS = Mismatch.HEADER, Mismatch.ANONYMOUS
+
+
 class Test(StrEnum):
     PRESENT = "present"
     ABSENT = "absent"
@@ -112,20 +127,28 @@ class Rule:
     def matches(self, view: RequestView, identity: IdentityPolicy, anonymity: bool = True) -> bool:
         """True when every condition the rule states holds for `view` (`anonymity=False`: all
         but `anonymous`)."""
+        return self.mismatch(view, identity, anonymity) is None
+
+    def mismatch(
+        self, view: RequestView, identity: IdentityPolicy, anonymity: bool = True
+    ) -> Mismatch | None:
+        """The first condition that does not hold for `view`, in the order they are tested,
+        or None when the rule matches. The one matching code: `first_match` reads only
+        whether it is None, `trace.py` shows which it was."""
         if self.methods is not None and view.method not in self.methods:
-            return False
+            return _METHOD
         if self.path is not None and self.path.search(view.decoded_path) is None:
-            return False
+            return _PATH
         if self.cookies and not all(c.holds(view.cookies.get(c.name)) for c in self.cookies):
-            return False
+            return _COOKIE
         if self.headers and not all(c.holds(view.header(c.name)) for c in self.headers):
-            return False
+            return _HEADER
         if self.anonymous is not None and anonymity:
             anonymous = view.is_anonymous(
                 identity, count_authorization=not self.allow_authorization
             )
-            return anonymous is self.anonymous
-        return True
+            return None if anonymous is self.anonymous else _ANONYMOUS
+        return None
 
 
 def first_match(
@@ -133,7 +156,7 @@ def first_match(
 ) -> Rule | None:
     """The first rule whose conditions all hold, or None."""
     for rule in rules:
-        if rule.matches(view, identity):
+        if rule.mismatch(view, identity) is None:
             return rule
     return None
 
@@ -145,6 +168,10 @@ def refused_visitor(
     but for the visitor being logged in (or sending Authorization), or None. That visitor's
     pass is about who they are, not about a missing rule."""
     for rule in rules:
-        if rule.anonymous and rule.action is Action.CACHE and rule.matches(view, identity, False):
+        if (
+            rule.anonymous
+            and rule.action is Action.CACHE
+            and rule.mismatch(view, identity, False) is None
+        ):
             return rule
     return None
