@@ -20,8 +20,9 @@ Product rules:
 from __future__ import annotations
 
 from proxy import fields
+from proxy.decide import Lookup
 from proxy.policy import FILL_ALLOWED, end_to_end
-from proxy.settings import Trust, Upstream
+from proxy.settings import Settings, Trust, Upstream
 from proxy.view import Headers, RequestView
 
 FORWARDING = frozenset(
@@ -136,6 +137,24 @@ def fill_headers(
     if keep_authorization and authorization is not None:
         extra.append(("Authorization", authorization))
     return kept + _host(upstream) + forwarded(view, trust) + tuple(extra)
+
+
+def fill_request(settings: Settings, view: RequestView, lookup: Lookup) -> tuple[Headers, bool]:
+    """What a fill sends (as a brand-new visitor would), and whether it carries
+    Authorization (the rule allows it and the client sent one)."""
+    rule = lookup.rule
+    authorized = rule.allow_authorization and view.header("authorization") is not None
+    headers = fill_headers(
+        view,
+        settings.trust,
+        settings.upstream,
+        encoding=lookup.encoding,
+        keep_cookies=rule.keep_cookies,
+        keep_authorization=authorized,
+        keep_headers=rule.fill_headers,
+        forward_all=rule.forward_all,
+    )
+    return headers, authorized
 
 
 CONDITIONAL = frozenset(

@@ -18,7 +18,7 @@ from proxy.decide import Decision, Lookup, Pass, decide
 from proxy.entries import EntryWriter
 from proxy.exchange import CacheResult, ClientSide, Outcome
 from proxy.finder import find
-from proxy.forwarding import unconditional
+from proxy.forwarding import fill_request, unconditional
 from proxy.freshness import (
     NO_DIRECTIVES,
     RequestDirectives,
@@ -49,7 +49,7 @@ from proxy.policy import (
 from proxy.ranges import UNSATISFIABLE, byte_range, if_range_holds
 from proxy.reasons import NotStoredReason, PassReason
 from proxy.recorder import Recorder
-from proxy.refresher import Refresher, fill_request, validators
+from proxy.refresher import Refresher, validators
 from proxy.relay import (
     NO_SET_COOKIE,
     Tags,

@@ -17,8 +17,6 @@ from typing import Any
 from proxy.coalescer import Coalescer
 from proxy.decide import Lookup
 from proxy.exchange import CacheResult, ClientSide, Outcome
-from proxy.forwarding import fill_headers
-from proxy.settings import Settings
 from proxy.store import CachedResponse, CacheStore
 from proxy.view import Headers, RequestView
 
@@ -128,24 +126,6 @@ class Refresher:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-
-
-def fill_request(settings: Settings, view: RequestView, lookup: Lookup) -> tuple[Headers, bool]:
-    """What a fill sends (as a brand-new visitor would), and whether it carries
-    Authorization (the rule allows it and the client sent one)."""
-    rule = lookup.rule
-    authorized = rule.allow_authorization and view.header("authorization") is not None
-    headers = fill_headers(
-        view,
-        settings.trust,
-        settings.upstream,
-        encoding=lookup.encoding,
-        keep_cookies=rule.keep_cookies,
-        keep_authorization=authorized,
-        keep_headers=rule.fill_headers,
-        forward_all=rule.forward_all,
-    )
-    return headers, authorized
 
 
 def validators(entry: CachedResponse) -> Headers:
