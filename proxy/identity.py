@@ -161,7 +161,7 @@ def session_state(value: str, user_keys: Sequence[str], message_keys: Sequence[s
     """
     if not value:
         return Visitor.ANONYMOUS
-    payload = _session_payload(value)
+    payload = session_payload(value)
     if not isinstance(payload, dict):
         return Visitor.LOGGED_IN
     if any(_is_set(payload.get(key)) for key in user_keys):
@@ -176,7 +176,7 @@ def _is_set(value: object) -> bool:
     return value is not None and value is not False and value != ""
 
 
-def _session_payload(value: str) -> object:
+def session_payload(value: str) -> object:
     """Decode the JSON payload of a session cookie; None when it cannot be read."""
     if len(value) > MAX_SESSION_CHARS:
         return None
