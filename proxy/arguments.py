@@ -5,6 +5,7 @@ environment and the config file. Pure: argv and a mapping in, a Namespace and a 
     sidecache check [CONFIG] [options]    validate, print the compiled configuration
     sidecache dev [CONFIG] [options]      a local dev proxy: coloured lines, reload on save
     sidecache demo [CONFIG] [options]     a demo site with sidecache in front
+    sidecache explain URL [options]       why a request would be cached or passed (no server)
 
 Precedence, for every command: the command line, then SIDECACHE_* variables, then the config
 file, then the embedded default. The config file named on the command line (CONFIG or
@@ -25,6 +26,7 @@ COMMANDS = {
     "check": "validate the configuration and print the compiled rules, caches and warnings",
     "dev": "a local dev proxy: one coloured line per request, the config file reloaded on save",
     "demo": "a demo site on 127.0.0.1 with sidecache in front, to see hit, miss and pass",
+    "explain": "why a request would be cached or passed: the rules, the key, the fill (no server)",
 }
 DEFAULT_COMMAND = "run"
 TOP_LEVEL = ("-h", "--help", "--version")
@@ -68,10 +70,13 @@ def build_parser() -> argparse.ArgumentParser:
         ("check", [config, public, overrides, workers]),
         ("dev", [config, public, overrides, logging]),
         ("demo", [config, overrides, logging]),
+        ("explain", [_config_flag(), public, overrides]),
     ):
         command = commands.add_parser(
             name, parents=parents, help=COMMANDS[name], description=_description(name)
         )
+        if name == "explain":
+            _explain_options(command)
         if name == "demo":
             command.add_argument(
                 "--demo-port",
@@ -95,6 +100,12 @@ def _description(name: str) -> str:
         text += " The demo site is the upstream: there is no --upstream."
     if name == "dev":
         text += " Saving the config file reloads it, as SIGHUP does."
+    if name == "explain":
+        text += (
+            " It prints each rule looked at and why it did not match, the decision and its "
+            "reason, the visitor's identity, the cache key, the cache, and the headers a fill "
+            "or a pass sends upstream. Exit status 2 on a config error or a bad request."
+        )
     return text + " Options override the config file."
 
 
@@ -108,6 +119,37 @@ def _config_options() -> argparse.ArgumentParser:
     )
     options.add_argument("-c", "--config", metavar="FILE", help="TOML config file")
     return options
+
+
+def _config_flag() -> argparse.ArgumentParser:
+    """--config alone: `explain`'s positional argument is the URL."""
+    options = argparse.ArgumentParser(add_help=False)
+    options.add_argument("-c", "--config", metavar="FILE", help="TOML config file")
+    options.set_defaults(config_path=None)
+    return options
+
+
+def _explain_options(command: argparse.ArgumentParser) -> None:
+    """`sidecache explain URL [-H 'Name: value']... [--cookie 'k=v']... [--method M]`."""
+    add = command.add_argument
+    add("url", metavar="URL", help="http://host/path?query, or /path (Host: the listen address)")
+    add(
+        "-H",
+        "--header",
+        action="append",
+        default=[],
+        metavar="'NAME: VALUE'",
+        help="a request header (repeatable)",
+    )
+    add("--cookie", action="append", default=[], metavar="NAME=VALUE", help="a cookie (repeatable)")
+    add("--method", default="GET", metavar="M", help="the request method (default GET)")
+    add(
+        "--peer",
+        default="127.0.0.1",
+        metavar="ADDR",
+        help='the address the request comes from (default 127.0.0.1; "unix": a unix socket): '
+        "[server] trusted_proxies decides whether its X-Forwarded-* are believed",
+    )
 
 
 def _public_options() -> argparse.ArgumentParser:

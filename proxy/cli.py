@@ -1,4 +1,4 @@
-"""The `sidecache` command: run (the default), check, dev, demo (see arguments.py).
+"""The `sidecache` command: run (the default), check, dev, demo, explain (see arguments.py).
 
 This module parses, loads the settings and dispatches; serving, reloading and signals are
 lifecycle.py's.
@@ -21,6 +21,7 @@ from proxy.config import ConfigError, parse, read_toml
 from proxy.demo import run_demo
 from proxy.explain import describe
 from proxy.settings import Settings
+from proxy.trace_report import report, request_view
 
 CHECKING_DEFAULT = (
     "no config file given (CONFIG, --config or SIDECACHE_CONFIG): "
@@ -43,6 +44,17 @@ def log_level(args: argparse.Namespace) -> int:
         raise ConfigError("command line", "--log-level", str(exc)) from None
 
 
+def explain_request(settings: Settings, args: argparse.Namespace) -> int:
+    """`sidecache explain`: the trace of one request, no server; 2 for a bad request."""
+    try:
+        view = request_view(settings, args.url, args.header, args.cookie, args.method, args.peer)
+    except ValueError as exc:
+        print(f"sidecache: explain: {exc}", file=sys.stderr)
+        return 2
+    print(report(settings, view), flush=True)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = parse_arguments(sys.argv[1:] if argv is None else argv)
@@ -62,6 +74,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     for warning in settings.warnings:
         print(f"sidecache: warning: {warning}", file=sys.stderr)
+    if args.command == "explain":
+        return explain_request(settings, args)
     if args.command == "demo":
         return lifecycle.run(lambda: run_demo(settings, args.demo_port))
     if args.command == "dev":

@@ -29,11 +29,11 @@ def describe(settings: Settings) -> str:
         _headers(settings),
         *_identity(settings.identity),
         "caches:",
-        *(f"  {_cache(cache)}" for cache in settings.caches.values()),
+        *(f"  {cache_line(cache)}" for cache in settings.caches.values()),
         "mode: shared (no rules: the origin's headers decide, RFC 9111)"
         if settings.mode == "shared"
         else "rules (first match wins; no match: pass):",
-        *(f"  {_rule(rule)}" for rule in settings.rules),
+        *(f"  {rule_line(rule)}" for rule in settings.rules),
     ]
     if not settings.rules:
         lines.append("  (none: every request is passed)")
@@ -104,14 +104,14 @@ def _access_log(where: bool | str) -> str:
     return "stdout" if where else "off"
 
 
-def _cache(cache: CacheSettings) -> str:
+def cache_line(cache: CacheSettings) -> str:
     return (
         f"{cache.name}: items={cache.items} item_size={format_size(cache.item_size)} "
         f"max_bytes={format_size(cache.max_bytes)} ttl={cache.ttl:g}s keep={cache.keep:g}s"
     )
 
 
-def _rule(rule: Rule) -> str:
+def rule_line(rule: Rule) -> str:
     conditions = []
     if rule.path is not None:
         conditions.append(f"path ~ {rule.path.pattern!r}")

@@ -33,6 +33,8 @@ PURE_CORE = (
     "proxy.view",
     "proxy.reasons",
     "proxy.settings",
+    "proxy.trace",
+    "proxy.trace_report",
 )
 # Each module in a fresh interpreter, so one module's imports cannot hide another's.
 PROBE = """
