@@ -5,7 +5,9 @@ it, and the response as the handler writes it, framed for this client (`framing.
 - a response begun before the request body was received whole ends the connection: the stream
   is out of step (the body's rest would be read as the next request);
 - a streamed response's head is held until the task step ends, so a body at hand goes out in
-  the same write.
+  the same write;
+- a request that asked for a trace (`Sidecache-Debug`, see serving.py) gets `Sidecache-Trace`
+  on whatever is sent to it.
 """
 
 from __future__ import annotations
@@ -50,6 +52,9 @@ class Http1Client:
         self._chunked = False
         self._held = b""  # a response head not written yet
         self._expect_answered = False
+        # Sidecache-Trace, when the request asked for it (serving.py): added to what is sent,
+        # never to what is stored (entries are made from the upstream's answer).
+        self.trace: Headers = ()
 
     # --- the request body --------------------------------------------------------------------
     def body(self) -> AsyncIterator[bytes] | None:
@@ -78,6 +83,8 @@ class Http1Client:
         if self.request.body_pending:
             self.closing = True  # answering before the body is in: the stream is out of step
         parts = [status_line(status, reason), field_lines(headers), *framing]
+        if self.trace:
+            parts.append(field_lines(self.trace))
         if not fields.has(headers, "date"):
             parts.append(b"Date: " + date_now() + b"\r\n")
         parts.append(connection_header(self.view.version, self.closing))
@@ -122,6 +129,8 @@ class Http1Client:
     ) -> None:
         """A hit served by the worker (the store had to be waited for, or revalidated)."""
         block = self.connection.server.tag_block(tags)
+        if self.trace:
+            block += field_lines(self.trace)
         response = entry_response(entry, age, block, self.view, self.closing, status)
         self._send_lines(response)
         await self.finish()

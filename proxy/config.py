@@ -86,7 +86,9 @@ def parse(data: Mapping[str, Any], source: str) -> Settings:
     server.finish()
     upstream = _upstream(root.table("upstream"))
     identity = _identity(root.table("identity"))
-    admin = _admin(root.table("admin"), listen)
+    admin_table = root.table("admin")
+    debug_from = _debug_from(admin_table)
+    admin = _admin(admin_table, listen)
     defined = _caches(root.table("caches"))
     # A "default" cache with the documented defaults when the file defines none: every key of
     # the file is optional, `cache = "default"` included. Kept only when a rule uses it.
@@ -115,6 +117,7 @@ def parse(data: Mapping[str, Any], source: str) -> Settings:
         admin=admin,
         workers=workers,
         raw=data,
+        debug_from=debug_from,
     )
 
 
@@ -227,11 +230,28 @@ def _listen(table: Table, text: str) -> Listen:
 
 
 def _trust(server: Table) -> Trust:
-    items = server.strings("trusted_proxies", ())
+    return _peers(server, "trusted_proxies", ())
+
+
+def _debug_from(admin: Table) -> Trust:
+    """[admin] debug_from: the peers whose `Sidecache-Debug: 1` is answered with the decision
+    trace (trace.py). Loopback by default: the operator's curl on the host. Not the trusted
+    proxies: a load balancer passes every visitor's headers on."""
+    return _peers(admin, "debug_from", DEBUG_FROM_DEFAULT)
+
+
+DEBUG_FROM_DEFAULT = ("127.0.0.0/8", "::1")
+
+
+def _peers(table: Table, name: str, default: tuple[str, ...]) -> Trust:
+    """A list of addresses or networks (CIDR), and "unix" for unix-socket peers."""
+    items = table.strings(name, default)
     try:
         networks = tuple(ip_network(i, strict=False) for i in items if i != "unix")
     except ValueError as exc:
-        raise server.error("trusted_proxies", str(exc)) from None
+        raise table.error(
+            name, f'{exc} (use addresses, networks such as 10.0.0.0/8, or "unix")'
+        ) from None
     return Trust(networks, "unix" in items)
 
 

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 
 from proxy.decide import CACHEABLE_METHODS
+from proxy.forwarding import DEBUG
 from proxy.freshness import TtlMode, TtlPolicy
 from proxy.identity import IdentityPolicy
 from proxy.invalidate import LOCATION, TARGET
@@ -62,7 +63,21 @@ def compile_rule(
         key=table.convert("key", text(compile_key), compile_key(DEFAULT_KEY)),
     )
     table.finish()
+    _check_debug_header(table, rule)
     return _check_cache(table, rule, caches)
+
+
+def _check_debug_header(table: Table, rule: Rule) -> None:
+    """Sidecache-Debug asks for a trace and must never change what is cached or fetched: no
+    rule tests it, keys on it or sends it on fills (forwarding.py never forwards it)."""
+    problem = "is the debug header: it asks for a trace and never changes what is cached"
+    for condition in rule.headers:
+        if condition.name.lower() == DEBUG:
+            raise table.error(f"header.{condition.name}", problem)
+    if rule.key is not None and DEBUG in rule.key.headers:
+        raise table.error("key", f"{{header[{DEBUG}]}} {problem}")
+    if DEBUG in rule.keep_headers:
+        raise table.error("keep_headers", f"{DEBUG!r} {problem}")
 
 
 SHARED_STATUSES = frozenset(range(200, 600)) - {206, 304}

@@ -103,3 +103,7 @@ class Driver(Protocol):
 
     async def handle(self, client: ClientSide, decision: Decision | None = None) -> Outcome:
         """Serve the request, taking `decision` when `answer_now` already made it."""
+
+    def trace(self, view: RequestView) -> Headers:
+        """The decision trace header for a request that asked for one (`Sidecache-Debug`)
+        from a peer allowed to (`[admin] debug_from`); () for any other peer."""

@@ -26,6 +26,7 @@ def describe(settings: Settings) -> str:
         f"{up.max_connections} connections{host})",
         _limits(settings.limits),
         _trust(settings.trust),
+        _debug_from(settings.debug_from),
         _headers(settings),
         *_identity(settings.identity),
         "caches:",
@@ -85,6 +86,16 @@ def _trust(trust: Trust) -> str:
     if not trusted:
         return "trusted proxies: none (a client's X-Forwarded-* and Forwarded are replaced)"
     return "trusted proxies (their X-Forwarded-* believed): " + ", ".join(trusted)
+
+
+def _debug_from(peers: Trust) -> str:
+    """Who may ask for the decision trace ([admin] debug_from)."""
+    allowed = [str(network) for network in peers.networks] + (
+        ["unix sockets"] if peers.unix else []
+    )
+    if not allowed:
+        return "Sidecache-Debug traces: off"
+    return "Sidecache-Debug traces for: " + ", ".join(allowed)
 
 
 def _headers(settings: Settings) -> str:

@@ -4,6 +4,7 @@ Product rules:
 - Forwarding headers a client sends (X-Forwarded-*, Forwarded, X-Real-IP, X-Original-URL,
   X-Rewrite-URL) are not believed unless the peer is a trusted proxy: an app that builds links
   from them must not be able to cache a page poisoned by one visitor.
+- `Sidecache-Debug` (the operator's request for a trace) is never forwarded.
 - Header names with "_" are dropped (nginx's `underscores_in_headers off`): WSGI servers map "_"
   and "-" to the same CGI variable, so `X_Forwarded_Prefix` would slip past the rule above.
 - A `Connection` header may drop hop-by-hop headers it names, but never Host or a header a
@@ -36,9 +37,14 @@ FORWARDING = frozenset(
         "x-rewrite-url",
     }
 )
+# The operator's request for a decision trace (`Sidecache-Trace` on the response, from the
+# peers `[admin] debug_from` lists, trace.py): never sent upstream, from anyone, so it cannot
+# change what the app answers, nor what is stored.
+DEBUG = "sidecache-debug"
 # Always written by the proxy (from the trusted chain, or from scratch).
 _VOUCHED = frozenset({"x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "x-real-ip"})
-_UNTRUSTED_DROP = _VOUCHED | FORWARDING  # and every other x-forwarded-* name
+_TRUSTED_DROP = _VOUCHED | {DEBUG}
+_UNTRUSTED_DROP = _TRUSTED_DROP | FORWARDING  # and every other x-forwarded-* name
 
 
 def client_address(view: RequestView, trust: Trust) -> str:
@@ -79,7 +85,7 @@ def _client_headers(
 ) -> Headers:
     """The client's end-to-end headers that may go upstream at all."""
     untrusted = not trust.trusts(view.peer)
-    removed = _UNTRUSTED_DROP if untrusted else _VOUCHED
+    removed = _UNTRUSTED_DROP if untrusted else _TRUSTED_DROP
     if upstream.host:
         removed = removed | {"host"}
     kept = end_to_end(view.headers, drop=removed, protect=protect)

@@ -63,6 +63,7 @@ from proxy.relay import (
 )
 from proxy.settings import Settings
 from proxy.store import CachedResponse, CacheStore
+from proxy.trace import TRACE_HEADER, header_value, traced_decide
 from proxy.upstream import UpstreamClient, UpstreamError, UpstreamResponse
 from proxy.vary import variant_key
 from proxy.view import Headers, RequestView
@@ -127,6 +128,14 @@ class Handler:
             record(outcome, entry.status, HIT, "", decision.rule.label, sent)
             age = entry.age(now)
         return decision, entry, age, self.tags.hit
+
+    def trace(self, view: RequestView) -> Headers:
+        """Sidecache-Trace for a debug request from a peer `[admin] debug_from` lists: the
+        decision made again, traced (trace.py), for the front to add on delivery only."""
+        if not self.settings.debug_from.trusts(view.peer):
+            return ()
+        traced = traced_decide(view, self.settings.rules, self.settings.identity)
+        return ((TRACE_HEADER, header_value(traced)),)
 
     async def handle(self, client: ClientSide, decision: Decision | None = None) -> Outcome:
         if decision is None:

@@ -22,6 +22,7 @@ import httptools
 from proxy.client_transport import ClientTransport, Listener
 from proxy.decide import CACHEABLE_METHODS
 from proxy.exchange import Outcome
+from proxy.forwarding import DEBUG
 from proxy.framing import request_framing
 from proxy.front_request import (
     MAX_FIELD,
@@ -190,6 +191,8 @@ class ClientConnection(ClientTransport):
         view = request.view
         if view is None or request_problem(view) is not None:
             return False
+        if DEBUG in view.header_map and self.driver.trace(view):
+            return False  # a trace asked for: the worker answers and adds it on delivery
         outcome = Outcome()
         try:
             request.decision, entry, age, tags = self.driver.answer_now(view, outcome)

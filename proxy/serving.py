@@ -19,6 +19,7 @@ import time
 from proxy.client_side import Http1Client
 from proxy.client_transport import ClientTransport
 from proxy.exchange import CacheResult, ClientGone, Outcome
+from proxy.forwarding import DEBUG
 from proxy.front_request import ParsedRequest, Problem
 from proxy.view import RequestView, decode_fields, header_text, origin_form, request_problem
 
@@ -53,6 +54,8 @@ async def serve(connection: ClientTransport, request: ParsedRequest) -> bool:
     if problem is not None:
         await _refuse(connection, client, problem, started)
         return False
+    if DEBUG in view.header_map:  # from a peer [admin] debug_from lists: the trace on delivery
+        client.trace = connection.driver.trace(view)
     try:
         outcome = await connection.driver.handle(client, request.decision)
     except (ClientGone, asyncio.CancelledError):

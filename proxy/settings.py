@@ -71,6 +71,11 @@ class Trust:
         return any(address in net for net in self.networks)
 
 
+def loopback() -> Trust:
+    """`[admin] debug_from`'s default: this machine's own addresses (127.0.0.0/8, ::1)."""
+    return Trust((IPv4Network("127.0.0.0/8"), IPv6Network("::1/128")))
+
+
 @dataclass(frozen=True, slots=True)
 class Limits:
     """What the front allows a client, and how long a stop waits (nginx's names in comments)."""
@@ -116,3 +121,5 @@ class Settings:
     # The raw table these settings were parsed from: what a master hands its workers, which
     # parse it again (a parsed Settings holds compiled functions, which do not pickle).
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    # Peers whose `Sidecache-Debug: 1` gets the decision trace (`[admin] debug_from`).
+    debug_from: Trust = field(default_factory=loopback)

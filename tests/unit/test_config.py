@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from ipaddress import ip_network
 from pathlib import Path
 from typing import Any
@@ -656,6 +657,34 @@ def test_trusted_proxies_parsed() -> None:
     assert settings.trust.trusts("10.1.2.3") is True
     assert settings.trust.trusts("11.0.0.1") is False
     assert settings.trust.trusts("") is True  # unix-socket peer
+
+
+@pytest.mark.parametrize(
+    ("admin", "allowed", "refused"),
+    [
+        # product rule: the operator's own machine may ask for a trace, nobody else
+        pytest.param({}, ["127.0.0.1", "127.9.9.9", "::1"], ["10.0.0.1", "", "-"], id="default"),
+        pytest.param({"debug_from": []}, [], ["127.0.0.1", "::1", ""], id="off"),
+        pytest.param(
+            {"debug_from": ["10.0.0.0/8", "unix"]}, ["10.1.2.3", ""], ["127.0.0.1"], id="set"
+        ),
+    ],
+)
+def test_debug_from(admin: dict[str, Any], allowed: list[str], refused: list[str]) -> None:
+    debug_from = parse({"admin": admin}, SOURCE).debug_from
+    assert [peer for peer in allowed + refused if debug_from.trusts(peer)] == allowed
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        (["nope"], "admin.debug_from: 'nope' does not appear to be an IPv4 or IPv6 network"),
+        ("127.0.0.1", "admin.debug_from: expected list, got a string"),
+    ],
+)
+def test_debug_from_errors_name_the_key(value: object, problem: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(f"{SOURCE}: {problem}")):
+        parse({"admin": {"debug_from": value}}, SOURCE)
 
 
 def test_several_listeners() -> None:

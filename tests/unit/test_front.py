@@ -112,6 +112,9 @@ class ScriptedDriver:
         outcome.status, outcome.cache = 200, CacheResult.HIT
         return decision, ENTRY, 5, ()
 
+    def trace(self, view: RequestView) -> tuple[tuple[str, str], ...]:
+        return ()
+
     async def handle(self, client: ClientSide, decision: Any = None) -> Outcome:
         path = client.view.path
         self.handled.append(path)

@@ -19,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from proxy.config import load, parse
+from proxy.config import ConfigError, load, parse
 from proxy.decide import Lookup, Pass, decide
 from proxy.identity import Visitor
 from proxy.reasons import PassReason
@@ -329,3 +329,7 @@ def test_the_identity_words_agree_with_the_verdict(policy: Any, view: RequestVie
     """`evidence` explains `RequestView.visitor` in its own order: their verdicts agree."""
     assert evidence(view, policy)[0] is view.visitor(policy)
 
+
+def test_a_rule_on_the_debug_header_is_refused() -> None:
+    with pytest.raises(ConfigError, match="debug header"):
+        parse({"rules": [{"header": {"Sidecache-Debug": "present"}}]}, "t.toml")
