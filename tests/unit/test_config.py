@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from proxy.config import DEFAULT_SOURCE, ConfigError, load, parse, parse_listen, parse_upstream
+from proxy.explain import describe
 from proxy.freshness import TtlMode
 from proxy.rules import Action, SetCookieMode
 from proxy.rules import Test as Check
@@ -995,3 +996,15 @@ def test_catch_all_is_the_embedded_default_plus_its_pass_rule() -> None:
     assert [(r.name, r.action, r.cache, r.methods, r.ttl) for r in rest] == [
         (r.name, r.action, r.cache, r.methods, r.ttl) for r in default.rules
     ]
+
+
+@pytest.mark.parametrize(
+    ("admin", "line"),
+    [
+        ({}, "Sidecache-Debug traces for: 127.0.0.0/8, ::1/128"),
+        ({"debug_from": ["unix"]}, "Sidecache-Debug traces for: unix sockets"),
+        ({"debug_from": []}, "Sidecache-Debug traces: off"),
+    ],
+)
+def test_check_says_who_may_ask_for_a_trace(admin: dict[str, Any], line: str) -> None:
+    assert line in describe(parse({"admin": admin}, SOURCE)).splitlines()

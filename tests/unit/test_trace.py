@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -330,6 +331,15 @@ def test_the_identity_words_agree_with_the_verdict(policy: Any, view: RequestVie
     assert evidence(view, policy)[0] is view.visitor(policy)
 
 
-def test_a_rule_on_the_debug_header_is_refused() -> None:
-    with pytest.raises(ConfigError, match="debug header"):
-        parse({"rules": [{"header": {"Sidecache-Debug": "present"}}]}, "t.toml")
+@pytest.mark.parametrize(
+    ("rule", "key"),
+    [
+        ({"header": {"Sidecache-Debug": "present"}}, "rules[1].header.Sidecache-Debug"),
+        ({"key": "{uri}{header[Sidecache-Debug]}"}, "rules[1].key"),
+        ({"keep_headers": ["sidecache-debug"]}, "rules[1].keep_headers"),
+    ],
+)
+def test_a_rule_on_the_debug_header_is_refused(rule: dict[str, Any], key: str) -> None:
+    """Product rule: the debug header asks for a trace and never changes what is cached."""
+    with pytest.raises(ConfigError, match=f"^t.toml: {re.escape(key)}: .*debug header"):
+        parse({"rules": [rule]}, "t.toml")
