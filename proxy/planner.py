@@ -79,11 +79,13 @@ def plan(
     personal: bool,
 ) -> Plan:
     """The state of one lookup, in order: a usable entry answers (a range of it, for a Range
-    request); a Range request goes to the app otherwise; only-if-cached gets a 504; a stale
+    request, when it is a 200: ranges are of a 200's representation, and a server may ignore
+    Range, RFC 9110 §14.2, as nginx does for other statuses); a Range request goes to the app
+    otherwise; only-if-cached gets a 504; a stale
     entry within stale-while-revalidate answers while it is refreshed; a personal key is a
     pass; a stale entry with a validator is revalidated; anything else is filled."""
     if entry is not None and usable(entry, asked, now):
-        return Hit(entry) if ranged is None else Partial(entry, ranged)
+        return Hit(entry) if ranged is None or entry.status != 200 else Partial(entry, ranged)
     if ranged is not None:
         return RangeToApp()
     if asked.only_if_cached:

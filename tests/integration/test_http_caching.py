@@ -640,6 +640,22 @@ async def test_a_range_is_answered_from_a_stored_complete_response(
     assert len(upstream.to("/file")) == 1
 
 
+async def test_a_range_of_a_stored_404_gets_the_whole_404(
+    sidecache: StartProxy, upstream: FakeUpstream
+) -> None:
+    # RFC 9110 §14.2: a server may ignore Range; ranges are of a 200's representation (nginx
+    # answers them for 200 only). A 206 cut out of a stored error page would be a new answer.
+    upstream.on("/gone", status=404, body=BODY, headers=[("Cache-Control", "max-age=60")])
+    client = await origin_proxy(sidecache, statuses=[200, 404])
+    await client.get("/gone")
+    got = await client.get("/gone", {"Range": "bytes=0-9"})
+
+    assert (got.status, got.x_cache) == (404, "HIT")
+    assert got.headers.get("Content-Range") is None
+    assert got.body == BODY
+    assert len(upstream.to("/gone")) == 1
+
+
 async def test_several_ranges_go_to_the_app_even_with_a_stored_response(
     sidecache: StartProxy, upstream: FakeUpstream
 ) -> None:

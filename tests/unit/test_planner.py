@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from proxy.freshness import NO_DIRECTIVES, RequestDirectives
@@ -35,6 +37,7 @@ def entry(
 
 
 FRESH = entry(NOW + 10)
+FRESH_404 = replace(FRESH, status=404, reason="Not Found")
 STALE = entry(NOW - 10)
 STALE_ETAG = entry(NOW - 10, etag=True)
 STALE_SWR = entry(NOW - 10, swr=60, etag=True)
@@ -50,6 +53,8 @@ ANY = NO_DIRECTIVES  # a request without Cache-Control
         pytest.param(FRESH, ANY, None, False, Hit(FRESH), id="fresh-hit"),
         pytest.param(FRESH, ANY, None, True, Hit(FRESH), id="stored-beats-personal"),
         pytest.param(FRESH, ANY, "bytes=0-1", False, Partial(FRESH, "bytes=0-1"), id="range"),
+        # RFC 9110 §14.2: ranges are of a 200's representation; a stored 404 answers whole
+        pytest.param(FRESH_404, ANY, "bytes=0-1", False, Hit(FRESH_404), id="range-of-a-404"),
         pytest.param(STALE, ANY, "bytes=0-1", False, RangeToApp(), id="range-stale"),
         pytest.param(None, ANY, "bytes=0-1", False, RangeToApp(), id="range-none"),
         pytest.param(None, ONLY_IF_CACHED, None, False, NotCached(), id="only-if-cached"),
