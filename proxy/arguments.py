@@ -35,9 +35,16 @@ TOP_LEVEL = ("-h", "--help", "--version")
 def parse_arguments(argv: Sequence[str]) -> argparse.Namespace:
     """Parse argv; without a command it is `run` (`sidecache --upstream URL` serves)."""
     argv = list(argv)
-    if not argv or (argv[0] not in COMMANDS and argv[0] not in TOP_LEVEL):
+    defaulted = not argv or (argv[0] not in COMMANDS and argv[0] not in TOP_LEVEL)
+    if defaulted:
         argv.insert(0, DEFAULT_COMMAND)
     args = build_parser().parse_args(argv)
+    if defaulted and args.config_path in COMMANDS:
+        # `sidecache --config site.toml check`: the command came after options, and run's
+        # CONFIG took it for a file name. Read it as the command it names.
+        del argv[argv.index(args.config_path, 1)]
+        argv[0] = args.config_path
+        args = build_parser().parse_args(argv)
     choose_config_file(args)
     return args
 

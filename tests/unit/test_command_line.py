@@ -46,6 +46,8 @@ def test_the_readme_command_line_lists_every_option_of_every_command() -> None:
         pytest.param(["dev", "site.toml"], "dev", "site.toml", id="dev-file"),
         pytest.param(["check", "-c", "site.toml"], "check", "site.toml", id="check-flag"),
         pytest.param(["run", "a.toml", "-c", "a.toml"], "run", "a.toml", id="same-file-twice"),
+        pytest.param(["-c", "site.toml", "check"], "check", "site.toml", id="command-after-flags"),
+        pytest.param(["-c", "site.toml", "run"], "run", "site.toml", id="run-after-flags"),
     ],
 )
 def test_commands_and_the_config_file(argv: list[str], command: str, config: str | None) -> None:
