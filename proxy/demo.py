@@ -101,7 +101,7 @@ async def run_demo(settings: Settings, port: int) -> None:
         await proxy.start()
         try:
             print(_instructions(proxy.addresses[0], port), flush=True)
-            await until_stopped()
+            await until_stopped(proxy.reopen_access_log)
         finally:
             await proxy.stop()
     finally:

@@ -169,9 +169,10 @@ def tune_gc() -> None:
     gc.set_threshold(GC_YOUNG, 50, 100)
 
 
-async def until_stopped() -> None:
-    """Until SIGTERM or SIGINT (the demo's loop: it does not reload)."""
-    stop, _ = _install_signal_handlers(reloads=False)
+async def until_stopped(reopen: Callable[[], None] | None = None) -> None:
+    """Until SIGTERM or SIGINT (the demo's loop: it does not reload); SIGUSR1 calls `reopen`
+    (without one, SIGUSR1's default action would end the process)."""
+    stop, _ = _install_signal_handlers(reloads=False, reopen=reopen)
     await stop.wait()
 
 

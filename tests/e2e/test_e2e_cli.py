@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import sys
@@ -315,6 +316,8 @@ async def test_demo_serves_hits_and_passes_logged_in_visitors(client, tmp_path):
             client, "GET", base + "/me", headers={"Cookie": "remember_token=bob|x"}
         )
         direct = await fetch(client, "GET", f"http://127.0.0.1:{demo_port}/")
+        os.kill(proc.pid, signal.SIGUSR1)  # logrotate's signal: the demo goes on serving
+        after_usr1 = await fetch(client, "GET", base + "/")
     finally:
         code = await proc.stop()
 
@@ -327,6 +330,7 @@ async def test_demo_serves_hits_and_passes_logged_in_visitors(client, tmp_path):
     assert (me_again.x_cache, b"<h1>Hello, bob</h1>" in me_again.body) == ("PASS", True)
     assert direct.status == 200
     assert "X-Cache" not in direct.headers
+    assert (after_usr1.status, after_usr1.x_cache) == (200, "HIT")
     assert f"sidecache in front on {base}" in "".join(proc.stdout)
     assert code == 0
 
