@@ -35,6 +35,14 @@ PURE_CORE = (
     "proxy.settings",
     "proxy.trace",
     "proxy.trace_report",
+    # `sidecache import-uwsgi`: the ini, the routing table, the translation
+    "proxy.uwsgi_ini",
+    "proxy.uwsgi_terms",
+    "proxy.uwsgi_routes",
+    "proxy.uwsgi_flow",
+    "proxy.uwsgi_rules",
+    "proxy.uwsgi_setup",
+    "proxy.uwsgi_import",
 )
 # Each module in a fresh interpreter, so one module's imports cannot hide another's.
 PROBE = """
