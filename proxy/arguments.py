@@ -6,6 +6,7 @@ environment and the config file. Pure: argv and a mapping in, a Namespace and a 
     sidecache dev [CONFIG] [options]      a local dev proxy: coloured lines, reload on save
     sidecache demo [CONFIG] [options]     a demo site with sidecache in front
     sidecache explain URL [options]       why a request would be cached or passed (no server)
+    sidecache import-uwsgi FILE.ini       a uWSGI router-cache setup as a sidecache config
 
 Precedence, for every command: the command line, then SIDECACHE_* variables, then the config
 file, then the embedded default. The config file named on the command line (CONFIG or
@@ -27,6 +28,7 @@ COMMANDS = {
     "dev": "a local dev proxy: one coloured line per request, the config file reloaded on save",
     "demo": "a demo site on 127.0.0.1 with sidecache in front, to see hit, miss and pass",
     "explain": "why a request would be cached or passed: the rules, the key, the fill (no server)",
+    "import-uwsgi": "print a sidecache config equivalent to a uWSGI ini's router-cache setup",
 }
 DEFAULT_COMMAND = "run"
 TOP_LEVEL = ("-h", "--help", "--version")
@@ -93,7 +95,28 @@ def build_parser() -> argparse.ArgumentParser:
                 help="the demo site's port on 127.0.0.1 (default 5050); sidecache's own "
                 "address is --listen (default 127.0.0.1:8080)",
             )
+    _import_uwsgi_command(commands)
     return parser
+
+
+def _import_uwsgi_command(commands: Any) -> None:
+    """`sidecache import-uwsgi FILE.ini [--section NAME]`: no config, no settings."""
+    command = commands.add_parser(
+        "import-uwsgi",
+        help=COMMANDS["import-uwsgi"],
+        description="Print, on stdout, a sidecache TOML config equivalent to the router-cache "
+        "setup of a uWSGI ini file (cache2, route/route-if/route-run with cache:, "
+        "cachestore:, goto:, continue:), with a comment for every line it could not "
+        "translate and why. Exit status 2 when the file cannot be read.",
+    )
+    command.add_argument("ini", metavar="FILE.ini", help="the uWSGI ini file")
+    command.add_argument(
+        "--section",
+        default="uwsgi",
+        metavar="NAME",
+        help="the ini section to read (default uwsgi, as uWSGI reads; FILE.ini:NAME there)",
+    )
+    command.set_defaults(config_path=None, config=None)
 
 
 def _description(name: str) -> str:

@@ -1,4 +1,5 @@
-"""The `sidecache` command: run (the default), check, dev, demo, explain (see arguments.py).
+"""The `sidecache` command: run (the default), check, dev, demo, explain, import-uwsgi
+(see arguments.py).
 
 This module parses, loads the settings and dispatches; serving, reloading and signals are
 lifecycle.py's.
@@ -22,6 +23,7 @@ from proxy.demo import run_demo
 from proxy.explain import describe
 from proxy.settings import Settings
 from proxy.trace_report import report, request_view
+from proxy.uwsgi_cli import run_import
 
 CHECKING_DEFAULT = (
     "no config file given (CONFIG, --config or SIDECACHE_CONFIG): "
@@ -58,6 +60,8 @@ def explain_request(settings: Settings, args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = parse_arguments(sys.argv[1:] if argv is None else argv)
+        if args.command == "import-uwsgi":  # reads an ini, not the settings
+            return run_import(args)
         apply_environment(args, os.environ)
         level = log_level(args)
         logs.setup(level)
