@@ -104,9 +104,14 @@ def _caches(options: tuple[IniOption, ...]) -> tuple[dict[str, Cache], list[Bloc
     """The ini's caches in uWSGI's order (the old-style `cache` first: it is made first)."""
     caches: dict[str, Cache] = {}
     blocks: list[Block] = []
-    blocksize = next((o for o in options if o.name == "cache-blocksize"), None)
+    sizes = [o for o in options if o.name == "cache-blocksize"]
     old = [o for o in options if o.name == "cache"]
-    read = [(o, read_old_cache(o, blocksize)) for o in old[-1:]]
+    for option in old[:-1] + sizes[:-1]:  # uWSGI keeps an option's last value
+        blocks.append(not_translated(option.line, option.text, "a later line sets it again"))
+    if sizes and not old:
+        why = "the old-style cache's blocksize, and no `cache =` line makes that cache"
+        blocks.append(not_translated(sizes[-1].line, sizes[-1].text, why))
+    read = [(o, read_old_cache(o, sizes[-1] if sizes else None)) for o in old[-1:]]
     read += [(o, read_cache2(o)) for o in options if o.name == "cache2"]
     for option, cache in read:
         if isinstance(cache, str):
