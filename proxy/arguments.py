@@ -206,6 +206,12 @@ def _override_options() -> argparse.ArgumentParser:
         'unless given ("" turns a configured one off)',
     )
     add(
+        "--redis",
+        metavar="URL",
+        help="[redis] url: a shared tier behind the in-process caches, e.g. "
+        'redis://127.0.0.1:6379/0, rediss://... or unix:///path.sock ("" turns it off)',
+    )
+    add(
         "--cache",
         action="append",
         metavar="REGEX",
@@ -273,6 +279,7 @@ ENVIRONMENT = {
     "log_level": "SIDECACHE_LOG_LEVEL",
     "shared": "SIDECACHE_SHARED",  # "1", "true" or "yes"
     "workers": "SIDECACHE_WORKERS",
+    "redis": "SIDECACHE_REDIS",
 }
 
 
@@ -308,6 +315,8 @@ def apply_flags(data: dict[str, Any], args: argparse.Namespace) -> bool:
         put("admin", "listen", args.admin)
     if option(args, "workers") is not None:
         put("server", "workers", args.workers)
+    if option(args, "redis") is not None:
+        put("redis", "url", args.redis)
     caches = data.setdefault("caches", {})
     flags = {
         "ttl": args.ttl,

@@ -16,6 +16,7 @@ from ipaddress import ip_address, ip_network
 from pathlib import Path
 from typing import Any
 
+from proxy.config_redis import parse_redis
 from proxy.config_rules import check_names, compile_rule, lifetime, rule_warnings, shared_rule
 from proxy.freshness import REQUEST_DIRECTIVES
 from proxy.identity import PRESETS, IdentityPolicy
@@ -89,6 +90,7 @@ def parse(data: Mapping[str, Any], source: str) -> Settings:
     admin_table = root.table("admin")
     debug_from = _debug_from(admin_table)
     admin = _admin(admin_table, listen)
+    redis = parse_redis(root.table("redis"))
     defined = _caches(root.table("caches"))
     # A "default" cache with the documented defaults when the file defines none: every key of
     # the file is optional, `cache = "default"` included. Kept only when a rule uses it.
@@ -118,6 +120,7 @@ def parse(data: Mapping[str, Any], source: str) -> Settings:
         workers=workers,
         raw=data,
         debug_from=debug_from,
+        redis=redis,
     )
 
 

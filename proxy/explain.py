@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from proxy.freshness import TtlMode
 from proxy.identity import IdentityPolicy
 from proxy.rules import Action, Condition, Rule
-from proxy.settings import CacheSettings, Limits, Settings, Trust
+from proxy.settings import CacheSettings, Limits, RedisSettings, Settings, Trust
 from proxy.units import format_size
 
 
@@ -21,6 +21,7 @@ def describe(settings: Settings) -> str:
         "listen: " + ", ".join(str(listen) for listen in settings.listen),
         f"admin: {admin}",
         _workers(settings.workers, settings.caches.values()),
+        *_redis(settings.redis),
         f"upstream: {f'unix:{up.socket}' if up.socket else up.url} "
         f"(connect {up.connect_timeout:g}s, read {up.read_timeout:g}s{total}, "
         f"{up.max_connections} connections{host})",
@@ -96,6 +97,19 @@ def _debug_from(peers: Trust) -> str:
     if not allowed:
         return "Sidecache-Debug traces: off"
     return "Sidecache-Debug traces for: " + ", ".join(allowed)
+
+
+def _redis(redis: RedisSettings | None) -> list[str]:
+    """The shared tier's line, when there is one (`check` says nothing of it otherwise)."""
+    if redis is None:
+        return []
+    coalesce = "; cross-instance coalescing on" if redis.coalesce else ""
+    return [
+        f"redis: {redis.shown_url} behind every cache (keys {redis.prefix}..., timeout "
+        f"{redis.timeout * 1000:g}ms, connect {redis.connect_timeout:g}s, circuit opens after "
+        f"{redis.failures} failures for {redis.cooldown:g}s, {redis.max_connections} "
+        f"connections{coalesce})"
+    ]
 
 
 def _headers(settings: Settings) -> str:

@@ -53,6 +53,30 @@ class CacheSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class RedisSettings:
+    """`[redis]`: the shared tier behind every cache (store/tiered.py). The defaults and why
+    are config_redis.py's."""
+
+    url: str  # redis://[:password@]host[:port][/db], rediss://..., unix://[:password@]/path[?db=N]
+    prefix: str = "sidecache:"  # before every key: deployments sharing one Redis stay apart
+    timeout: float = 0.005  # every call a visitor waits for (get, delete)
+    connect_timeout: float = 1.0  # the background (re)connection's PING
+    failures: int = 5  # failed calls in a row that open the circuit
+    cooldown: float = 5.0  # Redis is skipped this long before it is tried again
+    max_connections: int = 16  # per process
+    coalesce: bool = False  # a short lock in Redis: one fill of a cold key across instances
+
+    @property
+    def shown_url(self) -> str:
+        """The URL without its password, for logs, /ready and `check`."""
+        scheme, sep, rest = self.url.partition("://")
+        userinfo, at, location = rest.rpartition("@")
+        if not at or ":" not in userinfo:
+            return self.url
+        return f"{scheme}{sep}{userinfo.split(':', 1)[0]}:***@{location}"
+
+
+@dataclass(frozen=True, slots=True)
 class Trust:
     """Peers whose X-Forwarded-* / Forwarded headers are believed (a fronting load balancer)."""
 
@@ -123,3 +147,5 @@ class Settings:
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
     # Peers whose `Sidecache-Debug: 1` gets the decision trace (`[admin] debug_from`).
     debug_from: Trust = field(default_factory=loopback)
+    # The shared tier on Redis (`[redis] url`, --redis, SIDECACHE_REDIS); None: off.
+    redis: RedisSettings | None = None
