@@ -8,6 +8,7 @@ inserted, so a stored value must never change afterwards.
 from __future__ import annotations
 
 import itertools
+import secrets
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -82,12 +83,17 @@ class CachedResponse:
         return self.status == 0
 
 
-_generations = itertools.count(1)
+# Generations count up from a random 62-bit start: unique within a process, and (with a shared
+# tier, where processes read each other's markers and variants outlive a process) apart from
+# every other process's, so a marker made anew after an invalidation, here or on another
+# instance, never leads back to the variants of the one it replaced.
+_generations = itertools.count(secrets.randbits(62) | 1)
 
 
 def vary_marker(names: tuple[str, ...], stored_at: float, expires_at: float) -> CachedResponse:
     """What the primary key holds when the response varies: the header names and a generation
-    no other marker of this process has, nothing else."""
+    no other marker has (of this process for sure, of any other almost surely), nothing
+    else."""
     generation = next(_generations)
     return CachedResponse(0, "", (), b"", stored_at, expires_at, vary=names, generation=generation)
 
