@@ -7,7 +7,9 @@ address: there is no authentication), and it is plain aiohttp.web: nothing here 
     GET /health   200 "ok" while the process runs (Docker's HEALTHCHECK, liveness probes)
     GET /ready    200 when the listeners are bound, a configuration is loaded and the upstream
                   accepts a connection within READY_CHECK_SECONDS (and, with worker processes,
-                  every worker is serving); else 503. JSON either way.
+                  every worker is serving); else 503. JSON either way. With [redis], its
+                  `redis` field says how the shared tier is (up, down, open circuit); that
+                  never makes it 503: Redis is an optimisation, memory and the app serve.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from urllib.parse import urlsplit
 
 from aiohttp import web
@@ -52,8 +54,12 @@ class Admin:
         settings: Callable[[], Settings],
         listening: Callable[[], list[str]],
         workers: Callable[[], tuple[int, int]] | None = None,
+        redis: Callable[[], Mapping[str, object] | None] | None = None,
     ):
+        """`redis`: the tier's state (a proxy's); a master, whose workers hold the tiers,
+        has none and PINGs Redis itself."""
         self._settings, self._listening, self._workers = settings, listening, workers
+        self._redis = redis
         self._runner: web.AppRunner | None = None
         self.addresses: list[str] = []
 
@@ -81,11 +87,22 @@ class Admin:
             serving, wanted = self._workers()
             body["ready"] = ok = ok and serving == wanted
             body["workers"] = {"serving": serving, "wanted": wanted}
+        if settings.redis is not None:
+            body["redis"] = await self._redis_state(settings)
         return web.Response(
             status=200 if ok else 503,
             text=json.dumps(body) + "\n",
             content_type="application/json",
         )
+
+    async def _redis_state(self, settings: Settings) -> dict[str, object]:
+        tier = self._redis() if self._redis is not None else None
+        if tier is not None:
+            return dict(tier)
+        assert settings.redis is not None
+        from proxy.store.redis_tier import ping  # only with [redis]
+
+        return await ping(settings.redis)
 
     async def start(self, listen: Listen) -> None:
         self._runner = web.AppRunner(self.app(), access_log=None, shutdown_timeout=1.0)

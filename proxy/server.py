@@ -13,17 +13,21 @@ import socket
 import stat
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from proxy.access_writer import AccessLog
 from proxy.accesslog import skip_access
 from proxy.admin import Admin
 from proxy.front_server import Http1Server, LogAccess
 from proxy.handler import Handler
-from proxy.settings import Listen, Settings
+from proxy.settings import CacheSettings, Listen, Settings
 from proxy.store import CacheStore
 from proxy.store.memory import MemoryStore
+from proxy.store.tiered import TieredStore
 from proxy.upstream import UpstreamClient
+
+if TYPE_CHECKING:
+    from proxy.store.redis_tier import RedisTier
 
 log = logging.getLogger("sidecache")
 T = TypeVar("T")
@@ -80,9 +84,13 @@ class Proxy:
         self.passed = list(passed)  # listening sockets from systemd (socket activation)
         self.clock = clock
         self._retired: set[asyncio.Task[None]] = set()  # a reload's old handler and client
-        self.admin = Admin(lambda: self.settings, lambda: list(self.addresses))
+        # The shared tier ([redis]): one client for every cache; a restart applies changes.
+        self.tier = shared_tier(settings, clock)
+        self.admin = Admin(
+            lambda: self.settings, lambda: list(self.addresses), redis=self._redis_status
+        )
         self.stores: dict[str, CacheStore] = {
-            name: MemoryStore(cache, clock) for name, cache in settings.caches.items()
+            name: self._store(cache) for name, cache in settings.caches.items()
         }
         self.upstream = UpstreamClient(settings.upstream)
         self.handler = Handler(settings, self.stores, self.upstream, clock)
@@ -90,10 +98,19 @@ class Proxy:
         self._http1: Http1Server | None = None
         self._servers: list[asyncio.Server] = []
 
+    def _store(self, cache: CacheSettings) -> CacheStore:
+        memory = MemoryStore(cache, self.clock)
+        return memory if self.tier is None else TieredStore(memory, self.tier)
+
+    def _redis_status(self) -> dict[str, object] | None:
+        return self.tier.status() if self.tier is not None else None
+
     async def start(self) -> None:
         """Open the upstream session and bind every listener; on failure undo what was done."""
         try:
             self.access_log = self._open_access_log(self.settings)
+            if self.tier is not None:  # one PING at most connect_timeout; serves either way
+                await self.tier.start()
             await self.upstream.start()
             await self._listen()
             admin = self.settings.admin
@@ -156,6 +173,8 @@ class Proxy:
             task.cancel()
         await asyncio.gather(*self._retired, return_exceptions=True)
         await self.upstream.close()
+        if self.tier is not None:
+            await self.tier.close()
         if self.access_log is not None:  # last: the lines of requests cut at stop are in
             await self.access_log.close()
             self.access_log = None
@@ -211,7 +230,7 @@ class Proxy:
         for name, cache in settings.caches.items():
             kept = self.stores.get(name)
             same = kept is not None and self.settings.caches.get(name) == cache
-            stores[name] = kept if same and kept is not None else MemoryStore(cache, self.clock)
+            stores[name] = kept if same and kept is not None else self._store(cache)
         old_handler, old_upstream = self.handler, self.upstream
         upstream = self.upstream
         if settings.upstream != self.settings.upstream:
@@ -262,6 +281,16 @@ class Proxy:
         raise LookupError("no TCP listener")
 
 
+def shared_tier(settings: Settings, clock: Callable[[], float]) -> RedisTier | None:
+    """The Redis tier `[redis]` asks for, or None. redis-py is imported here, only then: it
+    adds ~50 ms to every start (and every worker's) that does not use it."""
+    if settings.redis is None:
+        return None
+    from proxy.store.redis_tier import RedisTier
+
+    return RedisTier(settings.redis, clock)
+
+
 def restart_notes(old: Settings, new: Settings) -> list[str]:
     """What of a reload takes effect only later: on new connections, or at a restart."""
     later: list[str] = []
@@ -271,6 +300,8 @@ def restart_notes(old: Settings, new: Settings) -> list[str]:
         later.append("the number of workers changed: a restart applies it")
     if (new.trust, new.limits) != (old.trust, old.limits):
         later.append("trusted_proxies and client limits apply to new connections")
+    if new.redis != old.redis:
+        later.append("[redis] changed: a restart applies it")
     return later
 
 

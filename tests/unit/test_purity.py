@@ -1,4 +1,5 @@
-"""Pin the layering: the pure core never imports the network stack (DESIGN.md, "Layers")."""
+"""Pin the layering: the pure core never imports the network stack (DESIGN.md, "Layers"):
+neither aiohttp nor the Redis client."""
 
 from __future__ import annotations
 
@@ -43,6 +44,10 @@ PURE_CORE = (
     "proxy.uwsgi_rules",
     "proxy.uwsgi_setup",
     "proxy.uwsgi_import",
+    # the shared tier's decisions: its settings, its circuit breaker, its entry encoding
+    "proxy.config_redis",
+    "proxy.breaker",
+    "proxy.store.codec",
 )
 # Each module in a fresh interpreter, so one module's imports cannot hide another's.
 PROBE = """
@@ -51,8 +56,9 @@ result = {}
 for name in sys.argv[1:]:
     before = set(sys.modules)
     importlib.import_module(name)
-    result[name] = sorted(m for m in set(sys.modules) - before if m.split(".")[0] == "aiohttp")
-    for module in [m for m in sys.modules if m.startswith(("proxy", "aiohttp"))]:
+    network = ("aiohttp", "redis")
+    result[name] = sorted(m for m in set(sys.modules) - before if m.split(".")[0] in network)
+    for module in [m for m in sys.modules if m.startswith(("proxy", *network))]:
         del sys.modules[module]
 print(json.dumps(result))
 """
@@ -82,7 +88,7 @@ def test_pure_module_does_not_import_aiohttp(imported: dict[str, list[str]], mod
 def test_importing_the_whole_core_together_does_not_import_aiohttp() -> None:
     code = (
         f"import sys\nimport {', '.join(PURE_CORE)}\n"
-        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'aiohttp'))"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('aiohttp', 'redis')))"
     )
     result = subprocess.run(
         [sys.executable, "-c", code],
@@ -108,3 +114,24 @@ def test_the_probe_would_notice_aiohttp() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "aiohttp" in json.loads(result.stdout)["proxy.demo"]
+
+
+def test_the_redis_client_is_imported_only_when_a_tier_is_configured() -> None:
+    """redis-py adds ~50 ms to every start: a sidecache without [redis] (the default) must
+    not pay it, so server.py and admin.py import the tier only when configured."""
+    code = (
+        "import sys\nimport proxy.cli, proxy.server, proxy.admin, proxy.lifecycle, proxy.worker\n"
+        "from proxy.config import parse\nfrom proxy.server import Proxy\n"
+        "Proxy(parse({}, 'x'))\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'redis'))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

@@ -1,0 +1,342 @@
+"""The Redis side of the shared tier: one client per process, every call under `[redis]
+timeout`, a circuit breaker (breaker.py), writes in the background and a probe that
+reconnects. What an entry looks like in Redis is codec.py's; which calls are made when is
+tiered.py's.
+
+Redis down never hurts a visitor: a call that fails or takes longer than the timeout is a
+miss (a get) or is dropped (a write); after `failures` in a row the circuit opens and Redis is
+not asked at all, until a PING made in the background (never on a visitor's time, with
+`connect_timeout`) answers. Changes of state are logged once each.
+
+Writes never hold a response: `store` queues the entry (at most WRITE_QUEUE entries and
+WRITE_BYTES of them; past that a write is dropped and counted, never queued without bound),
+and one task encodes and sends them, a pipeline of a few at a time. A newer write of a key
+replaces a queued older one; a delete takes a queued write of its key back first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from hashlib import blake2b
+from typing import Any
+
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+
+from proxy.breaker import Breaker, Circuit
+from proxy.settings import RedisSettings
+from proxy.store import CachedResponse
+from proxy.store.codec import EntryError, decode, encode
+
+log = logging.getLogger("sidecache")
+Clock = Callable[[], float]
+FAILURES = (RedisError, OSError, TimeoutError)
+
+WRITE_QUEUE = 256  # entries waiting to be written, at most (then writes are dropped)
+WRITE_BYTES = 16 * 1024 * 1024  # and bytes of them
+BATCH = 16  # entries in one pipeline, at most
+BATCH_BYTES = 256 * 1024  # and bytes: a batch must fit in the call's timeout
+
+
+@dataclass
+class TierCounts:
+    """What the tier did, for /ready (and metrics)."""
+
+    hits: int = 0
+    misses: int = 0
+    skipped: int = 0  # calls not made: the circuit was open
+    errors: int = 0  # calls that failed or timed out
+    undecodable: int = 0  # values that were not an entry this version reads (a miss)
+    writes: int = 0
+    writes_dropped: int = 0  # the queue was full, or the circuit open
+    deletes: int = 0  # keys Redis held and deleted
+
+
+@dataclass
+class _Write:
+    entry: CachedResponse
+    ttl_ms: int
+    tags: tuple[str, ...] = ()
+
+
+class RedisTier:
+    """`await start()`, then `fetch`, `store`, `delete`; `await close()`.
+
+    `clock` is the entries' monotonic clock and `wall` epoch seconds (their difference moves
+    entry times to and from the wall clock); `timer` drives the breaker and the probe (real
+    monotonic time: the probe sleeps on it)."""
+
+    def __init__(
+        self,
+        settings: RedisSettings,
+        clock: Clock = time.monotonic,
+        wall: Clock = time.time,
+        timer: Clock = time.monotonic,
+    ) -> None:
+        self.settings = settings
+        self.clock, self.wall, self.timer = clock, wall, timer
+        self.breaker = Breaker(settings.failures, settings.cooldown)
+        self.counts = TierCounts()
+        self.client: Redis | None = None
+        self._pending: dict[str, _Write] = {}
+        self._pending_bytes = 0
+        self._wake = asyncio.Event()
+        self._opened = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._last_error = ""
+
+    # --- life ------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Connect (one PING, within connect_timeout: serving starts either way) and start the
+        writer and the probe."""
+        self.client = connect(self.settings)
+        if not await self._probe():
+            log.warning(
+                "redis %s: down (%s); memory and the app serve, Redis is tried again every %gs",
+                self.settings.shown_url,
+                self._last_error,
+                self.settings.cooldown,
+            )
+            self._opened.set()
+        loop = asyncio.get_running_loop()
+        self._tasks = [loop.create_task(self._write_loop()), loop.create_task(self._probe_loop())]
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+        if self.client is not None:
+            with contextlib.suppress(*FAILURES):
+                await self.client.aclose()
+            self.client = None
+
+    def key(self, cache: str, key: str) -> str:
+        """The Redis key of a cache's key: the deployment's prefix, the cache's name and a
+        digest of the key (a visitor chooses the key's target: it can be kilobytes)."""
+        digest = blake2b(key.encode("utf-8", "surrogateescape"), digest_size=16).hexdigest()
+        return f"{self.settings.prefix}{cache}:{digest}"
+
+    # --- calls a request waits for ---------------------------------------------------------
+
+    async def fetch(self, rkey: str) -> tuple[CachedResponse, tuple[str, ...]] | None:
+        """The entry under `rkey` on this process's clock, and its tags; None for a miss, an
+        open circuit, a failure, a value that does not decode or an entry already expired."""
+        if not self.breaker.allows() or self.client is None:
+            self.counts.skipped += 1
+            return None
+        try:
+            async with asyncio.timeout(self.settings.timeout):
+                value = await self.client.get(rkey)
+        except FAILURES as exc:
+            self._failed(exc)
+            return None
+        self._succeeded()
+        if not isinstance(value, bytes):
+            self.counts.misses += 1
+            return None
+        return self._decoded(rkey, value)
+
+    def _decoded(self, rkey: str, value: bytes) -> tuple[CachedResponse, tuple[str, ...]] | None:
+        try:
+            entry, tags = decode(value, self.wall() - self.clock())
+        except EntryError as exc:
+            self.counts.undecodable += 1
+            log.debug("redis: %s is not an entry this version reads (%s): a miss", rkey, exc)
+            return None
+        if entry.expires_at <= self.clock():
+            self.counts.misses += 1
+            return None
+        self.counts.hits += 1
+        return entry, tags
+
+    async def delete(self, rkeys: Iterable[str]) -> bool:
+        """Delete `rkeys` (and any queued write of them); True when Redis held one."""
+        keys = list(rkeys)
+        for rkey in keys:
+            self._unqueue(rkey)
+        if not keys or not self.breaker.allows() or self.client is None:
+            return False
+        try:
+            async with asyncio.timeout(self.settings.timeout):
+                deleted = await self.client.delete(*keys)
+        except FAILURES as exc:
+            self._failed(exc)
+            return False
+        self._succeeded()
+        self.counts.deletes += int(deleted)
+        return bool(deleted)
+
+    # --- writes, in the background ---------------------------------------------------------
+
+    def store(self, rkey: str, entry: CachedResponse, tags: tuple[str, ...] = ()) -> bool:
+        """Queue `entry` to be written under `rkey` until it expires; False when it is not
+        (the circuit is open, the queue is full, or it expires within a millisecond)."""
+        ttl_ms = int((entry.expires_at - self.clock()) * 1000)
+        if ttl_ms < 1:
+            return False
+        self._unqueue(rkey)
+        full = len(self._pending) >= WRITE_QUEUE or self._pending_bytes + entry.size > WRITE_BYTES
+        if full or not self.breaker.allows():
+            self.counts.writes_dropped += 1
+            return False
+        self._pending[rkey] = _Write(entry, ttl_ms, tags)
+        self._pending_bytes += entry.size
+        self._wake.set()
+        return True
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    def _unqueue(self, rkey: str) -> None:
+        write = self._pending.pop(rkey, None)
+        if write is not None:
+            self._pending_bytes -= write.entry.size
+
+    def _batch(self) -> list[tuple[str, _Write]]:
+        """The oldest queued writes, at most BATCH of them and BATCH_BYTES (at least one)."""
+        batch: list[tuple[str, _Write]] = []
+        size = 0
+        for rkey, write in list(self._pending.items()):
+            if batch and (len(batch) >= BATCH or size + write.entry.size > BATCH_BYTES):
+                break
+            batch.append((rkey, write))
+            size += write.entry.size
+            self._unqueue(rkey)
+        return batch
+
+    async def _write_loop(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._pending:
+                await self._write(self._batch())
+
+    async def _write(self, batch: list[tuple[str, _Write]]) -> None:
+        if not self.breaker.allows() or self.client is None:
+            self.counts.writes_dropped += len(batch)
+            return
+        offset = self.wall() - self.clock()
+        pipe = self.client.pipeline(transaction=False)
+        written = 0
+        for rkey, write in batch:
+            try:
+                value = encode(write.entry, offset, write.tags)
+            except ValueError:
+                continue
+            _ = pipe.set(rkey, value, px=write.ttl_ms)  # queued: the pipeline is awaited below
+            written += 1
+        if not written:
+            return
+        try:
+            async with asyncio.timeout(self.settings.timeout):
+                await pipe.execute()
+        except FAILURES as exc:
+            self.counts.writes_dropped += written
+            self._failed(exc)
+            return
+        self._succeeded()
+        self.counts.writes += written
+
+    # --- the breaker and the probe ---------------------------------------------------------
+
+    def _failed(self, exc: BaseException) -> None:
+        self.counts.errors += 1
+        self._last_error = _describe(exc)
+        if self.breaker.failed(self.timer()) is Circuit.OPEN:
+            log.warning(
+                "redis %s: circuit open after %d failures in a row (%s); memory and the app "
+                "serve, Redis is tried again every %gs",
+                self.settings.shown_url,
+                self.settings.failures,
+                self._last_error,
+                self.settings.cooldown,
+            )
+            self._opened.set()
+
+    def _succeeded(self) -> None:
+        was = self.breaker.state
+        if self.breaker.succeeded(self.timer()) is not None and was is Circuit.OPEN:
+            self._opened.clear()
+            log.info("redis %s: up", self.settings.shown_url)
+
+    async def _probe(self) -> bool:
+        """One PING within connect_timeout; the breaker hears how it went."""
+        assert self.client is not None
+        try:
+            async with asyncio.timeout(self.settings.connect_timeout):
+                await self.client.ping()
+        except FAILURES as exc:
+            self._last_error = _describe(exc)
+            self.breaker.failed(self.timer())
+            return False
+        self._succeeded()
+        return True
+
+    async def _probe_loop(self) -> None:
+        """While the circuit is open: a PING every cool-down, until one answers."""
+        while True:
+            await self._opened.wait()
+            while self.breaker.state is Circuit.OPEN:
+                await asyncio.sleep(self.breaker.retry_in(self.timer()))
+                if self.breaker.probe_due(self.timer()):
+                    await self._probe()
+
+    def status(self) -> dict[str, Any]:
+        """What /ready says of the tier."""
+        state = self.breaker.state
+        shown: dict[str, Any] = {"state": state.value, "url": self.settings.shown_url}
+        if state is not Circuit.UP and self._last_error:
+            shown["error"] = self._last_error
+        if state is Circuit.OPEN:
+            shown["retry_in"] = round(self.breaker.retry_in(self.timer()), 3)
+        shown.update(vars(self.counts))
+        shown["writes_queued"] = len(self._pending)
+        return shown
+
+
+def connect(settings: RedisSettings) -> Redis:
+    """A client for `settings.url` (no connection yet): a bounded pool (a call waits for a
+    free connection within its own timeout), no retries (a retry would double a visitor's
+    wait: the breaker decides when to try again), connect and read bounded by
+    connect_timeout underneath every call's own timeout."""
+    pool = BlockingConnectionPool.from_url(
+        settings.url,
+        max_connections=settings.max_connections,
+        timeout=None,
+        socket_timeout=settings.connect_timeout,
+        socket_connect_timeout=settings.connect_timeout,
+        retry=Retry(NoBackoff(), 0),
+        health_check_interval=0,
+    )
+    return Redis.from_pool(pool)  # the client owns the pool: aclose() closes its connections
+
+
+async def ping(settings: RedisSettings) -> dict[str, Any]:
+    """For a master's /ready (its workers hold the tiers): one PING on a connection of its
+    own, within connect_timeout."""
+    client = connect(settings)
+    try:
+        async with asyncio.timeout(settings.connect_timeout):
+            await client.ping()
+    except FAILURES as exc:
+        return {"state": "down", "url": settings.shown_url, "error": _describe(exc)}
+    finally:
+        with contextlib.suppress(*FAILURES):
+            await client.aclose()
+    return {"state": "up", "url": settings.shown_url}
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError) and not str(exc):
+        return "timed out"
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
