@@ -11,6 +11,12 @@ the background by the tier, never on a visitor's time. The states, as `/ready` s
     open  ── the probe fails ──▶ open (retry at now + cooldown)
     open  ── the probe succeeds ──▶ up
 
+Failures count in a row only when at least `spacing` apart (the tier gives its call
+timeout): calls under way together that fail together (a stall of this process, which the
+kernel did not schedule for 20 ms, times out every call in flight) are one event, not
+sixteen. A Redis that is down keeps failing, so it still opens the circuit, after about
+`failures` x `spacing` seconds.
+
 A new breaker is open with its probe due at once: nothing is asked of Redis before one PING
 has answered. Each method returns the new state when it changed, None when not, so the caller
 logs a change once, never once per request.
@@ -32,9 +38,11 @@ class Circuit(StrEnum):
 class Breaker:
     failures: int  # failed calls in a row that open the circuit
     cooldown: float  # seconds between probes while open
+    spacing: float = 0.0  # failures closer than this to the last one counted are the same
     state: Circuit = Circuit.OPEN
     failed_in_row: int = 0
     retry_at: float = 0.0  # when open: the next probe is due then
+    last_failure: float = float("-inf")  # the last one counted
 
     def allows(self) -> bool:
         """May a call go to Redis now? (The hot question: one comparison.)"""
@@ -42,10 +50,13 @@ class Breaker:
 
     def failed(self, now: float) -> Circuit | None:
         """A call (or the probe) failed at `now`."""
-        self.failed_in_row += 1
         if self.state is Circuit.OPEN:
             self.retry_at = now + self.cooldown
             return None
+        if self.failed_in_row and now - self.last_failure < self.spacing:
+            return None  # the same event as the last failure counted
+        self.failed_in_row += 1
+        self.last_failure = now
         if self.failed_in_row >= self.failures:
             return self._become(Circuit.OPEN, now)
         return self._become(Circuit.DOWN, now)

@@ -20,10 +20,10 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from hashlib import blake2b
-from typing import Any
+from typing import Any, TypeVar
 
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
@@ -34,9 +34,11 @@ from proxy.breaker import Breaker, Circuit
 from proxy.settings import RedisSettings
 from proxy.store import CachedResponse
 from proxy.store.codec import EntryError, decode, encode
+from proxy.store.deadline import within
 
 log = logging.getLogger("sidecache")
 Clock = Callable[[], float]
+T = TypeVar("T")
 FAILURES = (RedisError, OSError, TimeoutError)
 
 WRITE_QUEUE = 256  # entries waiting to be written, at most (then writes are dropped)
@@ -57,6 +59,10 @@ class TierCounts:
     writes: int = 0
     writes_dropped: int = 0  # the queue was full, or the circuit open
     deletes: int = 0  # keys Redis held and deleted
+
+
+class _Skipped(Exception):
+    """The circuit opened while a call waited for a slot: it is not made."""
 
 
 @dataclass
@@ -82,7 +88,7 @@ class RedisTier:
     ) -> None:
         self.settings = settings
         self.clock, self.wall, self.timer = clock, wall, timer
-        self.breaker = Breaker(settings.failures, settings.cooldown)
+        self.breaker = Breaker(settings.failures, settings.cooldown, settings.timeout)
         self.counts = TierCounts()
         self.client: Redis | None = None
         self._pending: dict[str, _Write] = {}
@@ -91,6 +97,7 @@ class RedisTier:
         self._opened = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._last_error = ""
+        self._slots = asyncio.Semaphore(settings.max_connections)
 
     # --- life ------------------------------------------------------------------------------
 
@@ -127,15 +134,26 @@ class RedisTier:
 
     # --- calls a request waits for ---------------------------------------------------------
 
+    async def _call(self, command: Callable[[Redis], Awaitable[T]]) -> T:
+        """`command` on the client within [redis] timeout, once one of max_connections slots
+        is free (the timeout counts from then: time spent queued behind this process's own
+        calls says nothing of Redis); `_Skipped` when the circuit is open by then."""
+        async with self._slots:
+            if not self.breaker.allows() or self.client is None:
+                raise _Skipped
+            return await within(command(self.client), self.settings.timeout)
+
     async def fetch(self, rkey: str) -> tuple[CachedResponse, tuple[str, ...]] | None:
         """The entry under `rkey` on this process's clock, and its tags; None for a miss, an
         open circuit, a failure, a value that does not decode or an entry already expired."""
-        if not self.breaker.allows() or self.client is None:
+        if not self.breaker.allows():
             self.counts.skipped += 1
             return None
         try:
-            async with asyncio.timeout(self.settings.timeout):
-                value = await self.client.get(rkey)
+            value = await self._call(lambda client: client.get(rkey))
+        except _Skipped:
+            self.counts.skipped += 1
+            return None
         except FAILURES as exc:
             self._failed(exc)
             return None
@@ -163,11 +181,12 @@ class RedisTier:
         keys = list(rkeys)
         for rkey in keys:
             self._unqueue(rkey)
-        if not keys or not self.breaker.allows() or self.client is None:
+        if not keys or not self.breaker.allows():
             return False
         try:
-            async with asyncio.timeout(self.settings.timeout):
-                deleted = await self.client.delete(*keys)
+            deleted = await self._call(lambda client: client.delete(*keys))
+        except _Skipped:
+            return False
         except FAILURES as exc:
             self._failed(exc)
             return False
@@ -238,8 +257,10 @@ class RedisTier:
         if not written:
             return
         try:
-            async with asyncio.timeout(self.settings.timeout):
-                await pipe.execute()
+            await self._call(lambda _: pipe.execute())
+        except _Skipped:
+            self.counts.writes_dropped += written
+            return
         except FAILURES as exc:
             self.counts.writes_dropped += written
             self._failed(exc)

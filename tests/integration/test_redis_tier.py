@@ -237,14 +237,18 @@ async def test_ready_stays_ready_and_says_how_redis_is(
 
     up_status, up = await ready()
     redis_server.kill()
-    for n in range(3):  # L1 misses: the first two fail, then the circuit is open
+    for n in range(100):  # L1 misses, until two failures a timeout apart open the circuit
         assert (await get(a, f"/p{n}")).status == 200
+        if tier(a).breaker.state == "open":
+            break
+        await asyncio.sleep(0.006)
+    assert (await get(a, "/skipped")).status == 200
     open_status, opened = await ready()
 
     assert (up_status, up["ready"], up["redis"]["state"]) == (200, True, "up")
     assert up["redis"]["url"] == redis_server.url
     assert (open_status, opened["ready"], opened["redis"]["state"]) == (200, True, "open")
-    assert opened["redis"]["errors"] == 2 and opened["redis"]["skipped"] >= 1
+    assert opened["redis"]["errors"] >= 2 and opened["redis"]["skipped"] >= 1
     assert 0 < opened["redis"]["retry_in"] <= 0.2
 
 
@@ -293,10 +297,10 @@ async def test_redis_failing_mid_load_costs_visitors_nothing(
 
     counts = tier(a).counts
     assert tier(a).breaker.state == "open"
-    # then it stopped asking: a few dozen calls failed (those under way when it opened, up
-    # to 3 per request with 8 clients, and the writer's), hundreds were skipped
-    assert tier(a).settings.failures <= counts.errors < 40
-    assert counts.skipped > 200
+    # then it stopped asking: calls failed for the few milliseconds it takes to count five
+    # failures a timeout apart, then (from up to 3 per request) most were skipped
+    assert counts.errors >= tier(a).settings.failures
+    assert counts.skipped > 4 * counts.errors, counts
     # no stall: the slowest request is the app's time plus one timeout, far below a second
     assert max(latencies) < 0.5, sorted(latencies)[-5:]
 

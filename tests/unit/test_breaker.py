@@ -86,3 +86,29 @@ def test_retry_in_is_zero_unless_open() -> None:
     assert breaker.retry_in(0.0) == 0.0
     breaker.failed(0.0)
     assert breaker.retry_in(1.0) == 4.0
+
+
+SPACED = [
+    pytest.param(
+        [0.0, 0.001, 0.002, 0.003, 0.004], [DOWN, DOWN, DOWN, DOWN, DOWN], id="a burst is one"
+    ),
+    pytest.param([0.0, 0.005, 0.010], [DOWN, DOWN, OPEN], id="failures a spacing apart count each"),
+    pytest.param(
+        [0.0, 0.004, 0.006, 0.009, 0.012],
+        [DOWN, DOWN, DOWN, DOWN, OPEN],
+        id="from the last counted",
+    ),
+]
+
+
+@pytest.mark.parametrize(("times", "states"), SPACED)
+def test_failures_closer_than_the_spacing_are_one_event(
+    times: list[float], states: list[Circuit]
+) -> None:
+    """Calls under way together that fail together (a stall of the process) count once."""
+    breaker = Breaker(failures=3, cooldown=10.0, spacing=0.005, state=UP)
+    seen = []
+    for now in times:
+        breaker.failed(now)
+        seen.append(breaker.state)
+    assert seen == states
