@@ -12,6 +12,8 @@ of the file. The defaults, and why:
   time, so it can afford a TLS handshake to a distant Redis.
 - `failures = 5`, `cooldown = "5s"`: five failed calls in a row open the circuit; Redis is then
   skipped (memory and the app serve) and tried again by one background PING every cool-down.
+- `coalesce = false`: coalescing across instances (store/fleet.py) costs a Redis round trip
+  before every fill; worth it for a fleet whose cold pages are expensive.
 - `prefix = "sidecache:"`: every key starts with it, so two deployments (or staging and
   production) can share one Redis database without reading each other's pages.
 """

@@ -62,7 +62,7 @@ from proxy.relay import (
     stream,
 )
 from proxy.settings import Settings
-from proxy.store import CachedResponse, CacheStore
+from proxy.store import CachedResponse, CacheStore, Fleet
 from proxy.trace import TRACE_HEADER, header_value, traced_decide
 from proxy.upstream import UpstreamClient, UpstreamError, UpstreamResponse
 from proxy.vary import variant_key
@@ -80,10 +80,13 @@ class Handler:
         upstream: UpstreamClient,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
+        fleet: Fleet | None = None,
     ) -> None:
         """`clock`: monotonic seconds, the stores' (freshness, keep, hit-for-pass); `wall`: epoch
-        seconds, for what is compared with the origin's Date, Expires and Age. Both injected."""
+        seconds, for what is compared with the origin's Date, Expires and Age. Both injected.
+        `fleet`: coalescing across instances through Redis ([redis] coalesce), or None."""
         self.settings = settings
+        self.fleet = fleet
         self.stores = stores
         self.upstream = upstream
         self.clock = clock
@@ -148,10 +151,11 @@ class Handler:
             case _:
                 assert_never(decision)
 
-    async def lookup(self, client: ClientSide, lookup: Lookup) -> Outcome:
+    async def lookup(self, client: ClientSide, lookup: Lookup, fleet: bool = True) -> Outcome:
         """Find the entry, wait for a fill of the key under way (coalescing: one fill goes
         upstream, the others wait a bounded time for what it stores), then do what `plan`
-        says."""
+        says. A fill another instance makes is waited for too (`fleet`), then looked for once
+        more."""
         view = client.view
         store = self.stores[lookup.rule.cache]
         asked = self._request_directives(view)
@@ -182,6 +186,9 @@ class Handler:
             case PassPersonal():
                 return await self.passes.forward(client, Pass(PassReason.HIT_FOR_PASS, lookup.rule))
             case Revalidate() | Fill():
+                if fleet and isinstance(state, Fill) and await self._filled_elsewhere(lookup):
+                    client.outcome.detail = "coalesced"
+                    return await self.lookup(client, lookup, fleet=False)
                 return await self._go_upstream(client, lookup, store, state, key)
             case _:
                 assert_never(state)
@@ -203,6 +210,15 @@ class Handler:
         finally:
             if leader is not None:
                 self.coalescer.release(lookup, leader, client.outcome)
+            if self.fleet is not None:
+                await self.fleet.release(lookup.rule.cache, lookup.key)
+
+    async def _filled_elsewhere(self, lookup: Lookup) -> bool:
+        """Another instance was filling the key, and was waited for (store/fleet.py)."""
+        if self.fleet is None:
+            return False
+        wait = self.settings.caches[lookup.rule.cache].coalesce_wait
+        return await self.fleet.elsewhere(lookup.rule.cache, lookup.key, wait)
 
     async def _partial(
         self, client: ClientSide, lookup: Lookup, entry: CachedResponse, wanted: str, now: float

@@ -21,7 +21,7 @@ from proxy.admin import Admin
 from proxy.front_server import Http1Server, LogAccess
 from proxy.handler import Handler
 from proxy.settings import CacheSettings, Listen, Settings
-from proxy.store import CacheStore
+from proxy.store import CacheStore, Fleet
 from proxy.store.memory import MemoryStore
 from proxy.store.tiered import TieredStore
 from proxy.upstream import UpstreamClient
@@ -93,7 +93,8 @@ class Proxy:
             name: self._store(cache) for name, cache in settings.caches.items()
         }
         self.upstream = UpstreamClient(settings.upstream)
-        self.handler = Handler(settings, self.stores, self.upstream, clock)
+        self.fleet = fleet_fills(settings, self.tier)
+        self.handler = Handler(settings, self.stores, self.upstream, clock, fleet=self.fleet)
         self.addresses: list[str] = []
         self._http1: Http1Server | None = None
         self._servers: list[asyncio.Server] = []
@@ -236,7 +237,7 @@ class Proxy:
         if settings.upstream != self.settings.upstream:
             upstream = UpstreamClient(settings.upstream)
             await upstream.start()
-        self.handler = Handler(settings, stores, upstream, self.clock)
+        self.handler = Handler(settings, stores, upstream, self.clock, fleet=self.fleet)
         note = self._reload_access_log(settings)
         if note is not None:
             later.append(note)
@@ -289,6 +290,15 @@ def shared_tier(settings: Settings, clock: Callable[[], float]) -> RedisTier | N
     from proxy.store.redis_tier import RedisTier
 
     return RedisTier(settings.redis, clock)
+
+
+def fleet_fills(settings: Settings, tier: RedisTier | None) -> Fleet | None:
+    """Coalescing across instances, when `[redis] coalesce` asks for it."""
+    if tier is None or settings.redis is None or not settings.redis.coalesce:
+        return None
+    from proxy.store.fleet import FleetFills
+
+    return FleetFills(tier)
 
 
 def restart_notes(old: Settings, new: Settings) -> list[str]:

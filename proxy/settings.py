@@ -64,7 +64,7 @@ class RedisSettings:
     failures: int = 5  # failed calls in a row that open the circuit
     cooldown: float = 5.0  # Redis is skipped this long before it is tried again
     max_connections: int = 16  # per process
-    coalesce: bool = False  # a short lock in Redis: one fill of a cold key across instances
+    coalesce: bool = False  # a lock in Redis: one fill of a cold key across instances (fleet.py)
 
     @property
     def shown_url(self) -> str:

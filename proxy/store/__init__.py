@@ -121,3 +121,15 @@ class CacheStore(Protocol):
     async def delete(self, key: str) -> bool: ...
 
     def stats(self) -> StoreStats: ...
+
+
+class Fleet(Protocol):
+    """Coalescing across instances (store/fleet.py, `[redis] coalesce`): the handler asks
+    before a fill whether another instance is filling the key, and waits for it if so."""
+
+    async def elsewhere(self, cache: str, key: str, wait: float) -> bool:
+        """True once another instance's fill of `key` was waited for (look again); False:
+        this instance fills it."""
+
+    async def release(self, cache: str, key: str) -> None:
+        """This instance's fill of `key` is over."""

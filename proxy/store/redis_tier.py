@@ -143,6 +143,20 @@ class RedisTier:
                 raise _Skipped
             return await within(command(self.client), self.settings.timeout)
 
+    async def run(self, command: Callable[[Redis], Awaitable[T]]) -> T | None:
+        """`command` as every call is made (a slot, the timeout, the breaker told how it
+        went); None when it was skipped or failed, so `command` must not return None."""
+        try:
+            result = await self._call(command)
+        except _Skipped:
+            self.counts.skipped += 1
+            return None
+        except FAILURES as exc:
+            self._failed(exc)
+            return None
+        self._succeeded()
+        return result
+
     async def fetch(self, rkey: str) -> tuple[CachedResponse, tuple[str, ...]] | None:
         """The entry under `rkey` on this process's clock, and its tags; None for a miss, an
         open circuit, a failure, a value that does not decode or an entry already expired."""

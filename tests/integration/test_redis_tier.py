@@ -361,3 +361,39 @@ def test_the_write_queue_is_bounded_in_entries_and_bytes() -> None:
     assert queued == [True] * WRITE_QUEUE + [False] * 10
     assert again and counted == (WRITE_QUEUE, 10)
     assert by_bytes == [True, True, True, False, False]  # each is a quarter, plus overhead
+
+
+# --- coalescing across instances ([redis] coalesce) -----------------------------------------
+
+
+@pytest.mark.parametrize(("coalesce", "app_asked"), [(True, 1), (False, 3)])
+async def test_a_cold_page_asked_of_three_instances_at_once(
+    fleet: StartFleet, upstream: FakeUpstream, coalesce: bool, app_asked: int
+) -> None:
+    """With coalesce, one instance fills (a lock in Redis) and the others wait for its entry
+    in Redis; without, each fills (the control)."""
+    upstream.on("/slow", delay=0.3)
+    a, b, c = [await fleet(redis={"coalesce": coalesce}) for _ in range(3)]
+    replies = await asyncio.gather(get(a, "/slow"), get(b, "/slow"), get(c, "/slow"))
+
+    assert len(upstream.to("/slow")) == app_asked
+    assert {r.status for r in replies} == {200}
+    if coalesce:
+        assert sorted(r.x_cache or "" for r in replies) == ["HIT", "HIT", "MISS"]
+        assert {r.body for r in replies} == {b"GET /slow #1"}
+
+
+async def test_a_fill_that_is_not_stored_lets_the_others_fill_at_once(
+    fleet: StartFleet, upstream: FakeUpstream
+) -> None:
+    """The lock is released as the leader's fill ends: the waiters see it gone, no entry,
+    and fill themselves then, not after coalesce_wait (5 s)."""
+    upstream.on("/private", delay=0.3, headers=[("Cache-Control", "no-store")])
+    a, b = [await fleet(redis={"coalesce": True}) for _ in range(2)]
+    started = time.monotonic()
+    replies = await asyncio.gather(get(a, "/private"), get(b, "/private"))
+    took = time.monotonic() - started
+
+    assert [r.status for r in replies] == [200, 200]
+    assert len(upstream.to("/private")) == 2
+    assert took < 1.5, took  # two fills of 0.3 s one after the other, and a few polls
