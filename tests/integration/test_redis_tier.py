@@ -397,3 +397,21 @@ async def test_a_fill_that_is_not_stored_lets_the_others_fill_at_once(
     assert [r.status for r in replies] == [200, 200]
     assert len(upstream.to("/private")) == 2
     assert took < 1.5, took  # two fills of 0.3 s one after the other, and a few polls
+
+
+async def test_a_reload_keeps_the_tier_and_says_a_restart_applies_redis_changes(
+    fleet: StartFleet,
+) -> None:
+    a = await fleet()
+    tier_before = tier(a)
+    raw = dict(a.proxy.settings.raw)
+    same = parse(raw, "test.toml")
+    changed = parse({**raw, "redis": {**raw["redis"], "prefix": "other:"}}, "test.toml")
+    notes_same = await a.proxy.reload(same)
+    notes_changed = await a.proxy.reload(changed)
+    await get(a, "/page")
+    await written(a)
+
+    assert "[redis] changed: a restart applies it" not in notes_same
+    assert "[redis] changed: a restart applies it" in notes_changed
+    assert tier(a) is tier_before and tier(a).settings.prefix == "sidecache:"
