@@ -146,6 +146,9 @@ class RedisTier:
     async def run(self, command: Callable[[Redis], Awaitable[T]]) -> T | None:
         """`command` as every call is made (a slot, the timeout, the breaker told how it
         went); None when it was skipped or failed, so `command` must not return None."""
+        if not self.breaker.allows():  # the common case while Redis is down: no slot taken
+            self.counts.skipped += 1
+            return None
         try:
             result = await self._call(command)
         except _Skipped:
@@ -160,18 +163,10 @@ class RedisTier:
     async def fetch(self, rkey: str) -> tuple[CachedResponse, tuple[str, ...]] | None:
         """The entry under `rkey` on this process's clock, and its tags; None for a miss, an
         open circuit, a failure, a value that does not decode or an entry already expired."""
-        if not self.breaker.allows():
-            self.counts.skipped += 1
+        found = await self.run(lambda client: _boxed(client.get(rkey)))
+        if found is None:
             return None
-        try:
-            value = await self._call(lambda client: client.get(rkey))
-        except _Skipped:
-            self.counts.skipped += 1
-            return None
-        except FAILURES as exc:
-            self._failed(exc)
-            return None
-        self._succeeded()
+        (value,) = found
         if not isinstance(value, bytes):
             self.counts.misses += 1
             return None
@@ -195,18 +190,13 @@ class RedisTier:
         keys = list(rkeys)
         for rkey in keys:
             self._unqueue(rkey)
-        if not keys or not self.breaker.allows():
+        if not keys:
             return False
-        try:
-            deleted = await self._call(lambda client: client.delete(*keys))
-        except _Skipped:
+        deleted = await self.run(lambda client: client.delete(*keys))
+        if not deleted:
             return False
-        except FAILURES as exc:
-            self._failed(exc)
-            return False
-        self._succeeded()
         self.counts.deletes += int(deleted)
-        return bool(deleted)
+        return True
 
     # --- writes, in the background ---------------------------------------------------------
 
@@ -252,7 +242,12 @@ class RedisTier:
             await self._wake.wait()
             self._wake.clear()
             while self._pending:
-                await self._write(self._batch())
+                batch = self._batch()
+                try:
+                    await self._write(batch)
+                except Exception:  # a bug must not end the writer: writes would stop for good
+                    self.counts.writes_dropped += len(batch)
+                    log.exception("redis: writing %d entries failed", len(batch))
 
     async def _write(self, batch: list[tuple[str, _Write]]) -> None:
         if not self.breaker.allows() or self.client is None:
@@ -323,8 +318,13 @@ class RedisTier:
             await self._opened.wait()
             while self.breaker.state is Circuit.OPEN:
                 await asyncio.sleep(self.breaker.retry_in(self.timer()))
-                if self.breaker.probe_due(self.timer()):
+                if not self.breaker.probe_due(self.timer()):
+                    continue
+                try:
                     await self._probe()
+                except Exception:  # a bug must not end the probe: the circuit would stay open
+                    self.breaker.failed(self.timer())
+                    log.exception("redis: the probe failed")
 
     def status(self) -> dict[str, Any]:
         """What /ready says of the tier."""
@@ -339,9 +339,14 @@ class RedisTier:
         return shown
 
 
+async def _boxed(reply: Awaitable[T]) -> tuple[T]:
+    """A reply that may be None (GET of a missing key) in a tuple: `run`'s None is a failure."""
+    return (await reply,)
+
+
 def connect(settings: RedisSettings) -> Redis:
-    """A client for `settings.url` (no connection yet): a bounded pool (a call waits for a
-    free connection within its own timeout), no retries (a retry would double a visitor's
+    """A client for `settings.url` (no connection yet): a pool of max_connections (as many as
+    the tier's slots: a call never waits in it), no retries (a retry would double a visitor's
     wait: the breaker decides when to try again), connect and read bounded by
     connect_timeout underneath every call's own timeout."""
     pool = BlockingConnectionPool.from_url(
