@@ -30,7 +30,7 @@ import select
 import stat
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from proxy.accesslog import BATCH_LINES, Batch, Lines, encoded
@@ -69,16 +69,6 @@ def piece_end(data: bytes, start: int, most: int | None) -> int:
         cut = data.find(b"\n", start + most)
         return end if cut < 0 else cut + 1
     return cut + 1
-
-
-def pieces(data: bytes, most: int | None) -> Iterator[bytes]:
-    """`data` (whole lines) cut into writes of at most `most` bytes that each end on a line
-    boundary (see piece_end)."""
-    start = 0
-    while start < len(data):
-        end = piece_end(data, start, most)
-        yield data[start:end]
-        start = end
 
 
 class Sink:

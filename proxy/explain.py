@@ -79,22 +79,21 @@ def _limits(limits: Limits) -> str:
     )
 
 
+def _peers(peers: Trust) -> list[str]:
+    """The networks a Trust names, and unix sockets when it takes them."""
+    return [str(network) for network in peers.networks] + (["unix sockets"] if peers.unix else [])
+
+
 def _trust(trust: Trust) -> str:
     """Whose X-Forwarded-* is believed: the one setting that lets a client speak for others."""
-    trusted = [str(network) for network in trust.networks] + (
-        ["unix sockets"] if trust.unix else []
-    )
-    if not trusted:
+    if not (trusted := _peers(trust)):
         return "trusted proxies: none (a client's X-Forwarded-* and Forwarded are replaced)"
     return "trusted proxies (their X-Forwarded-* believed): " + ", ".join(trusted)
 
 
 def _debug_from(peers: Trust) -> str:
     """Who may ask for the decision trace ([admin] debug_from)."""
-    allowed = [str(network) for network in peers.networks] + (
-        ["unix sockets"] if peers.unix else []
-    )
-    if not allowed:
+    if not (allowed := _peers(peers)):
         return "Sidecache-Debug traces: off"
     return "Sidecache-Debug traces for: " + ", ".join(allowed)
 
