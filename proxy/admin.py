@@ -1,8 +1,9 @@
-"""The operator's listener: health and readiness now, metrics and purge later.
+"""The operator's listener: health, readiness and purge.
 
 It is never the public listener (the public one serves no internal path at all), it is off
-unless configured, it listens on loopback or a unix socket only (config.py refuses any other
-address: there is no authentication), and it is plain aiohttp.web: nothing here is on a hot path.
+unless configured, it listens on loopback or a unix socket unless `[admin] token` is set
+(config.py refuses any other address without one; with one, /purge requires `Authorization:
+Bearer TOKEN` on every address), and it is plain aiohttp.web: nothing here is on a hot path.
 
     GET /health   200 "ok" while the process runs (Docker's HEALTHCHECK, liveness probes)
     GET /ready    200 when the listeners are bound, a configuration is loaded and the upstream
@@ -10,6 +11,11 @@ address: there is no authentication), and it is plain aiohttp.web: nothing here 
                   every worker is serving); else 503. JSON either way. With [redis], its
                   `redis` field says how the shared tier is (up, down, open circuit); that
                   never makes it 503: Redis is an optimisation, memory and the app serve.
+    POST /purge?url=URL|prefix=PREFIX|tag=TAG
+                  removes the entries stored for that URL (every variant and encoding), for
+                  every target under that prefix, or tagged TAG (purge.py): 200
+                  {"purged": N}; 400 for a request naming none or several; 401 without the
+                  token when one is set; 502 when a worker did not answer (the others purged).
 """
 
 from __future__ import annotations
@@ -17,14 +23,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import Callable, Mapping
+import logging
+from collections.abc import Awaitable, Callable, Mapping
 from urllib.parse import urlsplit
 
 from aiohttp import web
 
+from proxy.purge import Purge, PurgeError, authorized, parse_purge
 from proxy.settings import Listen, Settings
 
+log = logging.getLogger("sidecache")
 READY_CHECK_SECONDS = 1.0
+# What a purge did: the HTTP status and the JSON body ({"purged": N}, and "error" if any).
+Purger = Callable[[Purge], Awaitable[tuple[int, dict[str, object]]]]
 
 
 async def upstream_reachable(settings: Settings) -> tuple[bool, str]:
@@ -55,11 +66,12 @@ class Admin:
         listening: Callable[[], list[str]],
         workers: Callable[[], tuple[int, int]] | None = None,
         redis: Callable[[], Mapping[str, object] | None] | None = None,
+        purge: Purger | None = None,
     ):
         """`redis`: the tier's state (a proxy's); a master, whose workers hold the tiers,
-        has none and PINGs Redis itself."""
+        has none and PINGs Redis itself. `purge`: who removes what a purge names."""
         self._settings, self._listening, self._workers = settings, listening, workers
-        self._redis = redis
+        self._redis, self._purge = redis, purge
         self._runner: web.AppRunner | None = None
         self.addresses: list[str] = []
 
@@ -67,7 +79,34 @@ class Admin:
         app = web.Application()
         app.router.add_get("/health", self.health)
         app.router.add_get("/ready", self.ready)
+        if self._purge is not None:
+            app.router.add_post("/purge", self.purge)
         return app
+
+    def refused(self, request: web.Request) -> web.Response | None:
+        """401 when a token is set and the request does not carry it."""
+        if authorized(self._settings().admin_token, request.headers.get("Authorization")):
+            return None
+        return _json(
+            401,
+            {"error": "Authorization: Bearer TOKEN required ([admin] token)"},
+            {"WWW-Authenticate": 'Bearer realm="sidecache admin"'},
+        )
+
+    async def purge(self, request: web.Request) -> web.Response:
+        assert self._purge is not None
+        if (refusal := self.refused(request)) is not None:
+            return refusal
+        query = request.query
+        try:
+            if len(set(query)) != len(query):
+                raise PurgeError("a parameter is repeated: one purge per request")
+            purge = parse_purge(dict(query))
+        except PurgeError as exc:
+            return _json(400, {"error": str(exc)})
+        status, body = await self._purge(purge)
+        log.info("purge %s: %s removed", purge.described(), body.get("purged"))
+        return _json(status, body)
 
     async def health(self, request: web.Request) -> web.Response:
         return web.Response(text="ok\n")
@@ -126,3 +165,14 @@ class Admin:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+
+
+def _json(
+    status: int, body: Mapping[str, object], headers: Mapping[str, str] | None = None
+) -> web.Response:
+    return web.Response(
+        status=status,
+        text=json.dumps(body) + "\n",
+        content_type="application/json",
+        headers=headers,
+    )

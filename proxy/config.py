@@ -22,10 +22,12 @@ from proxy.freshness import REQUEST_DIRECTIVES
 from proxy.identity import PRESETS, IdentityPolicy
 from proxy.rules import Rule
 from proxy.settings import (
+    TAG_HEADERS,
     CacheSettings,
     Headers,
     Limits,
     Listen,
+    PurgeSettings,
     Settings,
     Trust,
     Upstream,
@@ -37,6 +39,9 @@ from proxy.workers import available_cpus, parse_workers
 
 __all__ = ["ConfigError", "load", "parse", "read_toml"]
 DEFAULT_SOURCE = "<embedded default.toml>"
+MIN_TOKEN = 16
+_TOKEN = re.compile(r"[!-~]+")  # printable ASCII, no space: what a Bearer header carries
+_FIELD_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 §5.6.2 token
 
 
 def default_text() -> str:
@@ -89,7 +94,9 @@ def parse(data: Mapping[str, Any], source: str) -> Settings:
     identity = _identity(root.table("identity"))
     admin_table = root.table("admin")
     debug_from = _debug_from(admin_table)
-    admin = _admin(admin_table, listen)
+    admin_token = _admin_token(admin_table)
+    admin = _admin(admin_table, listen, admin_token)
+    purge = _purge(root.table("purge"))
     redis = parse_redis(root.table("redis"))
     defined = _caches(root.table("caches"))
     # A "default" cache with the documented defaults when the file defines none: every key of
@@ -121,6 +128,8 @@ def parse(data: Mapping[str, Any], source: str) -> Settings:
         raw=data,
         debug_from=debug_from,
         redis=redis,
+        admin_token=admin_token,
+        purge=purge,
     )
 
 
@@ -158,9 +167,34 @@ def _limits(server: Table) -> Limits:
     return limits
 
 
-def _admin(table: Table, public: tuple[Listen, ...]) -> Listen | None:
+def _admin_token(table: Table) -> str:
+    """[admin] token (or SIDECACHE_ADMIN_TOKEN): what `Authorization: Bearer` must carry for
+    /purge and /metrics; long enough not to be guessed, and one word of printable ASCII."""
+    token = table.get("token", str, "")
+    if token and not (MIN_TOKEN <= len(token) <= 512 and _TOKEN.fullmatch(token)):
+        raise table.error(
+            "token",
+            f"must be {MIN_TOKEN} to 512 printable ASCII characters without spaces "
+            "(e.g. the output of `openssl rand -hex 32`)",
+        )
+    return token
+
+
+def _purge(table: Table) -> PurgeSettings:
+    """[purge] tag_headers (the response headers whose values are tags) and deliver_tags."""
+    names = table.strings("tag_headers", tuple(sorted(TAG_HEADERS)))
+    for name in names:
+        if not _FIELD_NAME.fullmatch(name):
+            raise table.error("tag_headers", f"{name!r} is not a header name")
+    deliver = table.get("deliver_tags", bool, False)
+    table.finish()
+    return PurgeSettings(frozenset(name.lower() for name in names), deliver)
+
+
+def _admin(table: Table, public: tuple[Listen, ...], token: str) -> Listen | None:
     """[admin] listen: off ("") unless configured, so that two proxies on one host never
-    collide on a default port; a loopback host:port or unix:/path, never a public address."""
+    collide on a default port; a loopback host:port or unix:/path, or any address once a
+    token is set (then /purge and /metrics require it)."""
     text_value = table.get("listen", str, "")
     table.finish()
     if not text_value:
@@ -169,11 +203,12 @@ def _admin(table: Table, public: tuple[Listen, ...]) -> Listen | None:
         admin = parse_listen(text_value)
     except ValueError as exc:
         raise table.error("listen", str(exc)) from None
-    if not admin.path and not is_loopback(admin.host):
+    if not admin.path and not is_loopback(admin.host) and not token:
         raise table.error(
             "listen",
-            f"{admin} is not a loopback address: the admin listener has no authentication "
-            "(use 127.0.0.1:PORT, [::1]:PORT or unix:/path)",
+            f"{admin} is not a loopback address: set [admin] token (or SIDECACHE_ADMIN_TOKEN) "
+            "so that /purge and /metrics require it there, or use 127.0.0.1:PORT, "
+            "[::1]:PORT or unix:/path",
         )
     clash = any(
         (admin.path and admin.path == p.path)

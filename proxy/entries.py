@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
+from proxy import fields
 from proxy.decide import Lookup
 from proxy.freshness import TtlMode, initial_age
 from proxy.policy import (
@@ -19,12 +20,22 @@ from proxy.policy import (
     storability,
     stored_headers,
 )
+from proxy.purge import response_tags
 from proxy.reasons import NotStoredReason
 from proxy.settings import Settings
 from proxy.store import CachedResponse, CacheStore, vary_marker
 from proxy.upstream import UpstreamResponse
 from proxy.vary import variant_key
 from proxy.view import Headers, RequestView
+
+
+@dataclass(frozen=True, slots=True)
+class Place:
+    """What a purge finds an entry by: the Host and target it was stored for, its tags."""
+
+    host: str
+    target: str
+    tags: tuple[str, ...]
 
 
 class EntryWriter:
@@ -39,6 +50,8 @@ class EntryWriter:
         self.settings = settings
         self.clock = clock  # the store's monotonic clock: freshness and keep deadlines
         self.wall = wall  # epoch seconds: compared with the origin's Date, Expires, Age
+        self.tag_names = settings.purge.tag_headers
+        self.untold = settings.purge.stripped  # the tag headers no visitor gets
 
     async def refreshed(
         self,
@@ -54,7 +67,9 @@ class EntryWriter:
         freshness; removed instead when the origin no longer allows storing it. Returns the
         entry that answers (the checked copy either way)."""
         response.release()  # a 304 has no body
-        merged = refreshed_headers(entry.headers, response.headers)
+        merged = fields.without(refreshed_headers(entry.headers, response.headers), self.untold)
+        # A 304 that names no tags keeps the stored ones (it updates, it does not replace).
+        tags = response_tags(response.headers, self.tag_names) or entry.tags
         verdict = storability(
             entry.status,
             merged,
@@ -69,7 +84,8 @@ class EntryWriter:
             await store.delete(key)
             return entry
         status_line = (entry.status, entry.reason)
-        entry = self.entry(lookup, status_line, response, merged, entry.body, verdict, asked)
+        place = Place(view.host, view.target, tags)
+        entry = self.entry(lookup, status_line, response, merged, entry.body, verdict, asked, place)
         if not await self.put(store, lookup, view, entry, verdict):
             await store.delete(key)
         return entry
@@ -85,9 +101,10 @@ class EntryWriter:
         asked: float,
     ) -> str:
         """Store a fill's whole `body`; the access log's detail: stored, or no-space."""
-        headers = stored_headers(response.headers, self.wall())
+        headers = fields.without(stored_headers(response.headers, self.wall()), self.untold)
         status_line = (response.status, response.reason)
-        entry = self.entry(lookup, status_line, response, headers, body, verdict, asked)
+        place = Place(view.host, view.target, response_tags(response.headers, self.tag_names))
+        entry = self.entry(lookup, status_line, response, headers, body, verdict, asked, place)
         stored = await self.put(store, lookup, view, entry, verdict)
         return "stored" if stored else NotStoredReason.NO_SPACE.value
 
@@ -100,9 +117,10 @@ class EntryWriter:
         body: bytes,
         verdict: Store,
         asked: float,
+        place: Place,
     ) -> CachedResponse:
         """An entry received now in `response` (a fill, or the 304 that revalidated it), asked
-        for at `asked` (epoch seconds): fresh for the
+        for at `asked` (epoch seconds), for `place`: fresh for the
         verdict's lifetime, less the age it already had (§4.2.3) when the origin's headers
         decide (a forced ttl counts from now: an origin clock that is off must not cut it),
         then kept for revalidation."""
@@ -122,6 +140,9 @@ class EntryWriter:
             must_revalidate=verdict.must_revalidate,
             stale_while_revalidate=verdict.stale_while_revalidate,
             stale_if_error=verdict.stale_if_error,
+            host=place.host,
+            target=place.target,
+            tags=place.tags,
         )
 
     async def put(
@@ -139,7 +160,7 @@ class EntryWriter:
             return await store.put(lookup.key, entry)
         marker = await store.get(lookup.key)
         if marker is None or not marker.is_marker or marker.vary != verdict.vary:
-            marker = vary_marker(verdict.vary, entry.stored_at, entry.expires_at)
+            marker = vary_marker(verdict.vary, entry)
         elif marker.expires_at < entry.expires_at:
             marker = replace(marker, expires_at=entry.expires_at)
         variant = variant_key(lookup.key, verdict.vary, view, marker.generation)

@@ -392,7 +392,9 @@ class Handler:
         if not isinstance(verdict, Store):
             outcome.detail = verdict.reason.value
             self.coalescer.settle(lookup, outcome.detail, response.status)  # nothing to wait for
-            shown = miss_headers(self.tags, view, lookup.rule, response, verdict)
+            shown = miss_headers(
+                self.tags, view, lookup.rule, response, verdict, self.settings.purge.stripped
+            )
             await stream(client, response, shown, outcome)
             return outcome
         outcome.detail = "stored"
@@ -409,7 +411,9 @@ class Handler:
                 )
             self.coalescer.settle(lookup, outcome.detail, response.status)
 
-        shown = miss_headers(self.tags, view, lookup.rule, response, verdict)
+        shown = miss_headers(
+            self.tags, view, lookup.rule, response, verdict, self.settings.purge.stripped
+        )
         await stream(client, response, shown, outcome, recorder, keep)
         return outcome
 

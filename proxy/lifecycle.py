@@ -29,7 +29,7 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
@@ -41,7 +41,7 @@ from proxy.config import ConfigError
 from proxy.master import Master, WorkerFailed
 from proxy.server import ListenError, Proxy
 from proxy.settings import Settings
-from proxy.workers import READY, RELOADED
+from proxy.workers import READY, RELOADED, State
 
 log = logging.getLogger("sidecache")
 GC_YOUNG = 10_000  # allocations between young-generation collections (CPython's default: 700)
@@ -62,6 +62,9 @@ class Served(Protocol):
     def reopen_access_log(self) -> None: ...
 
 
+Answerer = Callable[[str, Mapping[str, str]], Awaitable[object]]  # a query → its answer
+
+
 class MasterSide(Protocol):
     """A worker's link to its master (worker.MasterLink)."""
 
@@ -69,7 +72,9 @@ class MasterSide(Protocol):
 
     async def next_settings(self) -> Settings | None: ...
 
-    def tell(self, state: bytes) -> None: ...
+    def tell(self, state: State) -> None: ...
+
+    def answer_with(self, answerer: Answerer) -> None: ...
 
 
 def run(main: Callable[[], Awaitable[None]]) -> int:
@@ -148,6 +153,7 @@ async def serve_worker(
     tune_gc()
     stop, _ = _install_signal_handlers(False, proxy.reopen_access_log, ignore_hangup=True)
     try:
+        master.answer_with(proxy.answer)
         await master.open()
         master.tell(READY)
         while (new := await _unless_stopped(stop, master.next_settings())) is not None:

@@ -3,12 +3,15 @@
 The master binds every listener (listeners.py) and starts each worker as a fresh interpreter
 (`python -c BOOT`, never a fork of a process running an event loop) that inherits its sockets
 and two pipes: the master writes the worker's `Boot` and each reload's `Config` to one, the
-worker writes READY and RELOADED to the other (workers.py says the format). The worker runs
+worker writes READY, RELOADED and its answers to the master's queries to the other (workers.py
+says the format). The worker runs
 the same `Proxy` a single process runs, with its own caches, no admin listener and no word to
 systemd: the master speaks for all of them. Its rules:
 - ready once every worker is (`start`); a worker that dies before that stops the start;
 - a worker that dies later is started again after `workers.restart_delay`, logged with its exit;
 - a reload goes to every worker, and returns once each has applied it (or died);
+- a query (`ask`: the admin listener's purge, metrics) goes to every serving worker, and returns
+  the answers that came within its timeout;
 - `stop` asks every worker to drain (SIGTERM: the graceful stop of a single process) and waits
   for them; one still alive after shutdown_timeout and STOP_GRACE is killed.
 A worker whose master is gone sees its control pipe close and stops by itself (worker.py).
@@ -26,28 +29,35 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from proxy.admin import Admin
 from proxy.listeners import Listeners, bind_listeners
+from proxy.purge import Purge
 from proxy.server import ADMIN_LISTENER, bind, restart_notes
 from proxy.settings import Settings
 from proxy.workers import (
     READY,
     RELOADED,
+    Answer,
     Boot,
     Config,
+    Query,
+    State,
     encode,
     exit_description,
     failures_after_exit,
+    from_worker,
     restart_delay,
+    summed,
     worker_environment,
 )
 
 log = logging.getLogger("sidecache")
 STOP_GRACE = 5.0  # seconds past shutdown_timeout before a worker that does not exit is killed
 RELOAD_WAIT = 10.0  # seconds a reload waits for every worker to say it applied the config
+ASK_WAIT = 5.0  # seconds a query waits for the workers' answers
 # A worker's first code: import the package the master runs (its sys.path, passed in the
 # environment), then proxy.worker's main with the control pipe's descriptor.
 BOOT = (
@@ -72,6 +82,7 @@ class Worker:
     since: float = 0.0  # when it said READY (monotonic)
     failures: int = 0
     reloaded: asyncio.Event = field(default_factory=asyncio.Event)
+    asked: dict[int, asyncio.Future[object]] = field(default_factory=dict)  # by Query.number
 
     @property
     def pid(self) -> int:
@@ -86,7 +97,9 @@ class Master:
         self.level = level  # the log level the workers get
         self.passed = list(passed)
         self.workers = [Worker(number) for number in range(1, settings.workers + 1)]
-        self.admin = Admin(lambda: self.settings, lambda: self.addresses, self.serving)
+        self.admin = Admin(
+            lambda: self.settings, lambda: self.addresses, self.serving, purge=self.purge
+        )
         self.addresses: list[str] = []
         self.started = False
         self._listeners: Listeners | None = None
@@ -94,10 +107,53 @@ class Master:
         self._changed = asyncio.Event()  # a worker said READY, or died
         self._stopping = asyncio.Event()
         self._failed: WorkerFailed | None = None
+        self._queries = 0
 
     def serving(self) -> tuple[int, int]:
         """How many workers serve, of how many."""
         return sum(w.serving for w in self.workers), len(self.workers)
+
+    def serving_pids(self) -> list[int]:
+        return [w.pid for w in self.workers if w.serving]
+
+    async def ask(self, what: str, args: Mapping[str, str] | None = None) -> dict[int, object]:
+        """Put a query to every serving worker; the answers that came within ASK_WAIT, by
+        the worker's pid (a worker that died or is late is left out: the caller says so)."""
+        self._queries += 1
+        message = encode(Query(self._queries, what, dict(args or {})))
+        loop = asyncio.get_running_loop()
+        waiting: dict[int, asyncio.Future[object]] = {}
+        for worker in self.workers:
+            if worker.serving and worker.control is not None:
+                waiting[worker.pid] = worker.asked[self._queries] = loop.create_future()
+                worker.control.write(message)
+        try:
+            if waiting:
+                await asyncio.wait(waiting.values(), timeout=ASK_WAIT)
+        finally:
+            for worker in self.workers:
+                worker.asked.pop(self._queries, None)
+            late = [answer for answer in waiting.values() if not answer.done()]
+            for answer in late:
+                answer.cancel()
+        return {
+            pid: answer.result()
+            for pid, answer in waiting.items()
+            if answer.done() and not answer.cancelled()
+        }
+
+    async def purge(self, purge: Purge) -> tuple[int, dict[str, object]]:
+        """Every serving worker removes what `purge` names from its caches: 200 and the
+        entries removed in all; 502 when one did not answer (or failed), with why."""
+        wanted = len(self.workers)
+        answers = await self.ask("purge", purge.args)
+        removed, errors = summed(answers.values(), "purged")
+        missing = wanted - len(answers)
+        if missing:
+            errors.append(f"{missing} of {wanted} workers did not answer")
+        if errors:
+            return 502, {"purged": removed, "error": "; ".join(errors)}
+        return 200, {"purged": removed}
 
     async def start(self) -> None:
         """Bind the listeners (a ListenError when one cannot be), the admin listener, start
@@ -245,27 +301,35 @@ class Master:
         finally:
             worker.process, worker.control, worker.serving, worker.since = None, None, False, 0.0
             worker.reloaded.set()  # a reload waiting for it waits no longer
+            for answer in worker.asked.values():  # nor a query
+                answer.cancel()
+            worker.asked.clear()
             control.close()
             status.close()
             self._changed.set()
 
-    def _said(self, worker: Worker, data: bytes) -> None:
-        """A worker's status bytes: READY once it serves, RELOADED after each reload."""
-        for byte in data:
-            if bytes((byte,)) == READY:
-                worker.serving, worker.since = True, time.monotonic()
-                log.info("worker %d (pid %d) serving", worker.number, worker.pid)
-                self._changed.set()
-            elif bytes((byte,)) == RELOADED:
-                worker.reloaded.set()
+    def _said(self, worker: Worker, message: State | Answer) -> None:
+        """A worker's message: READY once it serves, RELOADED after each reload, answers."""
+        if message == READY:
+            worker.serving, worker.since = True, time.monotonic()
+            log.info("worker %d (pid %d) serving", worker.number, worker.pid)
+            self._changed.set()
+        elif message == RELOADED:
+            worker.reloaded.set()
+        elif isinstance(message, Answer):
+            answer = worker.asked.get(message.number)
+            if answer is not None and not answer.done():
+                answer.set_result(message.data)
 
 
 class _StatusReader(asyncio.Protocol):
     def __init__(self, master: Master, worker: Worker) -> None:
         self.master, self.worker = master, worker
+        self.decoder = from_worker()
 
     def data_received(self, data: bytes) -> None:
-        self.master._said(self.worker, data)
+        for message in self.decoder.feed(data):
+            self.master._said(self.worker, message)
 
 
 def pipe_end(fd: int, mode: str) -> io.FileIO:

@@ -57,7 +57,8 @@ class PassForwarder:
             CacheResult.PASS, cache_status(False, fwd=pass_fwd(view), detail=outcome.detail)
         )
         outcome.status = response.status
-        await stream(client, response, end_to_end(response.headers) + tags, outcome)
+        shown = end_to_end(response.headers, drop=self.settings.purge.stripped) + tags
+        await stream(client, response, shown, outcome)
         return outcome
 
     async def _invalidate(self, view: RequestView, response_headers: Headers) -> None:

@@ -148,9 +148,15 @@ def relay_interim(client: ClientSide, drop: frozenset[str] = frozenset()) -> Int
 
 
 def miss_headers(
-    tags: Tags, view: RequestView, rule: Rule, response: UpstreamResponse, verdict: Storability
+    tags: Tags,
+    view: RequestView,
+    rule: Rule,
+    response: UpstreamResponse,
+    verdict: Storability,
+    untold: frozenset[str] = frozenset(),
 ) -> Headers:
-    """The fill response's end-to-end headers and the MISS tags.
+    """The fill response's end-to-end headers (without the purge tag headers `untold`) and
+    the MISS tags.
 
     A fill carries no cookies, so its Set-Cookie starts a session the client does not have
     and would clobber the one it has. A client that sent no cookies would have been given
@@ -163,7 +169,7 @@ def miss_headers(
     sure = stored and response.content_length is not None
     shown = tags(MISS, cache_status(False, fwd="miss", stored=sure, detail=detail))
     own_session = not stored and own_request(view, rule)
-    drop = frozenset() if own_session else NO_SET_COOKIE
+    drop = untold if own_session else NO_SET_COOKIE | untold
     return end_to_end(response.headers, drop=drop) + shown
 
 

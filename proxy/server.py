@@ -12,7 +12,7 @@ import os
 import socket
 import stat
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from proxy.access_writer import AccessLog
@@ -20,8 +20,9 @@ from proxy.accesslog import skip_access
 from proxy.admin import Admin
 from proxy.front_server import Http1Server, LogAccess
 from proxy.handler import Handler
+from proxy.purge import Purge, parse_purge
 from proxy.settings import CacheSettings, Listen, Settings
-from proxy.store import CacheStore, Fleet
+from proxy.store import CacheStore, Fleet, PurgeIncomplete
 from proxy.store.memory import MemoryStore
 from proxy.store.tiered import TieredStore
 from proxy.upstream import UpstreamClient
@@ -86,9 +87,18 @@ class Proxy:
         self._retired: set[asyncio.Task[None]] = set()  # a reload's old handler and client
         # The shared tier ([redis]): one client for every cache; a restart applies changes.
         self.tier = shared_tier(settings, clock)
+        if self.tier is not None:
+            self.tier.on_purge = self._purge_memory
         self.admin = Admin(
-            lambda: self.settings, lambda: list(self.addresses), redis=self._redis_status
+            lambda: self.settings,
+            lambda: list(self.addresses),
+            redis=self._redis_status,
+            purge=self.purge,
         )
+        # What a master may ask this process (a worker's): query name → its answer.
+        self.answers: dict[str, Callable[[Mapping[str, str]], Awaitable[object]]] = {
+            "purge": self._purge_answer,
+        }
         self.stores: dict[str, CacheStore] = {
             name: self._store(cache) for name, cache in settings.caches.items()
         }
@@ -102,6 +112,41 @@ class Proxy:
     def _store(self, cache: CacheSettings) -> CacheStore:
         memory = MemoryStore(cache, self.clock)
         return memory if self.tier is None else TieredStore(memory, self.tier)
+
+    async def purge(self, purge: Purge) -> tuple[int, dict[str, object]]:
+        """Remove what `purge` names from every cache: 200 and how many entries (each copy:
+        in memory, in Redis); 502 and why when the shared tier could not be purged."""
+        removed, errors = 0, []
+        for store in self.stores.values():
+            try:
+                removed += await store.purge(purge)
+            except PurgeIncomplete as exc:
+                errors.append(str(exc))
+        if errors:
+            return 502, {"purged": removed, "error": "; ".join(sorted(set(errors)))}
+        return 200, {"purged": removed}
+
+    async def _purge_memory(self, cache: str, purge: Purge) -> int:
+        """Another instance's purge (its Redis message): this process's memory only."""
+        store = self.stores.get(cache)
+        if isinstance(store, TieredStore):
+            return await store.memory.purge(purge)
+        return 0
+
+    async def _purge_answer(self, args: Mapping[str, str]) -> object:
+        _, body = await self.purge(parse_purge(args))
+        return body
+
+    async def answer(self, what: str, args: Mapping[str, str]) -> object:
+        """A master's query (worker.py): the answer, or {"error": why} (logged)."""
+        answering = self.answers.get(what)
+        if answering is None:
+            return {"error": f"no such query: {what!r}"}
+        try:
+            return await answering(args)
+        except Exception as exc:  # a bug, or a bad argument: the master says it, we serve on
+            log.exception("answering the master's %s query", what)
+            return {"error": f"{type(exc).__name__}: {exc}"}
 
     def _redis_status(self) -> dict[str, object] | None:
         return self.tier.status() if self.tier is not None else None

@@ -119,6 +119,23 @@ class Headers:
     access_log: bool | str = True  # True: stdout; False: off; a path: that file (O_APPEND)
 
 
+# The response headers whose values are purge tags (Fastly, Akamai, Varnish's xkey).
+TAG_HEADERS = frozenset({"cache-tag", "surrogate-key", "xkey"})
+
+
+@dataclass(frozen=True, slots=True)
+class PurgeSettings:
+    """`[purge]`: the response headers that carry tags, and whether visitors get them."""
+
+    tag_headers: frozenset[str] = TAG_HEADERS  # lower-case
+    deliver_tags: bool = False  # False: stripped from every response (they are the site's own)
+
+    @property
+    def stripped(self) -> frozenset[str]:
+        """The header names no visitor gets."""
+        return frozenset() if self.deliver_tags else self.tag_headers
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     source: str
@@ -136,7 +153,8 @@ class Settings:
     )
     mode: str = "rules"  # or "shared": no rules, a plain RFC 9111 shared cache
     limits: Limits = field(default_factory=Limits)
-    # The operator's listener (/health, /ready); None: off (the default). Loopback or unix only.
+    # The operator's listener (/health, /ready, /purge); None: off (the default). Loopback or
+    # unix only, unless an admin_token is set.
     admin: Listen | None = None
     # RFC 9213 targeted fields for this cache (lower-case), first found wins over Cache-Control.
     targeted: tuple[str, ...] = ("sidecache-cache-control", "cdn-cache-control")
@@ -149,3 +167,7 @@ class Settings:
     debug_from: Trust = field(default_factory=loopback)
     # The shared tier on Redis (`[redis] url`, --redis, SIDECACHE_REDIS); None: off.
     redis: RedisSettings | None = None
+    # `Authorization: Bearer` the admin listener requires for /purge and /metrics
+    # (`[admin] token`, SIDECACHE_ADMIN_TOKEN); "": none (it is then loopback or unix only).
+    admin_token: str = field(default="", repr=False)
+    purge: PurgeSettings = field(default_factory=PurgeSettings)

@@ -3,7 +3,8 @@
 It reads its `Boot` from the control pipe (its number, its inherited sockets, its status pipe,
 the log level, the configuration the master checked), then runs the same `Proxy` a single
 process runs, through lifecycle.serve_worker, without an admin listener. Later `Config`s on the
-control pipe are reloads; the pipe's end means the master is gone, and the worker stops.
+control pipe are reloads, `Query`s are answered by the Proxy (`Proxy.answer`); the pipe's end
+means the master is gone, and the worker stops.
 """
 
 from __future__ import annotations
@@ -22,14 +23,25 @@ from proxy import accesslog, lifecycle, logs
 from proxy.config import ConfigError, parse
 from proxy.master import pipe_end
 from proxy.settings import Settings
-from proxy.workers import RELOADED, Boot, Config, Decoder
+from proxy.workers import (
+    RELOADED,
+    Answer,
+    Boot,
+    Config,
+    Decoder,
+    Query,
+    State,
+    ToWorker,
+    encode,
+    from_master,
+)
 
 log = logging.getLogger("sidecache")
 
 
 def main(control: int) -> int:
     """The worker's life; its exit status (0 after a stop, 2 when its configuration fails)."""
-    decoder = Decoder()
+    decoder = from_master()
     messages = read_first(control, decoder)
     boot = messages.pop(0)
     if not isinstance(boot, Boot):
@@ -48,7 +60,7 @@ def main(control: int) -> int:
     return lifecycle.run(lambda: lifecycle.serve_worker(settings, sockets, link))
 
 
-def read_first(control: int, decoder: Decoder) -> list[Boot | Config]:
+def read_first(control: int, decoder: Decoder[ToWorker]) -> list[ToWorker]:
     """Block until the control pipe has given the first message (and any that came with it)."""
     while True:
         data = os.read(control, 65536)
@@ -65,16 +77,22 @@ def worker_settings(config: Config) -> Settings:
 
 class MasterLink(asyncio.Protocol):
     """The worker's side of its two pipes: configurations from the master (None once the
-    master is gone), READY and RELOADED to it."""
+    master is gone), READY and RELOADED to it, and an answer to each of its queries."""
 
     def __init__(
-        self, boot: Boot, control: int, decoder: Decoder, pending: list[Boot | Config]
+        self, boot: Boot, control: int, decoder: Decoder[ToWorker], pending: list[ToWorker]
     ) -> None:
         self.number, self._control, self._status = boot.number, control, boot.status
         self._decoder = decoder
         self._configs: asyncio.Queue[Config | None] = asyncio.Queue()
+        self._answerer: lifecycle.Answerer | None = None
+        self._answering: set[asyncio.Task[None]] = set()
         for message in pending:
             self._take(message)
+
+    def answer_with(self, answerer: lifecycle.Answerer) -> None:
+        """Who answers the master's queries (the Proxy, once it serves)."""
+        self._answerer = answerer
 
     async def open(self) -> None:
         loop = asyncio.get_running_loop()
@@ -87,9 +105,19 @@ class MasterLink(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._configs.put_nowait(None)
 
-    def _take(self, message: Boot | Config) -> None:
+    def _take(self, message: ToWorker) -> None:
         if isinstance(message, Config):
             self._configs.put_nowait(message)
+        elif isinstance(message, Query):
+            task = asyncio.get_running_loop().create_task(self._answer(message))
+            self._answering.add(task)
+            task.add_done_callback(self._answering.discard)
+
+    async def _answer(self, query: Query) -> None:
+        data: object = {"error": f"worker {self.number} is not serving yet"}
+        if self._answerer is not None:
+            data = await self._answerer(query.what, query.args)
+        self._send(encode(Answer(query.number, data)))
 
     async def next_settings(self) -> Settings | None:
         """The next configuration the master sends, parsed; None when the master is gone."""
@@ -101,6 +129,13 @@ class MasterLink(asyncio.Protocol):
                 self.tell(RELOADED)
         return None
 
-    def tell(self, state: bytes) -> None:
+    def tell(self, state: State) -> None:
+        self._send(encode(state))
+
+    def _send(self, message: bytes) -> None:
+        """One whole message on the status pipe (a blocking pipe: the master always reads it;
+        a write cut by a signal goes on where it stopped)."""
+        view = memoryview(message)
         with contextlib.suppress(OSError):  # a master that is gone hears nothing
-            os.write(self._status, state)
+            while view:
+                view = view[os.write(self._status, view) :]

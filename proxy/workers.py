@@ -2,10 +2,11 @@
 worker is started again, what its exit said, and the messages between master and worker.
 
 No I/O here (master.py, listeners.py and worker.py do it), so each rule is a plain function with
-a unit test. The messages: the master writes `Boot` (once, first) and `Config` (on each reload)
-to a worker's control pipe as length-prefixed pickles, both of them ours and on a pipe only the
-two processes hold; the worker writes one byte to its status pipe, `READY` once it serves and
-`RELOADED` after each `Config`.
+a unit test. The messages, length-prefixed pickles of our own dataclasses on pipes only the two
+processes hold: the master writes `Boot` (once, first), `Config` (on each reload) and `Query`
+(the admin listener's questions: purge, metrics) to a worker's control pipe; the worker writes
+`READY` once it serves, `RELOADED` after each `Config` and an `Answer` to each `Query` to its
+status pipe.
 """
 
 from __future__ import annotations
@@ -15,9 +16,9 @@ import os
 import pickle
 import signal
 import struct
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from proxy.settings import Listen
 from proxy.tomltable import shown
@@ -25,7 +26,6 @@ from proxy.tomltable import shown
 # Each worker is a whole process with its own caches (max_bytes each): a typo of 10000 should
 # be an error, not ten thousand interpreters.
 MAX_WORKERS = 256
-READY, RELOADED = b"R", b"L"
 
 # Restarts: 0.1 s after the first death, doubling to 10 s for a worker that keeps dying; a
 # worker that served for STABLE_SECONDS starts the count again (supervisord's idea, shorter).
@@ -121,24 +121,54 @@ class Boot:
     config: Config
 
 
-Message = Boot | Config
+@dataclass(frozen=True, slots=True)
+class Query:
+    """A question the master puts to each worker for the admin listener (`what`: "purge",
+    "metrics"...; `args`: its parameters); `number` pairs the answers with it."""
+
+    number: int
+    what: str
+    args: Mapping[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A worker's answer to Query `number`: plain JSON-able data."""
+
+    number: int
+    data: object
+
+
+@dataclass(frozen=True, slots=True)
+class State:
+    """What a worker says of itself: READY once it serves, RELOADED after each Config."""
+
+    name: str
+
+
+READY, RELOADED = State("ready"), State("reloaded")
+ToWorker = Boot | Config | Query
+ToMaster = State | Answer
 _LENGTH = struct.Struct("!I")
+M = TypeVar("M")
 
 
-def encode(message: Message) -> bytes:
+def encode(message: ToWorker | ToMaster) -> bytes:
     body = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
     return _LENGTH.pack(len(body)) + body
 
 
-class Decoder:
-    """Messages out of a byte stream, however it is cut."""
+class Decoder(Generic[M]):
+    """Messages of the types `kinds` out of a byte stream, however it is cut; anything else
+    is a ValueError naming `sender` (a pipe's two ends are ours: it would be a bug)."""
 
-    def __init__(self) -> None:
+    def __init__(self, kinds: tuple[type[M], ...], sender: str) -> None:
+        self._kinds, self._sender = kinds, sender
         self._buffer = bytearray()
 
-    def feed(self, data: bytes) -> list[Message]:
+    def feed(self, data: bytes) -> list[M]:
         self._buffer += data
-        found: list[Message] = []
+        found: list[M] = []
         while len(self._buffer) >= _LENGTH.size:
             (length,) = _LENGTH.unpack_from(self._buffer)
             end = _LENGTH.size + length
@@ -146,7 +176,29 @@ class Decoder:
                 break
             message = pickle.loads(self._buffer[_LENGTH.size : end])
             del self._buffer[:end]
-            if not isinstance(message, Boot | Config):
-                raise ValueError(f"not a master's message: {type(message).__name__}")
+            if not isinstance(message, self._kinds):
+                raise ValueError(f"not a {self._sender}'s message: {type(message).__name__}")
             found.append(message)
         return found
+
+
+def from_master() -> Decoder[ToWorker]:
+    return Decoder((Boot, Config, Query), "master")
+
+
+def from_worker() -> Decoder[ToMaster]:
+    return Decoder((State, Answer), "worker")
+
+
+def summed(answers: Iterable[object], field: str) -> tuple[int, list[str]]:
+    """The total of `field` over the workers' answers ({"purged": 3}...), and the errors the
+    others gave ({"error": "..."}) or what was no answer at all."""
+    total, errors = 0, []
+    for answer in answers:
+        value = answer.get(field) if isinstance(answer, dict) else None
+        if isinstance(value, int) and not isinstance(value, bool):
+            total += value
+        else:
+            error = answer.get("error") if isinstance(answer, dict) else None
+            errors.append(str(error) if error else f"no {field} in {answer!r:.80}")
+    return total, errors

@@ -12,6 +12,7 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from proxy.purge import Purge
 from proxy.view import Headers, field_lines
 
 # Per-entry bookkeeping (the entry object, the key, cachetools' links) counted against max_bytes,
@@ -48,6 +49,11 @@ class CachedResponse:
     generation: int = 0  # a marker's: part of its variants' keys
     stale_while_revalidate: float = 0.0  # seconds past fresh_until it may be served, refreshed
     stale_if_error: float = 0.0  # seconds past fresh_until it may stand in for a failure
+    # Where it was stored for (the Host, lower-cased, and the target as the visitor sent it)
+    # and the response's tags: what a purge by URL, prefix or tag looks for (purge.py).
+    host: str = ""
+    target: str = ""
+    tags: tuple[str, ...] = ()
     size: int = field(init=False)
     # The headers as HTTP/1.1 field lines, serialised once at store time so a hit is one write;
     # and the subset a 304 carries.
@@ -62,6 +68,7 @@ class CachedResponse:
         not_modified = field_lines(subset)
         object.__setattr__(self, "not_modified_block", not_modified)
         size = len(self.body) + len(block) + len(not_modified) + ENTRY_OVERHEAD
+        size += len(self.host) + len(self.target) + sum(map(len, self.tags))
         object.__setattr__(self, "size", size)
         if self.fresh_until < self.stored_at:
             object.__setattr__(self, "fresh_until", self.expires_at)
@@ -90,12 +97,24 @@ class CachedResponse:
 _generations = itertools.count(secrets.randbits(62) | 1)
 
 
-def vary_marker(names: tuple[str, ...], stored_at: float, expires_at: float) -> CachedResponse:
+def vary_marker(names: tuple[str, ...], variant: CachedResponse) -> CachedResponse:
     """What the primary key holds when the response varies: the header names and a generation
-    no other marker has (of this process for sure, of any other almost surely), nothing
-    else."""
+    no other marker has (of this process for sure, of any other almost surely), the times,
+    place and tags of the `variant` stored with it (a purge removes both), nothing else."""
     generation = next(_generations)
-    return CachedResponse(0, "", (), b"", stored_at, expires_at, vary=names, generation=generation)
+    return CachedResponse(
+        0,
+        "",
+        (),
+        b"",
+        variant.stored_at,
+        variant.expires_at,
+        vary=names,
+        generation=generation,
+        host=variant.host,
+        target=variant.target,
+        tags=variant.tags,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +129,11 @@ class StoreStats:
     evictions: int
 
 
+class PurgeIncomplete(Exception):
+    """A shared tier could not be purged (down, circuit open, too slow): what it holds may be
+    served again, so the purge is reported as failed (memory was purged)."""
+
+
 class CacheStore(Protocol):
     def get_now(self, key: str) -> CachedResponse | None:
         """The entry if it can be had without waiting (memory), else None; `get` decides."""
@@ -119,6 +143,9 @@ class CacheStore(Protocol):
     async def put(self, key: str, entry: CachedResponse) -> bool: ...
 
     async def delete(self, key: str) -> bool: ...
+
+    async def purge(self, purge: Purge) -> int:
+        """Remove every entry `purge` matches; how many were removed."""
 
     def stats(self) -> StoreStats: ...
 

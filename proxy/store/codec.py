@@ -13,14 +13,14 @@ means nothing in another process or on another host. They travel as epoch second
 the Age a reader sends and the freshness it judges are the writer's (as far as the hosts'
 clocks agree: NTP's milliseconds do not matter to whole-second ages).
 
-Layout of version 1 (little-endian):
+Layout of version 2 (little-endian; version 1, never released, had no host and target):
 
     b"SC" version:u8 | status:u16 flags:u8 generation:u64
     | stored_at expires_at fresh_until initial_age stale_while_revalidate stale_if_error: f64
     | vary:u16 headers:u16 tags:u16 (counts) | lengths: u32 each | text:u32 bytes | body:u32 bytes
 
-The texts (reason, [etag], [last_modified], the vary names, each header's name and value,
-the tags) are one UTF-8 block (surrogates passed through, so any header text survives),
+The texts (reason, host, target, [etag], [last_modified], the vary names, each header's name
+and value, the tags) are one UTF-8 block (surrogates passed through, so any header text survives),
 decoded at once and cut at the lengths (in characters): one decode and a slice per text,
 which is what a hit from Redis pays. flags: bit 0 must_revalidate, bit 1 an etag is there,
 bit 2 a last_modified. The body ends the value exactly: a value cut short, or with more
@@ -36,10 +36,11 @@ from itertools import accumulate
 from proxy.store import CachedResponse
 
 MAGIC = b"SC"
-VERSION = 1
+VERSION = 2
 _FIXED = struct.Struct("<2sBHBQddddddHHH")
 _LENGTH = struct.Struct("<I")
 MUST_REVALIDATE, HAS_ETAG, HAS_LAST_MODIFIED = 1, 2, 4
+TEXTS_BEFORE = 3  # reason, host, target: the texts every entry has
 
 
 class EntryError(ValueError):
@@ -51,19 +52,19 @@ class EntryError(ValueError):
         self.reason = reason
 
 
-def encode(entry: CachedResponse, offset: float, tags: tuple[str, ...] = ()) -> bytes:
+def encode(entry: CachedResponse, offset: float) -> bytes:
     """`entry` as bytes, its times moved to the wall clock (`offset` = wall - monotonic).
     A ValueError when it cannot be written (more than 65535 headers, a generation past
     64 bits): the tier then does not write it."""
     try:
-        return _encode(entry, offset, tags)
+        return _encode(entry, offset)
     except struct.error as exc:
         raise ValueError(f"cannot encode the entry: {exc}") from None
 
 
-def _encode(entry: CachedResponse, offset: float, tags: tuple[str, ...]) -> bytes:
+def _encode(entry: CachedResponse, offset: float) -> bytes:
     flags = MUST_REVALIDATE if entry.must_revalidate else 0
-    texts = [entry.reason]
+    texts = [entry.reason, entry.host, entry.target]
     if entry.etag is not None:
         flags |= HAS_ETAG
         texts.append(entry.etag)
@@ -74,7 +75,7 @@ def _encode(entry: CachedResponse, offset: float, tags: tuple[str, ...]) -> byte
     for name, value in entry.headers:
         texts.append(name)
         texts.append(value)
-    texts.extend(tags)
+    texts.extend(entry.tags)
     block = "".join(texts).encode("utf-8", "surrogatepass")
     fixed = _FIXED.pack(
         MAGIC,
@@ -90,7 +91,7 @@ def _encode(entry: CachedResponse, offset: float, tags: tuple[str, ...]) -> byte
         entry.stale_if_error,
         len(entry.vary),
         len(entry.headers),
-        len(tags),
+        len(entry.tags),
     )
     lengths = struct.pack(f"<{len(texts)}I", *map(len, texts))
     body = entry.body
@@ -99,9 +100,9 @@ def _encode(entry: CachedResponse, offset: float, tags: tuple[str, ...]) -> byte
     )
 
 
-def decode(data: bytes, offset: float) -> tuple[CachedResponse, tuple[str, ...]]:
-    """The entry in `data` on this process's clock (`offset` = wall - monotonic), and its
-    tags; an EntryError for anything else."""
+def decode(data: bytes, offset: float) -> CachedResponse:
+    """The entry in `data` on this process's clock (`offset` = wall - monotonic); an
+    EntryError for anything else."""
     if len(data) < 3 or data[:2] != MAGIC:
         raise EntryError("corrupt", "not a sidecache entry")
     if data[2] != VERSION:
@@ -112,12 +113,12 @@ def decode(data: bytes, offset: float) -> tuple[CachedResponse, tuple[str, ...]]
         raise EntryError("corrupt", str(exc)) from None
 
 
-def _decode(data: bytes, offset: float) -> tuple[CachedResponse, tuple[str, ...]]:
+def _decode(data: bytes, offset: float) -> CachedResponse:
     fixed = _FIXED.unpack_from(data)
     _, _, status, flags, generation, stored, expires, fresh, age, swr, sie = fixed[:11]
     n_vary, n_headers, n_tags = fixed[11:]
     has_etag, has_modified = bool(flags & HAS_ETAG), bool(flags & HAS_LAST_MODIFIED)
-    count = 1 + has_etag + has_modified + n_vary + 2 * n_headers + n_tags
+    count = TEXTS_BEFORE + has_etag + has_modified + n_vary + 2 * n_headers + n_tags
     at = _FIXED.size
     ends = list(accumulate(struct.unpack_from(f"<{count}I", data, at), initial=0))
     at += 4 * count
@@ -129,12 +130,12 @@ def _decode(data: bytes, offset: float) -> tuple[CachedResponse, tuple[str, ...]
     body, at = _part(data, at)
     if at != len(data):
         raise ValueError(f"{len(data) - at} bytes after the body")
-    i = 1 + has_etag + has_modified
+    i = TEXTS_BEFORE + has_etag + has_modified
     vary = tuple(texts[i : i + n_vary])
     i += n_vary
     fields = texts[i : i + 2 * n_headers]
     headers = tuple(zip(fields[::2], fields[1::2], strict=True))
-    entry = CachedResponse(
+    return CachedResponse(
         status=status,
         reason=texts[0],
         headers=headers,
@@ -144,14 +145,16 @@ def _decode(data: bytes, offset: float) -> tuple[CachedResponse, tuple[str, ...]
         initial_age=age,
         fresh_until=fresh - offset,
         must_revalidate=bool(flags & MUST_REVALIDATE),
-        etag=texts[1] if has_etag else None,
-        last_modified=texts[1 + has_etag] if has_modified else None,
+        etag=texts[TEXTS_BEFORE] if has_etag else None,
+        last_modified=texts[TEXTS_BEFORE + has_etag] if has_modified else None,
         vary=vary,
         generation=generation,
         stale_while_revalidate=swr,
         stale_if_error=sie,
+        host=texts[1],
+        target=texts[2],
+        tags=tuple(texts[i + 2 * n_headers :]),
     )
-    return entry, tuple(texts[i + 2 * n_headers :])
 
 
 def _part(data: bytes, at: int) -> tuple[bytes, int]:

@@ -15,10 +15,12 @@ import time
 from collections.abc import Callable
 from hashlib import blake2b
 
-from cachetools import TLRUCache
+from cachetools import Cache, TLRUCache
 
+from proxy.purge import Purge
 from proxy.settings import CacheSettings
 from proxy.store import CachedResponse, StoreStats
+from proxy.store.purge_index import PurgeIndex
 
 Clock = Callable[[], float]
 
@@ -43,6 +45,7 @@ class MemoryStore:
             maxsize=settings.max_bytes, ttu=_expiry, timer=clock, getsizeof=_size
         )
         self._hits = self._misses = self._stores = self._evictions = 0
+        self._index = PurgeIndex()
 
     def get_now(self, key: str) -> CachedResponse | None:
         """The entry, found without waiting (the front's synchronous hit path). Only a hit is
@@ -79,10 +82,42 @@ class MemoryStore:
         self._cache[key_digest] = entry
         self._evictions += before + 1 - len(self._cache)
         self._stores += 1
+        if self._index.add(key_digest, entry):
+            self._index.rebuild((d, self._peek(d)) for d in list(self._cache))
         return True
 
     async def delete(self, key: str) -> bool:
         return self._cache.pop(_digest(key), None) is not None
+
+    async def purge(self, purge: Purge) -> int:
+        """Remove the entries `purge` matches; how many. A tag or a URL costs the entries
+        indexed under it (some of them already gone), a prefix the distinct targets."""
+        if purge.kind == "tag":
+            candidates = self._index.by_tag.pop(purge.tag, set())
+        elif purge.kind == "url":
+            candidates = self._index.by_target.get(purge.target, set())
+        else:
+            candidates = set().union(
+                *[
+                    digests
+                    for target, digests in self._index.by_target.items()
+                    if target.startswith(purge.target)
+                ]
+            )
+        removed = 0
+        for key_digest in candidates:
+            entry = self._peek(key_digest)
+            if entry is not None and purge.matches(entry.host, entry.target, entry.tags):
+                del self._cache[key_digest]
+                removed += 1
+        return removed
+
+    def _peek(self, key_digest: bytes) -> CachedResponse | None:
+        """The live entry under `key_digest`, without making it the most recently used."""
+        if key_digest not in self._cache:  # TLRUCache's `in` neither reorders nor expires
+            return None
+        entry: CachedResponse = Cache.__getitem__(self._cache, key_digest)
+        return entry
 
     def stats(self) -> StoreStats:
         return StoreStats(

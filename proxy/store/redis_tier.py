@@ -31,10 +31,20 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from proxy.breaker import Breaker, Circuit
+from proxy.purge import Purge
 from proxy.settings import RedisSettings
-from proxy.store import CachedResponse
+from proxy.store import CachedResponse, PurgeIncomplete
 from proxy.store.codec import EntryError, decode, encode
 from proxy.store.deadline import within
+from proxy.store.redis_purge import (
+    INDEX_SCRIPT,
+    SCAN_SECONDS,
+    PurgeListener,
+    channel,
+    index_keys,
+    message,
+    purge_redis,
+)
 
 log = logging.getLogger("sidecache")
 Clock = Callable[[], float]
@@ -67,9 +77,9 @@ class _Skipped(Exception):
 
 @dataclass
 class _Write:
+    cache: str  # the named cache: its index sets (redis_purge.py) carry its name
     entry: CachedResponse
     ttl_ms: int
-    tags: tuple[str, ...] = ()
 
 
 class RedisTier:
@@ -97,7 +107,14 @@ class RedisTier:
         self._opened = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._last_error = ""
+        self._closing = False
         self._slots = asyncio.Semaphore(settings.max_connections)
+        # Other instances' purges, for this process's memory (Proxy sets on_purge).
+        self.listener = PurgeListener(settings, connect, self._purged_elsewhere)
+        self.on_purge: Callable[[str, Purge], Awaitable[int]] | None = None
+
+    async def _purged_elsewhere(self, cache: str, purge: Purge) -> int:
+        return await self.on_purge(cache, purge) if self.on_purge is not None else 0
 
     # --- life ------------------------------------------------------------------------------
 
@@ -115,8 +132,16 @@ class RedisTier:
             self._opened.set()
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self._write_loop()), loop.create_task(self._probe_loop())]
+        self.listener.start()
 
     async def close(self) -> None:
+        """Stop the writer, the probe and the subscription, then close the client. The
+        loops also stop on `_closing`: redis-py can turn a cancellation that lands in a call
+        into a TimeoutError (a failure those loops survive), which would keep them running."""
+        self._closing = True
+        self._wake.set()
+        self._opened.set()
+        await self.listener.close()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -160,9 +185,9 @@ class RedisTier:
         self._succeeded()
         return result
 
-    async def fetch(self, rkey: str) -> tuple[CachedResponse, tuple[str, ...]] | None:
-        """The entry under `rkey` on this process's clock, and its tags; None for a miss, an
-        open circuit, a failure, a value that does not decode or an entry already expired."""
+    async def fetch(self, rkey: str) -> CachedResponse | None:
+        """The entry under `rkey` on this process's clock; None for a miss, an open circuit,
+        a failure, a value that does not decode or an entry already expired."""
         found = await self.run(lambda client: _boxed(client.get(rkey)))
         if found is None:
             return None
@@ -172,9 +197,9 @@ class RedisTier:
             return None
         return self._decoded(rkey, value)
 
-    def _decoded(self, rkey: str, value: bytes) -> tuple[CachedResponse, tuple[str, ...]] | None:
+    def _decoded(self, rkey: str, value: bytes) -> CachedResponse | None:
         try:
-            entry, tags = decode(value, self.wall() - self.clock())
+            entry = decode(value, self.wall() - self.clock())
         except EntryError as exc:
             self.counts.undecodable += 1
             log.debug("redis: %s is not an entry this version reads (%s): a miss", rkey, exc)
@@ -183,7 +208,7 @@ class RedisTier:
             self.counts.misses += 1
             return None
         self.counts.hits += 1
-        return entry, tags
+        return entry
 
     async def delete(self, rkeys: Iterable[str]) -> bool:
         """Delete `rkeys` (and any queued write of them); True when Redis held one."""
@@ -198,11 +223,32 @@ class RedisTier:
         self.counts.deletes += int(deleted)
         return True
 
+    async def purge(self, cache: str, purge: Purge) -> int:
+        """Remove what `purge` names from Redis (and from the writes queued for it), then
+        tell every other instance to remove it from its memory; how many entries Redis held.
+        PurgeIncomplete when Redis could not be reached in time: the caller says so."""
+        for rkey, write in list(self._pending.items()):
+            entry = write.entry
+            if write.cache == cache and purge.matches(entry.host, entry.target, entry.tags):
+                self._unqueue(rkey)
+        if self.client is None or not self.breaker.allows():
+            raise PurgeIncomplete(f"redis {self.settings.shown_url}: {self.breaker.state.value}")
+        prefix, client = self.settings.prefix, self.client
+        try:
+            async with asyncio.timeout(SCAN_SECONDS + self.settings.connect_timeout):
+                removed = await purge_redis(client, prefix, cache, purge)
+                await client.publish(channel(prefix), message(self.listener.me, cache, purge))
+        except FAILURES as exc:
+            raise PurgeIncomplete(f"redis {self.settings.shown_url}: {_describe(exc)}") from exc
+        self.counts.deletes += removed
+        return removed
+
     # --- writes, in the background ---------------------------------------------------------
 
-    def store(self, rkey: str, entry: CachedResponse, tags: tuple[str, ...] = ()) -> bool:
-        """Queue `entry` to be written under `rkey` until it expires; False when it is not
-        (the circuit is open, the queue is full, or it expires within a millisecond)."""
+    def store(self, cache: str, rkey: str, entry: CachedResponse) -> bool:
+        """Queue `entry` of `cache` to be written under `rkey` (and indexed for purges) until
+        it expires; False when it is not (the circuit is open, the queue is full, or it
+        expires within a millisecond)."""
         ttl_ms = int((entry.expires_at - self.clock()) * 1000)
         if ttl_ms < 1:
             return False
@@ -211,7 +257,7 @@ class RedisTier:
         if full or not self.breaker.allows():
             self.counts.writes_dropped += 1
             return False
-        self._pending[rkey] = _Write(entry, ttl_ms, tags)
+        self._pending[rkey] = _Write(cache, entry, ttl_ms)
         self._pending_bytes += entry.size
         self._wake.set()
         return True
@@ -238,10 +284,10 @@ class RedisTier:
         return batch
 
     async def _write_loop(self) -> None:
-        while True:
+        while not self._closing:
             await self._wake.wait()
             self._wake.clear()
-            while self._pending:
+            while self._pending and not self._closing:
                 batch = self._batch()
                 try:
                     await self._write(batch)
@@ -258,10 +304,15 @@ class RedisTier:
         written = 0
         for rkey, write in batch:
             try:
-                value = encode(write.entry, offset, write.tags)
+                value = encode(write.entry, offset)
             except ValueError:
                 continue
             _ = pipe.set(rkey, value, px=write.ttl_ms)  # queued: the pipeline is awaited below
+            keys = index_keys(self.settings.prefix, write.cache, write.entry)
+            # EVAL with the text, not a registered script's EVALSHA: a pipeline of those
+            # first runs SCRIPT EXISTS on a connection of its own, and Redis keeps the
+            # compiled script by its digest anyway (the text is ~300 bytes a write).
+            _ = pipe.eval(INDEX_SCRIPT, len(keys), *keys, rkey, write.ttl_ms)
             written += 1
         if not written:
             return
@@ -314,9 +365,9 @@ class RedisTier:
 
     async def _probe_loop(self) -> None:
         """While the circuit is open: a PING every cool-down, until one answers."""
-        while True:
+        while not self._closing:
             await self._opened.wait()
-            while self.breaker.state is Circuit.OPEN:
+            while self.breaker.state is Circuit.OPEN and not self._closing:
                 await asyncio.sleep(self.breaker.retry_in(self.timer()))
                 if not self.breaker.probe_due(self.timer()):
                     continue

@@ -10,6 +10,7 @@ and the entry writer call it as they call a `MemoryStore`.
   wait for Redis), with the entry's keep time as its TTL. What L1 refuses (a body over the
   cache's `item_size`, an entry already expired) is never written to Redis either.
 - `delete`: both tiers (invalidation, §4.4), Redis within its timeout.
+- `purge`: memory, then Redis and every other instance's memory (store/redis_purge.py).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from proxy.purge import Purge
 from proxy.store import CachedResponse, StoreStats
 from proxy.store.memory import MemoryStore
 
@@ -37,23 +39,28 @@ class TieredStore:
         entry = await self.memory.get(key)
         if entry is not None:
             return entry
-        found = await self.tier.fetch(self.tier.key(self.settings.name, key))
-        if found is None:
+        entry = await self.tier.fetch(self.tier.key(self.settings.name, key))
+        if entry is None:
             return None
-        entry = found[0]
         await self.memory.put(key, entry)  # promoted; never written back to Redis
         return entry
 
     async def put(self, key: str, entry: CachedResponse) -> bool:
         if not await self.memory.put(key, entry):
             return False
-        self.tier.store(self.tier.key(self.settings.name, key), entry)
+        self.tier.store(self.settings.name, self.tier.key(self.settings.name, key), entry)
         return True
 
     async def delete(self, key: str) -> bool:
         in_memory = await self.memory.delete(key)
         in_redis = await self.tier.delete([self.tier.key(self.settings.name, key)])
         return in_memory or in_redis
+
+    async def purge(self, purge: Purge) -> int:
+        """Memory, then Redis, which tells the other instances (PurgeIncomplete when Redis
+        could not be purged: memory was)."""
+        removed = await self.memory.purge(purge)
+        return removed + await self.tier.purge(self.settings.name, purge)
 
     def stats(self) -> StoreStats:
         """L1's figures (the tier's own are `RedisTier.counts`, shared by every cache)."""

@@ -36,6 +36,7 @@ from .support import WAIT, Client, FakeClock, FakeUpstream, Got, eventually, ope
 
 StartFleet = Callable[..., Awaitable[Client]]
 SHARED = {"mode": "shared", "rules": []}  # the origin's headers decide; invalidation on
+ENTRIES = "sidecache:default:[0-9a-f]*"  # the entries (digests), not the purge index's sets
 
 
 @pytest.fixture
@@ -175,12 +176,15 @@ async def test_the_keep_time_is_the_redis_ttl_and_big_entries_stay_out(
     await get(a, "/big")
     await get(a, "/small")
     await written(a)
-    keys = await redis_client.keys("sidecache:default:*")
+    keys = await redis_client.keys(ENTRIES)
     ttl_ms = await redis_client.pttl(keys[0])
+    (index,) = await redis_client.keys("sidecache:default:u:*")
+    index_ttl_ms = await redis_client.pttl(index)
     big_on_b = await get(b, "/big")
 
     assert len(keys) == 1  # /small only: /big is over item_size
     assert 59_000 < ttl_ms <= 60_000  # fresh for 10 s, then kept 50 s for revalidation
+    assert index.endswith(b" /small") and 59_000 < index_ttl_ms <= 60_000  # as long as it
     assert big_on_b.x_cache == "MISS" and len(upstream.to("/big")) == 2
 
 
@@ -198,7 +202,7 @@ async def test_a_value_that_does_not_decode_is_a_counted_miss(
     a, b = await fleet(), await fleet()
     await get(a, "/page")
     await written(a)
-    (key,) = await redis_client.keys("sidecache:*")
+    (key,) = await redis_client.keys(ENTRIES)
     stored = await redis_client.get(key)
     await redis_client.set(key, value if value is not None else stored[: len(stored) // 2])
     got = await get(b, "/page")
@@ -349,14 +353,14 @@ def test_the_write_queue_is_bounded_in_entries_and_bytes() -> None:
     shared = RedisTier(RedisSettings("redis://127.0.0.1:1"), clock)
     shared.breaker.succeeded(0.0)  # as if connected
     small = CachedResponse(200, "OK", (), b"x", clock(), clock() + 60)
-    queued = [shared.store(f"k{i}", small) for i in range(WRITE_QUEUE + 10)]
-    again = shared.store("k0", small)  # a newer write of a queued key replaces it
+    queued = [shared.store("default", f"k{i}", small) for i in range(WRITE_QUEUE + 10)]
+    again = shared.store("default", "k0", small)  # a newer write of a queued key replaces it
     counted = (shared.pending, shared.counts.writes_dropped)
 
     big = CachedResponse(200, "OK", (), b"x" * (WRITE_BYTES // 4), clock(), clock() + 60)
     other = RedisTier(RedisSettings("redis://127.0.0.1:1"), clock)
     other.breaker.succeeded(0.0)
-    by_bytes = [other.store(f"b{i}", big) for i in range(5)]
+    by_bytes = [other.store("default", f"b{i}", big) for i in range(5)]
 
     assert queued == [True] * WRITE_QUEUE + [False] * 10
     assert again and counted == (WRITE_QUEUE, 10)

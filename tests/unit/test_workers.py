@@ -18,16 +18,22 @@ from proxy.workers import (
     MAX_WORKERS,
     NOT_INHERITED,
     PATH_VARIABLE,
+    READY,
+    RELOADED,
+    Answer,
     Boot,
     Config,
-    Decoder,
+    Query,
     available_cpus,
     encode,
     exit_description,
     failures_after_exit,
+    from_master,
+    from_worker,
     parse_workers,
     restart_delay,
     sockets_per_listener,
+    summed,
     worker_environment,
 )
 
@@ -118,18 +124,50 @@ def test_a_worker_inherits_neither_systemds_socket_nor_its_listen_variables() ->
 def test_messages_survive_any_cut_of_the_stream() -> None:
     config = Config({"server": {"listen": ["127.0.0.1:1"]}, "rules": [{"path": "^/$"}]}, "f")
     boot = Boot(2, (5, 6), 7, 20, config)
-    stream = encode(boot) + encode(config) + encode(config)
+    query = Query(3, "purge", {"tag": "news"})
+    stream = encode(boot) + encode(config) + encode(query) + encode(config)
     for size in (1, 3, 64, len(stream)):
-        decoder, found = Decoder(), []
+        decoder, found = from_master(), []
         for start in range(0, len(stream), size):
             found += decoder.feed(stream[start : start + size])
-        assert found == [boot, config, config]
+        assert found == [boot, config, query, config]
+
+
+def test_a_workers_messages_survive_any_cut_of_the_stream() -> None:
+    answer = Answer(3, {"purged": 2, "detail": ["a" * 70_000]})  # more than a pipe holds
+    stream = encode(READY) + encode(answer) + encode(RELOADED)
+    for size in (1, 5, 4096, len(stream)):
+        decoder, found = from_worker(), []
+        for start in range(0, len(stream), size):
+            found += decoder.feed(stream[start : start + size])
+        assert found == [READY, answer, RELOADED]
 
 
 def test_only_the_masters_messages_are_accepted() -> None:
     body = pickle.dumps(["not", "a", "message"])
     with pytest.raises(ValueError, match="not a master's message: list"):
-        Decoder().feed(len(body).to_bytes(4, "big") + body)
+        from_master().feed(len(body).to_bytes(4, "big") + body)
+
+
+def test_a_master_takes_no_masters_message_from_a_worker() -> None:
+    with pytest.raises(ValueError, match="not a worker's message: Query"):
+        from_worker().feed(encode(Query(1, "purge", {})))
+
+
+@pytest.mark.parametrize(
+    ("answers", "total", "errors"),
+    [
+        ([{"purged": 2}, {"purged": 3}], 5, []),
+        ([], 0, []),
+        ([{"purged": 2}, {"error": "boom"}], 2, ["boom"]),
+        ([{"purged": True}], 0, ["no purged in {'purged': True}"]),  # a bool is not a count
+        (["odd"], 0, ["no purged in 'odd'"]),
+    ],
+)
+def test_summed_adds_the_counts_and_keeps_what_went_wrong(
+    answers: list[object], total: int, errors: list[str]
+) -> None:
+    assert summed(answers, "purged") == (total, errors)
 
 
 def test_check_says_how_many_workers_and_what_their_caches_may_hold() -> None:
