@@ -1008,3 +1008,55 @@ def test_catch_all_is_the_embedded_default_plus_its_pass_rule() -> None:
 )
 def test_check_says_who_may_ask_for_a_trace(admin: dict[str, Any], line: str) -> None:
     assert line in describe(parse({"admin": admin}, SOURCE)).splitlines()
+
+
+TOKEN = "0123456789abcdef-token"
+
+
+@pytest.mark.parametrize(
+    ("admin", "problem"),
+    [
+        # product rule: off loopback, the admin listener needs a token, which /purge requires
+        ({"listen": "0.0.0.0:9180"}, "admin.listen: 0.0.0.0:9180 is not a loopback address"),
+        ({"listen": "10.0.0.5:9180", "token": "short"}, "admin.token: must be 16 to 512"),
+        ({"token": "has a space in it....."}, "admin.token: must be 16 to 512"),
+        ({"token": 12345678901234567890}, "admin.token: expected str"),
+    ],
+)
+def test_admin_token_errors_name_the_key(admin: dict[str, Any], problem: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(f"{SOURCE}: {problem}")):
+        parse({"admin": admin}, SOURCE)
+
+
+def test_a_token_lets_the_admin_listener_listen_off_loopback() -> None:
+    settings = parse({"admin": {"listen": "0.0.0.0:9180", "token": TOKEN}}, SOURCE)
+    assert (str(settings.admin), settings.admin_token) == ("0.0.0.0:9180", TOKEN)
+    assert TOKEN not in repr(settings)  # never in a log line or a traceback
+
+
+@pytest.mark.parametrize(
+    ("purge", "tag_headers", "stripped"),
+    [
+        ({}, {"cache-tag", "surrogate-key", "xkey"}, {"cache-tag", "surrogate-key", "xkey"}),
+        ({"tag_headers": ["X-Tags"]}, {"x-tags"}, {"x-tags"}),
+        ({"deliver_tags": True}, {"cache-tag", "surrogate-key", "xkey"}, set()),
+    ],
+)
+def test_purge_tag_headers(
+    purge: dict[str, Any], tag_headers: set[str], stripped: set[str]
+) -> None:
+    settings = parse({"purge": purge}, SOURCE).purge
+    assert (settings.tag_headers, settings.stripped) == (tag_headers, stripped)
+
+
+@pytest.mark.parametrize(
+    ("purge", "problem"),
+    [
+        ({"tag_headers": ["X Tags"]}, "purge.tag_headers: 'X Tags' is not a header name"),
+        ({"tag_headers": "Cache-Tag"}, "purge.tag_headers: expected list"),
+        ({"deliver": True}, "purge.deliver: unknown key"),
+    ],
+)
+def test_purge_errors_name_the_key(purge: dict[str, Any], problem: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(f"{SOURCE}: {problem}")):
+        parse({"purge": purge}, SOURCE)
