@@ -7,6 +7,7 @@ environment and the config file. Pure: argv and a mapping in, a Namespace and a 
     sidecache demo [CONFIG] [options]     a demo site with sidecache in front
     sidecache explain URL [options]       why a request would be cached or passed (no server)
     sidecache import-uwsgi FILE.ini       a uWSGI router-cache setup as a sidecache config
+    sidecache purge --url|--prefix|--tag  remove pages from a running sidecache's caches
 
 Precedence, for every command: the command line, then SIDECACHE_* variables, then the config
 file, then the embedded default. The config file named on the command line (CONFIG or
@@ -29,6 +30,7 @@ COMMANDS = {
     "demo": "a demo site on 127.0.0.1 with sidecache in front, to see hit, miss and pass",
     "explain": "why a request would be cached or passed: the rules, the key, the fill (no server)",
     "import-uwsgi": "print a sidecache config equivalent to a uWSGI ini's router-cache setup",
+    "purge": "remove pages from a running sidecache's caches, through its admin listener",
 }
 DEFAULT_COMMAND = "run"
 TOP_LEVEL = ("-h", "--help", "--version")
@@ -96,7 +98,35 @@ def build_parser() -> argparse.ArgumentParser:
                 "address is --listen (default 127.0.0.1:8080)",
             )
     _import_uwsgi_command(commands)
+    _purge_command(commands, config)
     return parser
+
+
+def _purge_command(commands: Any, config: argparse.ArgumentParser) -> None:
+    """`sidecache purge (--url U | --prefix P | --tag T) [--admin ADDR] [--token T]`."""
+    command = commands.add_parser(
+        "purge",
+        parents=[config],
+        help=COMMANDS["purge"],
+        description="Remove pages from a running sidecache's caches (every worker's, and the "
+        "shared Redis tier's) through its admin listener: POST /purge. The admin address and "
+        "token are --admin and --token, else SIDECACHE_ADMIN and SIDECACHE_ADMIN_TOKEN, else "
+        "the config file's [admin]. Prints how many entries were removed; exit status 1 when "
+        "the purge failed or was incomplete, 2 on a bad argument or config.",
+    )
+    what = command.add_mutually_exclusive_group(required=True)
+    what.add_argument("--url", help="a page: /path?query (every host) or http://host/path")
+    what.add_argument("--prefix", help="every page under /path/ (or http://host/path/)")
+    what.add_argument("--tag", help="every page whose Cache-Tag, Surrogate-Key or xkey names it")
+    command.add_argument(
+        "--admin", metavar="ADDR", help="the admin listener: host:port, [::1]:port or unix:/path"
+    )
+    command.add_argument(
+        "--token",
+        dest="admin_token",
+        metavar="TOKEN",
+        help="[admin] token (better: SIDECACHE_ADMIN_TOKEN, which no `ps` shows)",
+    )
 
 
 def _import_uwsgi_command(commands: Any) -> None:
@@ -236,6 +266,7 @@ def _override_options() -> argparse.ArgumentParser:
     add("--items", type=int, metavar="N", help="the default cache: most entries")
     add("--item-size", metavar="SIZE", help="the default cache: largest body stored, e.g. 64KiB")
     add("--max-bytes", metavar="SIZE", help="the default cache: total size, e.g. 64MiB")
+    options.set_defaults(admin_token=None)  # SIDECACHE_ADMIN_TOKEN only: no flag shows it in ps
     return options
 
 
@@ -280,6 +311,7 @@ ENVIRONMENT = {
     "shared": "SIDECACHE_SHARED",  # "1", "true" or "yes"
     "workers": "SIDECACHE_WORKERS",
     "redis": "SIDECACHE_REDIS",
+    "admin_token": "SIDECACHE_ADMIN_TOKEN",
 }
 
 
@@ -317,6 +349,8 @@ def apply_flags(data: dict[str, Any], args: argparse.Namespace) -> bool:
         put("server", "workers", args.workers)
     if option(args, "redis") is not None:
         put("redis", "url", args.redis)
+    if option(args, "admin_token"):
+        put("admin", "token", args.admin_token)
     caches = data.setdefault("caches", {})
     flags = {
         "ttl": args.ttl,

@@ -1,5 +1,5 @@
-"""The `sidecache` command: run (the default), check, dev, demo, explain, import-uwsgi
-(see arguments.py).
+"""The `sidecache` command: run (the default), check, dev, demo, explain, import-uwsgi,
+purge (see arguments.py).
 
 This module parses, loads the settings and dispatches; serving, reloading and signals are
 lifecycle.py's.
@@ -21,6 +21,7 @@ from proxy.arguments import apply_environment, apply_flags, option, parse_argume
 from proxy.config import ConfigError, parse, read_toml
 from proxy.demo import run_demo
 from proxy.explain import describe
+from proxy.purge_cli import run_purge
 from proxy.settings import Settings
 from proxy.trace_report import report, request_view
 from proxy.uwsgi_cli import run_import
@@ -63,6 +64,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "import-uwsgi":  # reads an ini, not the settings
             return run_import(args)
         apply_environment(args, os.environ)
+        if args.command == "purge":  # asks a running server; serves nothing
+            return run_purge(args)
         level = log_level(args)
         logs.setup(level)
         settings = load_settings(args)
