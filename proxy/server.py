@@ -121,6 +121,7 @@ class Proxy:
             try:
                 removed += await store.purge(purge)
             except PurgeIncomplete as exc:
+                removed += exc.removed
                 errors.append(str(exc))
         if errors:
             return 502, {"purged": removed, "error": "; ".join(sorted(set(errors)))}

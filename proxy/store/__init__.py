@@ -131,7 +131,12 @@ class StoreStats:
 
 class PurgeIncomplete(Exception):
     """A shared tier could not be purged (down, circuit open, too slow): what it holds may be
-    served again, so the purge is reported as failed (memory was purged)."""
+    served again, so the purge is reported as failed; `removed`: what was purged all the same
+    (memory)."""
+
+    def __init__(self, message: str, removed: int = 0) -> None:
+        super().__init__(message)
+        self.removed = removed
 
 
 class CacheStore(Protocol):

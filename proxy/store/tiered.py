@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from proxy.purge import Purge
-from proxy.store import CachedResponse, StoreStats
+from proxy.store import CachedResponse, PurgeIncomplete, StoreStats
 from proxy.store.memory import MemoryStore
 
 if TYPE_CHECKING:  # redis-py is imported only when [redis] is configured (server.py)
@@ -60,7 +60,11 @@ class TieredStore:
         """Memory, then Redis, which tells the other instances (PurgeIncomplete when Redis
         could not be purged: memory was)."""
         removed = await self.memory.purge(purge)
-        return removed + await self.tier.purge(self.settings.name, purge)
+        try:
+            return removed + await self.tier.purge(self.settings.name, purge)
+        except PurgeIncomplete as exc:
+            exc.removed += removed
+            raise
 
     def stats(self) -> StoreStats:
         """L1's figures (the tier's own are `RedisTier.counts`, shared by every cache)."""

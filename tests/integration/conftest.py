@@ -13,11 +13,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
+from redis.asyncio import Redis
+from redis_server import RedisServer
 
 from proxy.accesslog import log_access
 from proxy.config import parse
 from proxy.server import Proxy
 
+from .fleet import StartFleet
 from .support import WAIT, Client, FakeClock, FakeUpstream, open_session
 
 StartProxy = Callable[..., Awaitable[Client]]
@@ -112,3 +115,41 @@ def unanswered_port() -> Iterator[int]:
         finally:
             for filler in fillers:
                 filler.close()
+
+
+@pytest.fixture
+async def fleet(upstream: FakeUpstream, redis_server: RedisServer) -> AsyncIterator[StartFleet]:
+    """Start a proxy using `redis_server` (a fast cool-down, so a test sees it come back);
+    each call is another instance of the fleet, with a clock of its own."""
+    proxies: list[Proxy] = []
+    clients: list[Client] = []
+
+    async def start(clock: FakeClock | None = None, **sections: Any) -> Client:
+        redis = {
+            "url": redis_server.url,
+            "cooldown": "200ms",
+            "connect_timeout": "200ms",
+            **sections.pop("redis", {}),
+        }
+        settings = parse(config(upstream.url, redis=redis, **sections), "test.toml")
+        proxy = Proxy(settings, clock or FakeClock(), access=log_access)
+        proxies.append(proxy)
+        await asyncio.wait_for(proxy.start(), WAIT)
+        client = Client(proxy, open_session())
+        clients.append(client)
+        return client
+
+    yield start
+    upstream.release()
+    for client in clients:
+        await client.session.close()
+    for proxy in proxies:
+        await asyncio.wait_for(proxy.stop(), 2 * WAIT)
+
+
+@pytest.fixture
+async def redis_client(redis_server: RedisServer) -> AsyncIterator[Redis]:
+    """A client of the test's own, to look into Redis (and spoil entries)."""
+    client = Redis.from_url(redis_server.url)
+    yield client
+    await client.aclose()

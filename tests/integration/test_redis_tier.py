@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -22,76 +22,15 @@ import pytest
 from redis.asyncio import Redis
 from redis_server import RedisServer
 
-from proxy.accesslog import log_access
 from proxy.config import parse
-from proxy.server import Proxy
 from proxy.settings import CacheSettings, RedisSettings
 from proxy.store import CachedResponse
 from proxy.store.memory import MemoryStore
 from proxy.store.redis_tier import WRITE_BYTES, WRITE_QUEUE, RedisTier
 from proxy.store.tiered import TieredStore
 
-from .conftest import config
-from .support import WAIT, Client, FakeClock, FakeUpstream, Got, eventually, open_session
-
-StartFleet = Callable[..., Awaitable[Client]]
-SHARED = {"mode": "shared", "rules": []}  # the origin's headers decide; invalidation on
-ENTRIES = "sidecache:default:[0-9a-f]*"  # the entries (digests), not the purge index's sets
-
-
-@pytest.fixture
-async def fleet(upstream: FakeUpstream, redis_server: RedisServer) -> AsyncIterator[StartFleet]:
-    """Start a proxy using `redis_server` (a fast cool-down, so a test sees it come back);
-    each call is another instance of the fleet, with a clock of its own."""
-    proxies: list[Proxy] = []
-    clients: list[Client] = []
-
-    async def start(clock: FakeClock | None = None, **sections: Any) -> Client:
-        redis = {
-            "url": redis_server.url,
-            "cooldown": "200ms",
-            "connect_timeout": "200ms",
-            **sections.pop("redis", {}),
-        }
-        settings = parse(config(upstream.url, redis=redis, **sections), "test.toml")
-        proxy = Proxy(settings, clock or FakeClock(), access=log_access)
-        proxies.append(proxy)
-        await asyncio.wait_for(proxy.start(), WAIT)
-        client = Client(proxy, open_session())
-        clients.append(client)
-        return client
-
-    yield start
-    upstream.release()
-    for client in clients:
-        await client.session.close()
-    for proxy in proxies:
-        await asyncio.wait_for(proxy.stop(), 2 * WAIT)
-
-
-@pytest.fixture
-async def redis_client(redis_server: RedisServer) -> AsyncIterator[Redis]:
-    """A client of the test's own, to look into Redis (and spoil entries)."""
-    client = Redis.from_url(redis_server.url)
-    yield client
-    await client.aclose()
-
-
-HOST = "www.example.com"
-
-
-async def get(client: Client, target: str, headers: dict[str, str] | None = None) -> Got:
-    return await client.get(target, {"Host": HOST, **(headers or {})})
-
-
-def tier(client: Client) -> RedisTier:
-    assert client.proxy.tier is not None
-    return client.proxy.tier
-
-
-async def written(client: Client, count: int = 1) -> None:
-    """Wait until `client`'s proxy has written `count` entries to Redis in all."""
-    await eventually(lambda: tier(client).counts.writes >= count and tier(client).pending == 0)
+from .fleet import ENTRIES, HOST, SHARED, StartFleet, get, tier, written
+from .support import Client, FakeClock, FakeUpstream, eventually
 
 
 async def test_a_fill_on_one_instance_is_a_hit_from_redis_on_another(
