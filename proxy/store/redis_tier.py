@@ -387,6 +387,8 @@ class RedisTier:
             shown["retry_in"] = round(self.breaker.retry_in(self.timer()), 3)
         shown.update(vars(self.counts))
         shown["writes_queued"] = len(self._pending)
+        shown["purges_subscribed"] = self.listener.subscribed.is_set()
+        shown["purges_received"] = self.listener.received  # other instances' purges
         return shown
 
 

@@ -11,13 +11,22 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 from aiohttp import web
 from conftest import StartSidecache
 from redis_server import RedisServer
-from sidecache_e2e import Reply, Seen, Upstream, fetch, free_port, proc_status
+from sidecache_e2e import (
+    Reply,
+    Seen,
+    Upstream,
+    fetch,
+    free_port,
+    proc_status,
+    run_sidecache,
+)
 
 HOST = "www.example.com"
 MIB = 1024 * 1024
@@ -73,6 +82,37 @@ async def test_two_processes_share_fills(
     assert shared.headers["Age"] == "0"
     assert upstream.count("/page") == 1
     assert any("redis redis://127.0.0.1" in line and ": up" in line for line in b.stdout)
+
+
+async def test_a_purge_on_one_process_reaches_the_others_memory(
+    upstream: Upstream,
+    client: aiohttp.ClientSession,
+    start_sidecache: StartSidecache,
+    redis_server: RedisServer,
+    tmp_path: Path,
+) -> None:
+    admin_a, admin_b = free_port(), free_port()
+    tier = ["--cache", "^/", "--redis", redis_server.url]
+    a = await start_sidecache(
+        upstream=upstream.url, args=[*tier, "--admin", f"127.0.0.1:{admin_a}"]
+    )
+    b = await start_sidecache(
+        upstream=upstream.url, args=[*tier, "--admin", f"127.0.0.1:{admin_b}"]
+    )
+    await until_redis(client, admin_b, lambda redis: redis["purges_subscribed"])
+    await get(client, a.base_url, "/page")
+    await until_redis(client, admin_a, lambda redis: redis["writes"] >= 1)
+    in_b = [await get(client, b.base_url, "/page") for _ in range(2)]  # Redis, then memory
+
+    purged = await asyncio.to_thread(
+        run_sidecache, "purge", "--url", "/page", "--admin", f"127.0.0.1:{admin_a}", cwd=tmp_path
+    )
+    await until_redis(client, admin_b, lambda redis: redis["purges_received"] == 1)
+    after = await get(client, b.base_url, "/page")
+
+    assert [reply.x_cache for reply in in_b] == ["HIT", "HIT"]
+    assert (purged.returncode, purged.stdout) == (0, "purged 2 (url=/page)\n")  # A's and Redis's
+    assert (after.x_cache, after.body) == ("MISS", b"/page #2")  # B's memory was purged too
 
 
 async def test_worker_processes_share_fills_and_the_master_pings_redis(
