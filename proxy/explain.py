@@ -13,7 +13,7 @@ from proxy.units import format_size
 
 def describe(settings: Settings) -> str:
     up = settings.upstream
-    admin = f"{settings.admin} (/health, /ready)" if settings.admin else "off"
+    admin = _admin(settings)
     total = f", whole exchange {up.total_timeout:g}s" if up.total_timeout else ""
     host = f", Host: {up.host}" if up.host else ", the client's Host"
     lines = [
@@ -76,6 +76,19 @@ def _limits(limits: Limits) -> str:
         f"body idle {limits.body_timeout:g}s, request bodies {body}, "
         f"{limits.max_client_connections} connections; shutdown waits "
         f"{limits.shutdown_timeout:g}s"
+    )
+
+
+def _admin(settings: Settings) -> str:
+    """The admin listener, what it serves, and whether /purge needs the token."""
+    if settings.admin is None:
+        return "off"
+    token = "required (Bearer)" if settings.admin_token else "none (loopback or unix only)"
+    tags = ", ".join(sorted(settings.purge.tag_headers))
+    told = "passed on" if settings.purge.deliver_tags else "removed from responses"
+    return (
+        f"{settings.admin} (/health, /ready, /purge); token: {token}; "
+        f"purge tags from {tags} ({told})"
     )
 
 
