@@ -19,6 +19,7 @@ from redis_server import RedisServer
 from proxy.accesslog import log_access
 from proxy.config import parse
 from proxy.server import Proxy
+from proxy.settings import Settings
 
 from .fleet import StartFleet
 from .support import WAIT, Client, FakeClock, FakeUpstream, open_session
@@ -58,25 +59,38 @@ def clock() -> FakeClock:
 
 @pytest.fixture
 async def sidecache(upstream: FakeUpstream, clock: FakeClock) -> AsyncIterator[StartProxy]:
-    proxies: list[Proxy] = []
-    clients: list[Client] = []
+    started = Started()
 
     async def start(**sections: Any) -> Client:
         url = sections.pop("upstream_url", upstream.url)
-        # Access-log lines through `logging`, for caplog (test_access_log_writer.py: the file).
-        proxy = Proxy(parse(config(url, **sections), "test.toml"), clock, access=log_access)
-        proxies.append(proxy)
-        await asyncio.wait_for(proxy.start(), WAIT)
-        client = Client(proxy, open_session())
-        clients.append(client)
-        return client
+        return await started.start(parse(config(url, **sections), "test.toml"), clock)
 
     yield start
     upstream.release()
-    for client in clients:
-        await client.session.close()
-    for proxy in proxies:
-        await asyncio.wait_for(proxy.stop(), 2 * WAIT)
+    await started.stop()
+
+
+class Started:
+    """The proxies a fixture started, and their clients, all stopped at its end."""
+
+    def __init__(self) -> None:
+        self.proxies: list[Proxy] = []
+        self.clients: list[Client] = []
+
+    async def start(self, settings: Settings, clock: FakeClock) -> Client:
+        # Access-log lines through `logging`, for caplog (test_access_log_writer.py: the file).
+        proxy = Proxy(settings, clock, access=log_access)
+        self.proxies.append(proxy)
+        await asyncio.wait_for(proxy.start(), WAIT)
+        client = Client(proxy, open_session())
+        self.clients.append(client)
+        return client
+
+    async def stop(self) -> None:
+        for client in self.clients:
+            await client.session.close()
+        for proxy in self.proxies:
+            await asyncio.wait_for(proxy.stop(), 2 * WAIT)
 
 
 @pytest.fixture
@@ -121,8 +135,7 @@ def unanswered_port() -> Iterator[int]:
 async def fleet(upstream: FakeUpstream, redis_server: RedisServer) -> AsyncIterator[StartFleet]:
     """Start a proxy using `redis_server` (a fast cool-down, so a test sees it come back);
     each call is another instance of the fleet, with a clock of its own."""
-    proxies: list[Proxy] = []
-    clients: list[Client] = []
+    started = Started()
 
     async def start(clock: FakeClock | None = None, **sections: Any) -> Client:
         redis = {
@@ -132,19 +145,11 @@ async def fleet(upstream: FakeUpstream, redis_server: RedisServer) -> AsyncItera
             **sections.pop("redis", {}),
         }
         settings = parse(config(upstream.url, redis=redis, **sections), "test.toml")
-        proxy = Proxy(settings, clock or FakeClock(), access=log_access)
-        proxies.append(proxy)
-        await asyncio.wait_for(proxy.start(), WAIT)
-        client = Client(proxy, open_session())
-        clients.append(client)
-        return client
+        return await started.start(settings, clock or FakeClock())
 
     yield start
     upstream.release()
-    for client in clients:
-        await client.session.close()
-    for proxy in proxies:
-        await asyncio.wait_for(proxy.stop(), 2 * WAIT)
+    await started.stop()
 
 
 @pytest.fixture
