@@ -43,6 +43,7 @@ PURE_CORE = (
     "proxy.uwsgi_rules",
     "proxy.uwsgi_setup",
     "proxy.uwsgi_import",
+    "proxy.counters",
 )
 # Each module in a fresh interpreter, so one module's imports cannot hide another's.
 PROBE = """
