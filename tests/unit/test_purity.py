@@ -44,6 +44,7 @@ PURE_CORE = (
     "proxy.uwsgi_setup",
     "proxy.uwsgi_import",
     "proxy.counters",
+    "proxy.metrics",
 )
 # Each module in a fresh interpreter, so one module's imports cannot hide another's.
 PROBE = """
