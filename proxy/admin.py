@@ -1,4 +1,4 @@
-"""The operator's listener: health and readiness now, metrics and purge later.
+"""The operator's listener: health, readiness and metrics.
 
 It is never the public listener (the public one serves no internal path at all), it is off
 unless configured, it listens on loopback or a unix socket only (config.py refuses any other
@@ -8,6 +8,7 @@ address: there is no authentication), and it is plain aiohttp.web: nothing here 
     GET /ready    200 when the listeners are bound, a configuration is loaded and the upstream
                   accepts a connection within READY_CHECK_SECONDS (and, with worker processes,
                   every worker is serving); else 503. JSON either way.
+    GET /metrics  the counters in the Prometheus format (metrics.py; of every worker, summed)
 """
 
 from __future__ import annotations
@@ -15,11 +16,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from urllib.parse import urlsplit
 
 from aiohttp import web
 
+from proxy.counters import Snapshot
+from proxy.metrics import render
 from proxy.settings import Listen, Settings
 
 READY_CHECK_SECONDS = 1.0
@@ -45,15 +48,17 @@ async def upstream_reachable(settings: Settings) -> tuple[bool, str]:
 
 class Admin:
     """The admin listener of one proxy, or of a master: `workers` then says how many workers
-    serve and how many there should be."""
+    serve and how many there should be. `metrics` gives the counters' snapshot to render."""
 
     def __init__(
         self,
         settings: Callable[[], Settings],
         listening: Callable[[], list[str]],
         workers: Callable[[], tuple[int, int]] | None = None,
+        metrics: Callable[[], Awaitable[Snapshot]] | None = None,
     ):
         self._settings, self._listening, self._workers = settings, listening, workers
+        self._metrics = metrics
         self._runner: web.AppRunner | None = None
         self.addresses: list[str] = []
 
@@ -61,6 +66,8 @@ class Admin:
         app = web.Application()
         app.router.add_get("/health", self.health)
         app.router.add_get("/ready", self.ready)
+        if self._metrics is not None:
+            app.router.add_get("/metrics", self.metrics)
         return app
 
     async def health(self, request: web.Request) -> web.Response:
@@ -86,6 +93,11 @@ class Admin:
             text=json.dumps(body) + "\n",
             content_type="application/json",
         )
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        assert self._metrics is not None
+        body, content_type = render(await self._metrics(), request.headers.get("Accept", ""))
+        return web.Response(body=body, headers={"Content-Type": content_type})
 
     async def start(self, listen: Listen) -> None:
         self._runner = web.AppRunner(self.app(), access_log=None, shutdown_timeout=1.0)

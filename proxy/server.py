@@ -18,12 +18,15 @@ from typing import Any, TypeVar
 from proxy.access_writer import AccessLog
 from proxy.accesslog import skip_access
 from proxy.admin import Admin
+from proxy.counters import Counters, Snapshot
+from proxy.exchange import Outcome
 from proxy.front_server import Http1Server, LogAccess
 from proxy.handler import Handler
 from proxy.settings import Listen, Settings
 from proxy.store import CacheStore
 from proxy.store.memory import MemoryStore
 from proxy.upstream import UpstreamClient
+from proxy.view import RequestView
 
 log = logging.getLogger("sidecache")
 T = TypeVar("T")
@@ -80,11 +83,12 @@ class Proxy:
         self.passed = list(passed)  # listening sockets from systemd (socket activation)
         self.clock = clock
         self._retired: set[asyncio.Task[None]] = set()  # a reload's old handler and client
-        self.admin = Admin(lambda: self.settings, lambda: list(self.addresses))
+        self.counters = Counters()  # /metrics: the process's, kept across reloads
+        self.admin = Admin(lambda: self.settings, lambda: list(self.addresses), None, self.metrics)
         self.stores: dict[str, CacheStore] = {
             name: MemoryStore(cache, clock) for name, cache in settings.caches.items()
         }
-        self.upstream = UpstreamClient(settings.upstream)
+        self.upstream = UpstreamClient(settings.upstream, counts=self.counters.upstream)
         self.handler = Handler(settings, self.stores, self.upstream, clock)
         self.addresses: list[str] = []
         self._http1: Http1Server | None = None
@@ -107,7 +111,7 @@ class Proxy:
         for address in self.addresses:
             log.info("listening on %s", address)
         for address in self.admin.addresses:
-            log.info("admin (/health, /ready) on %s", address)
+            log.info("admin (/health, /ready, /metrics) on %s", address)
 
     async def _listen(self) -> None:
         access = self._access_log(self.settings)
@@ -160,7 +164,30 @@ class Proxy:
             await self.access_log.close()
             self.access_log = None
 
+    def metrics_snapshot(self) -> Snapshot:
+        """The counters now, with each store's size and the client connections open."""
+        stats = {name: store.stats() for name, store in self.stores.items()}
+        connections = len(self._http1.connections) if self._http1 is not None else 0
+        return self.counters.snapshot(stats, connections)
+
+    async def metrics(self) -> Snapshot:
+        return self.metrics_snapshot()
+
     def _access_log(self, settings: Settings) -> LogAccess:
+        """What the front calls when a request ends: the counters' `count`, and the access log's
+        writer when it is on (after the count)."""
+        count = self.counters.count
+        writer = self._access_writer(settings)
+        if writer is skip_access:
+            return count
+
+        def count_and_log(view: RequestView, outcome: Outcome, seconds: float) -> None:
+            count(view, outcome, seconds)
+            writer(view, outcome, seconds)
+
+        return count_and_log
+
+    def _access_writer(self, settings: Settings) -> LogAccess:
         if not settings.headers.access_log:
             return skip_access
         if self.access is not None:
@@ -212,10 +239,13 @@ class Proxy:
             kept = self.stores.get(name)
             same = kept is not None and self.settings.caches.get(name) == cache
             stores[name] = kept if same and kept is not None else MemoryStore(cache, self.clock)
+        for name, store in self.stores.items():
+            if stores.get(name) is not store:
+                self.counters.retire(name, store.stats())
         old_handler, old_upstream = self.handler, self.upstream
         upstream = self.upstream
         if settings.upstream != self.settings.upstream:
-            upstream = UpstreamClient(settings.upstream)
+            upstream = UpstreamClient(settings.upstream, counts=self.counters.upstream)
             await upstream.start()
         self.handler = Handler(settings, stores, upstream, self.clock)
         note = self._reload_access_log(settings)
