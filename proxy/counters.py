@@ -183,6 +183,41 @@ def merge(snapshots: Iterable[Snapshot]) -> Snapshot:
     return total
 
 
+class WorkerTotals:
+    """A master's sum of its workers' snapshots, which must never go down while it runs.
+
+    Summing only the workers that answer a scrape would make every total drop when one is
+    late or has been started again, and Prometheus reads any drop as a reset of the whole
+    series (rate() would then count the other workers' totals again). So each worker's last
+    snapshot is kept by pid and summed even when it did not answer this time; a worker that
+    is gone (its pid no longer serving) leaves its counters in `retired`, without its sizes
+    and connections. What a worker counted after its last scrape and before it died is lost;
+    nothing is counted twice."""
+
+    def __init__(self) -> None:
+        self.last: dict[int, Snapshot] = {}
+        self.retired = empty()
+
+    def update(self, answers: Mapping[int, Snapshot], alive: Iterable[int]) -> Snapshot:
+        """Take the snapshots that came (by pid), retire the workers not `alive`, and return
+        the total."""
+        self.last.update(answers)
+        living = set(alive)
+        for pid in [pid for pid in self.last if pid not in living]:
+            self.retired = merge([self.retired, counts_only(self.last.pop(pid))])
+        return merge([self.retired, *self.last.values()])
+
+
+def counts_only(snapshot: Snapshot) -> Snapshot:
+    """`snapshot` without what a gone process no longer holds: its stores' sizes and bounds
+    and its connections (gauges), keeping every counter."""
+    caches: dict[str, CacheSnapshot] = {
+        name: {"items": 0, "bytes": 0, "max_items": 0, "max_bytes": 0, "evictions": c["evictions"]}
+        for name, c in snapshot["caches"].items()
+    }
+    return {**snapshot, "caches": caches, "connections": 0}
+
+
 def _sum_into(total: dict[str, int], one: Mapping[str, int]) -> None:
     for name, n in one.items():
         _bump(total, name, n)

@@ -12,6 +12,8 @@ from proxy.counters import (
     Histogram,
     Snapshot,
     UpstreamCounts,
+    WorkerTotals,
+    counts_only,
     empty,
     merge,
     request_totals,
@@ -224,3 +226,63 @@ def test_request_totals_read_why_not_cached_stale_and_coalesced(
     assert totals.not_cached == not_cached
     assert totals.stale == stale
     assert totals.coalesced == coalesced
+
+
+def hits_of(snapshot: Snapshot) -> int:
+    return sum(sum(d.values()) for d in snapshot["requests"].get("HIT", {}).values())
+
+
+def test_worker_totals_sum_the_workers_that_answered() -> None:
+    totals = WorkerTotals()
+    total = totals.update({11: worker(3, 0, [], 1, 2), 12: worker(4, 0, [], 1, 1)}, [11, 12])
+    assert hits_of(total) == 7
+    assert total["connections"] == 3
+
+
+def test_worker_totals_keep_a_late_workers_last_snapshot() -> None:
+    # a worker that misses one scrape must not make the totals drop (Prometheus: a reset)
+    totals = WorkerTotals()
+    totals.update({11: worker(3, 0, [], 1, 2), 12: worker(4, 0, [], 1, 1)}, [11, 12])
+    total = totals.update({11: worker(5, 0, [], 1, 2)}, [11, 12])
+    assert hits_of(total) == 9
+    assert total["connections"] == 3
+
+
+def test_worker_totals_retire_a_gone_workers_counters_but_not_its_gauges() -> None:
+    # worker 12 was started again as 13: its counts stay in the total, its sizes do not
+    totals = WorkerTotals()
+    totals.update({11: worker(3, 1, [0.01], 1, 2), 12: worker(4, 1, [0.01], 5, 1)}, [11, 12])
+    total = totals.update(
+        {11: worker(3, 1, [0.01], 1, 2), 13: worker(1, 1, [0.01], 1, 1)}, [11, 13]
+    )
+    assert hits_of(total) == 3 + 4 + 1
+    assert total["requests"]["MISS"]["r"]["stored"] == 3
+    assert total["upstream_errors"] == {"upstream-refused": 3}
+    assert sum(total["upstream_seconds"]["counts"]) == 3
+    assert total["caches"]["default"]["items"] == 1 + 1  # 11's and 13's, not the gone 12's
+    assert total["caches"]["default"]["evictions"] == 3  # one each, 12's kept
+    assert total["connections"] == 3
+    assert sorted(totals.last) == [11, 13]
+
+
+def test_worker_totals_never_go_down_across_restarts() -> None:
+    totals = WorkerTotals()
+    seen = []
+    for pid, alive in ((1, [1]), (2, [2]), (3, [3])):  # the one worker, started again twice
+        seen.append(hits_of(totals.update({pid: worker(2, 0, [], 0, 0)}, alive)))
+    assert seen == [2, 4, 6]
+
+
+def test_counts_only_drops_the_gauges_and_keeps_the_counters() -> None:
+    one = worker(2, 1, [0.01], 4, 3)
+    kept = counts_only(one)
+    assert kept["requests"] == one["requests"]
+    assert kept["upstream_seconds"] == one["upstream_seconds"]
+    assert kept["caches"]["default"] == {
+        "items": 0,
+        "bytes": 0,
+        "max_items": 0,
+        "max_bytes": 0,
+        "evictions": 1,
+    }
+    assert kept["connections"] == 0
