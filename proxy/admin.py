@@ -1,9 +1,10 @@
-"""The operator's listener: health, readiness and purge.
+"""The operator's listener: health, readiness, metrics and purge.
 
 It is never the public listener (the public one serves no internal path at all), it is off
 unless configured, it listens on loopback or a unix socket unless `[admin] token` is set
-(config.py refuses any other address without one; with one, /purge requires `Authorization:
-Bearer TOKEN` on every address), and it is plain aiohttp.web: nothing here is on a hot path.
+(config.py refuses any other address without one; with one, /purge and /metrics require
+`Authorization: Bearer TOKEN` on every address), and it is plain aiohttp.web: nothing here is
+on a hot path.
 
     GET /health   200 "ok" while the process runs (Docker's HEALTHCHECK, liveness probes)
     GET /ready    200 when the listeners are bound, a configuration is loaded and the upstream
@@ -16,6 +17,8 @@ Bearer TOKEN` on every address), and it is plain aiohttp.web: nothing here is on
                   every target under that prefix, or tagged TAG (purge.py): 200
                   {"purged": N}; 400 for a request naming none or several; 401 without the
                   token when one is set; 502 when a worker did not answer (the others purged).
+    GET /metrics  the counters in the Prometheus format (metrics.py; of every worker, summed);
+                  401 without the token when one is set
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
+from proxy.counters import Snapshot
+from proxy.metrics import render
 from proxy.purge import Purge, PurgeError, authorized, parse_purge
 from proxy.settings import Listen, Settings
 
@@ -58,7 +63,7 @@ async def upstream_reachable(settings: Settings) -> tuple[bool, str]:
 
 class Admin:
     """The admin listener of one proxy, or of a master: `workers` then says how many workers
-    serve and how many there should be."""
+    serve and how many there should be. `metrics` gives the counters' snapshot to render."""
 
     def __init__(
         self,
@@ -67,11 +72,12 @@ class Admin:
         workers: Callable[[], tuple[int, int]] | None = None,
         redis: Callable[[], Mapping[str, object] | None] | None = None,
         purge: Purger | None = None,
+        metrics: Callable[[], Awaitable[Snapshot]] | None = None,
     ):
         """`redis`: the tier's state (a proxy's); a master, whose workers hold the tiers,
         has none and PINGs Redis itself. `purge`: who removes what a purge names."""
         self._settings, self._listening, self._workers = settings, listening, workers
-        self._redis, self._purge = redis, purge
+        self._redis, self._purge, self._metrics = redis, purge, metrics
         self._runner: web.AppRunner | None = None
         self.addresses: list[str] = []
 
@@ -81,6 +87,8 @@ class Admin:
         app.router.add_get("/ready", self.ready)
         if self._purge is not None:
             app.router.add_post("/purge", self.purge)
+        if self._metrics is not None:
+            app.router.add_get("/metrics", self.metrics)
         return app
 
     def refused(self, request: web.Request) -> web.Response | None:
@@ -142,6 +150,13 @@ class Admin:
         from proxy.store.redis_tier import ping  # only with [redis]
 
         return await ping(settings.redis)
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        assert self._metrics is not None
+        if (refusal := self.refused(request)) is not None:
+            return refusal
+        body, content_type = render(await self._metrics(), request.headers.get("Accept", ""))
+        return web.Response(body=body, headers={"Content-Type": content_type})
 
     async def start(self, listen: Listen) -> None:
         self._runner = web.AppRunner(self.app(), access_log=None, shutdown_timeout=1.0)

@@ -33,6 +33,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from proxy.admin import Admin
+from proxy.counters import Snapshot, WorkerTotals, as_snapshot
 from proxy.listeners import Listeners, bind_listeners
 from proxy.purge import Purge
 from proxy.server import ADMIN_LISTENER, bind, restart_notes
@@ -98,8 +99,13 @@ class Master:
         self.passed = list(passed)
         self.workers = [Worker(number) for number in range(1, settings.workers + 1)]
         self.admin = Admin(
-            lambda: self.settings, lambda: self.addresses, self.serving, purge=self.purge
+            lambda: self.settings,
+            lambda: self.addresses,
+            self.serving,
+            purge=self.purge,
+            metrics=self.metrics,
         )
+        self.totals = WorkerTotals()  # /metrics: the workers' counts, never going down
         self.addresses: list[str] = []
         self.started = False
         self._listeners: Listeners | None = None
@@ -141,6 +147,13 @@ class Master:
             for pid, answer in waiting.items()
             if answer.done() and not answer.cancelled()
         }
+
+    async def metrics(self) -> Snapshot:
+        """Every serving worker's counters, summed; a worker that did not answer this time
+        counts with its last snapshot, one that is gone with its counters (WorkerTotals)."""
+        answers = await self.ask("metrics")
+        snapshots = {pid: s for pid, a in answers.items() if (s := as_snapshot(a)) is not None}
+        return self.totals.update(snapshots, self.serving_pids())
 
     async def purge(self, purge: Purge) -> tuple[int, dict[str, object]]:
         """Every serving worker removes what `purge` names from its caches: 200 and the

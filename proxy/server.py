@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from proxy.access_writer import AccessLog
 from proxy.accesslog import skip_access
 from proxy.admin import Admin
+from proxy.counters import Counters, Snapshot
+from proxy.exchange import Outcome
 from proxy.front_server import Http1Server, LogAccess
 from proxy.handler import Handler
 from proxy.purge import Purge, parse_purge
@@ -26,6 +28,7 @@ from proxy.store import CacheStore, Fleet, PurgeIncomplete
 from proxy.store.memory import MemoryStore
 from proxy.store.tiered import TieredStore
 from proxy.upstream import UpstreamClient
+from proxy.view import RequestView
 
 if TYPE_CHECKING:
     from proxy.store.redis_tier import RedisTier
@@ -85,6 +88,7 @@ class Proxy:
         self.passed = list(passed)  # listening sockets from systemd (socket activation)
         self.clock = clock
         self._retired: set[asyncio.Task[None]] = set()  # a reload's old handler and client
+        self.counters = Counters()  # /metrics: the process's, kept across reloads
         # The shared tier ([redis]): one client for every cache; a restart applies changes.
         self.tier = shared_tier(settings, clock)
         if self.tier is not None:
@@ -94,15 +98,17 @@ class Proxy:
             lambda: list(self.addresses),
             redis=self._redis_status,
             purge=self.purge,
+            metrics=self.metrics,
         )
         # What a master may ask this process (a worker's): query name → its answer.
         self.answers: dict[str, Callable[[Mapping[str, str]], Awaitable[object]]] = {
             "purge": self._purge_answer,
+            "metrics": self._metrics_answer,
         }
         self.stores: dict[str, CacheStore] = {
             name: self._store(cache) for name, cache in settings.caches.items()
         }
-        self.upstream = UpstreamClient(settings.upstream)
+        self.upstream = UpstreamClient(settings.upstream, counts=self.counters.upstream)
         self.fleet = fleet_fills(settings, self.tier)
         self.handler = Handler(settings, self.stores, self.upstream, clock, fleet=self.fleet)
         self.addresses: list[str] = []
@@ -171,7 +177,7 @@ class Proxy:
         for address in self.addresses:
             log.info("listening on %s", address)
         for address in self.admin.addresses:
-            log.info("admin (/health, /ready) on %s", address)
+            log.info("admin (/health, /ready, /metrics) on %s", address)
 
     async def _listen(self) -> None:
         access = self._access_log(self.settings)
@@ -226,7 +232,34 @@ class Proxy:
             await self.access_log.close()
             self.access_log = None
 
+    def metrics_snapshot(self) -> Snapshot:
+        """The counters now, with each store's size and the client connections open."""
+        stats = {name: store.stats() for name, store in self.stores.items()}
+        connections = len(self._http1.connections) if self._http1 is not None else 0
+        redis = self.tier.metric_counts() if self.tier is not None else None
+        return self.counters.snapshot(stats, connections, redis)
+
+    async def metrics(self) -> Snapshot:
+        return self.metrics_snapshot()
+
+    async def _metrics_answer(self, args: Mapping[str, str]) -> object:
+        return self.metrics_snapshot()
+
     def _access_log(self, settings: Settings) -> LogAccess:
+        """What the front calls when a request ends: the counters' `count`, and the access log's
+        writer when it is on (after the count)."""
+        count = self.counters.count
+        writer = self._access_writer(settings)
+        if writer is skip_access:
+            return count
+
+        def count_and_log(view: RequestView, outcome: Outcome, seconds: float) -> None:
+            count(view, outcome, seconds)
+            writer(view, outcome, seconds)
+
+        return count_and_log
+
+    def _access_writer(self, settings: Settings) -> LogAccess:
         if not settings.headers.access_log:
             return skip_access
         if self.access is not None:
@@ -278,10 +311,13 @@ class Proxy:
             kept = self.stores.get(name)
             same = kept is not None and self.settings.caches.get(name) == cache
             stores[name] = kept if same and kept is not None else self._store(cache)
+        for name, store in self.stores.items():
+            if stores.get(name) is not store:
+                self.counters.retire(name, store.stats())
         old_handler, old_upstream = self.handler, self.upstream
         upstream = self.upstream
         if settings.upstream != self.settings.upstream:
-            upstream = UpstreamClient(settings.upstream)
+            upstream = UpstreamClient(settings.upstream, counts=self.counters.upstream)
             await upstream.start()
         self.handler = Handler(settings, stores, upstream, self.clock, fleet=self.fleet)
         note = self._reload_access_log(settings)

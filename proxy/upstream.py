@@ -23,9 +23,11 @@ and what it deliberately does not:
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable
 from urllib.parse import urlsplit
 
+from proxy.counters import UpstreamCounts
 from proxy.settings import Upstream
 from proxy.upstream_connection import UpstreamConnection
 from proxy.upstream_exchange import Head, Interim, UpstreamError
@@ -45,10 +47,21 @@ InterimRelay = Callable[[int, str, Headers], None]
 class UpstreamResponse:
     """Status line and headers of an upstream answer; the body is read with `chunks()`."""
 
-    __slots__ = ("_connection", "content_length", "framed", "headers", "reason", "status")
+    __slots__ = (
+        "_connection",
+        "_counts",
+        "content_length",
+        "framed",
+        "headers",
+        "reason",
+        "status",
+    )
 
-    def __init__(self, connection: UpstreamConnection, head: Head) -> None:
+    def __init__(
+        self, connection: UpstreamConnection, head: Head, counts: UpstreamCounts | None = None
+    ) -> None:
         self._connection: UpstreamConnection | None = connection
+        self._counts = counts
         self.status = head.status
         self.reason = header_text(head.reason)
         self.headers: Headers = decode_fields(head.raw_headers)
@@ -60,8 +73,13 @@ class UpstreamResponse:
         connection = self._connection
         if connection is None:
             return
-        while chunk := await connection.read():
-            yield chunk
+        try:
+            while chunk := await connection.read():
+                yield chunk
+        except UpstreamError as exc:  # the answer broke off: counted as the request's failure
+            if self._counts is not None:
+                self._counts.failed(exc.kind)
+            raise
 
     def close(self) -> None:
         """Drop the connection: the body was not read to its end."""
@@ -80,9 +98,16 @@ class UpstreamClient:
     """Sends requests to the one configured upstream over a pool of connections."""
 
     def __init__(
-        self, settings: Upstream, idle_seconds: float = IDLE_SECONDS, dial: Dial | None = None
+        self,
+        settings: Upstream,
+        idle_seconds: float = IDLE_SECONDS,
+        dial: Dial | None = None,
+        counts: UpstreamCounts | None = None,
     ) -> None:
+        """`counts`: where answer times and failures are counted (the proxy's `Counters`, which
+        outlive a client a reload replaces)."""
         self.settings = settings
+        self.counts = counts if counts is not None else UpstreamCounts()
         self.idle_seconds = idle_seconds
         self._dial = dial  # None: the loop's sockets (tests script transports instead)
         self._pool: UpstreamPool | None = None
@@ -123,7 +148,26 @@ class UpstreamClient:
         interim: InterimRelay | None = None,
     ) -> UpstreamResponse:
         """Send the request (streaming `body`); return once the final status and headers are
-        in, after handing each interim response to `interim`."""
+        in, after handing each interim response to `interim`. Counted: how long that took, or
+        the failure's kind (a retry that succeeds is no failure)."""
+        started = time.perf_counter()
+        try:
+            response = await self._request(method, target, headers, body, content_length, interim)
+        except UpstreamError as exc:
+            self.counts.failed(exc.kind)
+            raise
+        self.counts.answered(time.perf_counter() - started)
+        return response
+
+    async def _request(
+        self,
+        method: str,
+        target: str,
+        headers: Headers,
+        body: AsyncIterable[bytes] | None,
+        content_length: int | None,
+        interim: InterimRelay | None,
+    ) -> UpstreamResponse:
         pool = self._pool
         assert pool is not None, "UpstreamClient.start() was not awaited"
         has_host, closing = _scan(headers)
@@ -148,7 +192,7 @@ class UpstreamClient:
                 retry = False
                 connection = await pool.acquire(fresh=True)
                 continue
-            return UpstreamResponse(connection, exchange.head)
+            return UpstreamResponse(connection, exchange.head, self.counts)
 
 
 def _decoded(relay: InterimRelay) -> Interim:

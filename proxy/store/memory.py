@@ -5,7 +5,8 @@ target, which a visitor chooses and can make kilobytes long, so storing it would
 far past `max_bytes`. A 128-bit digest makes a collision as unlikely as guessing a random key.
 
 cachetools bounds one quantity (`maxsize` measured by `getsizeof`); we give it the byte budget and
-enforce the item count ourselves by evicting the least recently used entry before an insert.
+enforce the item count ourselves by evicting the least recently used entry before an insert (and
+make room for the bytes there too, so that each eviction is counted: /metrics reports them).
 Expiry is per entry (`expires_at`, set from the rule's ttl), on the injected clock.
 """
 
@@ -73,14 +74,15 @@ class MemoryStore:
         if entry.expires_at <= self._clock():  # ttl 0: cachetools would drop it at once
             return False
         key_digest = _digest(key)
-        self._cache.pop(key_digest, None)
-        self._cache.expire()
-        while len(self._cache) >= self.settings.items:
-            self._cache.popitem()
+        cache = self._cache
+        cache.pop(key_digest, None)
+        cache.expire()
+        # Room made here, by both bounds, so every eviction is counted where it happens
+        # (cachetools would evict for the bytes inside the insert, uncounted).
+        while len(cache) >= self.settings.items or cache.currsize + entry.size > cache.maxsize:
+            cache.popitem()
             self._evictions += 1
-        before = len(self._cache)
-        self._cache[key_digest] = entry
-        self._evictions += before + 1 - len(self._cache)
+        cache[key_digest] = entry
         self._stores += 1
         if self._index.add(key_digest, entry):
             self._index.rebuild((d, self._peek(d)) for d in list(self._cache))

@@ -377,6 +377,13 @@ class RedisTier:
                     self.breaker.failed(self.timer())
                     log.exception("redis: the probe failed")
 
+    def metric_counts(self) -> dict[str, int]:
+        """What /metrics shows of the tier: its counts, and "up" (1 while the circuit is)."""
+        counts = dict(vars(self.counts))
+        counts["purges_received"] = self.listener.received
+        counts["up"] = int(self.breaker.state is Circuit.UP)
+        return counts
+
     def status(self) -> dict[str, Any]:
         """What /ready says of the tier."""
         state = self.breaker.state

@@ -53,6 +53,19 @@ def test_compose_files_have_no_obsolete_version_line(name):
     assert not [line for line in lines if line.startswith("version:")]
 
 
+def test_the_example_prometheus_scrapes_the_admin_address_compose_gives_sidecache():
+    # The admin listener is loopback only, so Prometheus shares sidecache's network namespace
+    # and scrapes the very address compose gives the admin listener.
+    compose = (ROOT / "docker-compose.yml").read_text(encoding="utf-8")
+    scrape = (ROOT / "examples" / "prometheus" / "prometheus.yml").read_text(encoding="utf-8")
+    admin = re.search(r"^\s+SIDECACHE_ADMIN: (\S+)$", compose, flags=re.M)
+    target = re.search(r'^\s+- targets: \["([^"]+)"\]$', scrape, flags=re.M)
+    assert admin is not None and target is not None
+    assert target.group(1) == admin.group(1)
+    assert 'network_mode: "service:sidecache"' in compose
+    assert "./examples/prometheus/prometheus.yml:/etc/prometheus/prometheus.yml:ro" in compose
+
+
 async def healthcheck(env: dict[str, str]) -> tuple[int, str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("SIDECACHE_")}
     process = await asyncio.create_subprocess_exec(

@@ -48,6 +48,9 @@ async def test_a_fill_on_one_instance_is_a_hit_from_redis_on_another(
     assert len(upstream.to("/page")) == 1  # the app was asked once for the fleet
     # the second hit on B was from its memory: the entry was promoted, Redis not asked again
     assert (tier(b).counts.hits, tier(b).counts.misses) == (1, 0)
+    # and /metrics says so
+    shown = b.proxy.metrics_snapshot()["redis"]
+    assert (shown["hits"], shown["misses"], shown["up"], shown["writes"]) == (1, 0, 1, 0)
 
 
 async def test_an_entry_from_redis_keeps_its_headers_age_and_freshness(

@@ -48,6 +48,8 @@ PURE_CORE = (
     "proxy.config_redis",
     "proxy.breaker",
     "proxy.store.codec",
+    "proxy.counters",
+    "proxy.metrics",
 )
 # Each module in a fresh interpreter, so one module's imports cannot hide another's.
 PROBE = """
