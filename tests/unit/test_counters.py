@@ -4,6 +4,7 @@ snapshot's plain values, the sum of workers' snapshots, and what the metrics rea
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 import pytest
 from hypothesis import given, settings
@@ -235,93 +236,177 @@ def hits_of(snapshot: Snapshot) -> int:
     return sum(sum(d.values()) for d in snapshot["requests"].get("HIT", {}).values())
 
 
-def test_worker_totals_sum_the_workers_that_answered() -> None:
+# What a worker reports in the tables below: (hits, evictions, items, connections), two
+# counters and two gauges; a scrape's total is read back as the same four numbers.
+Report = tuple[int, int, int, int]
+
+
+def report(hits: int, evictions: int, items: int, connections: int) -> Snapshot:
+    counters = Counters()
+    for _ in range(hits):
+        counters.count(VIEW, Outcome(200, HIT, "", "r"), 0.0)
+    snapshot = counters.snapshot({"default": stats(items, items * 10, evictions)}, connections)
+    return json.loads(json.dumps(snapshot))  # type: ignore[no-any-return]  # as over the pipe
+
+
+def read(total: Snapshot) -> Report:
+    cache = total["caches"].get("default", {"evictions": 0, "items": 0})
+    return hits_of(total), cache["evictions"], cache["items"], total["connections"]
+
+
+# One scrape: the answers that came (pid → report), the pids serving, the total it must show.
+Scrape = tuple[dict[int, Report], list[int], Report]
+
+WORKER_TOTALS: dict[str, list[Scrape]] = {
+    "both-answer: the sum": [
+        ({1: (3, 1, 1, 2), 2: (4, 2, 5, 1)}, [1, 2], (7, 3, 6, 3)),
+    ],
+    "a late worker counts with its last report, gauges too": [
+        ({1: (3, 1, 1, 2), 2: (4, 2, 5, 1)}, [1, 2], (7, 3, 6, 3)),
+        ({1: (5, 1, 2, 2)}, [1, 2], (9, 3, 7, 3)),
+        ({}, [1, 2], (9, 3, 7, 3)),  # nobody answered: the last total, not a drop
+    ],
+    "a serving worker that never answered adds nothing yet": [
+        ({1: (3, 1, 1, 2)}, [1, 2], (3, 1, 1, 2)),
+        ({1: (3, 1, 1, 2), 2: (4, 2, 5, 1)}, [1, 2], (7, 3, 6, 3)),
+    ],
+    "replaced by a new pid: its counters stay, its gauges go": [
+        ({1: (3, 1, 1, 2), 2: (4, 2, 5, 1)}, [1, 2], (7, 3, 6, 3)),
+        ({1: (3, 1, 1, 2), 3: (1, 0, 1, 1)}, [1, 3], (8, 3, 2, 3)),
+    ],
+    "replaced, its successor not answering yet": [
+        ({1: (3, 1, 1, 2), 2: (4, 2, 5, 1)}, [1, 2], (7, 3, 6, 3)),
+        ({1: (3, 1, 1, 2)}, [1, 3], (7, 3, 1, 2)),
+        ({1: (3, 1, 1, 2), 3: (1, 0, 1, 1)}, [1, 3], (8, 3, 2, 3)),
+    ],
+    "answered, then died before the master listed who serves": [
+        ({1: (3, 1, 1, 2), 2: (4, 2, 5, 1)}, [1], (7, 3, 1, 2)),
+        ({1: (3, 1, 1, 2)}, [1], (7, 3, 1, 2)),  # retired once, never counted twice
+    ],
+    "died before it ever answered: nothing of it to keep": [
+        ({1: (3, 1, 1, 2)}, [1, 2], (3, 1, 1, 2)),
+        ({1: (3, 1, 1, 2)}, [1, 3], (3, 1, 1, 2)),
+    ],
+    "every worker gone: the counters only": [
+        ({1: (3, 1, 1, 2), 2: (4, 2, 5, 1)}, [1, 2], (7, 3, 6, 3)),
+        ({}, [], (7, 3, 0, 0)),
+    ],
+    "one slot started again twice": [
+        ({1: (2, 1, 1, 1)}, [1], (2, 1, 1, 1)),
+        ({2: (2, 1, 1, 1)}, [2], (4, 2, 1, 1)),
+        ({3: (2, 1, 1, 1)}, [3], (6, 3, 1, 1)),
+    ],
+}
+
+
+@pytest.mark.parametrize("scrapes", WORKER_TOTALS.values(), ids=WORKER_TOTALS.keys())
+def test_worker_totals_across_scrapes(scrapes: list[Scrape]) -> None:
+    # product rule: the master's /metrics is the sum over its workers and a counter of it never
+    # goes down (Prometheus reads a drop as a reset); a gauge is of the processes alive only
     totals = WorkerTotals()
-    total = totals.update({11: worker(3, 0, [], 1, 2), 12: worker(4, 0, [], 1, 1)}, [11, 12])
-    assert hits_of(total) == 7
-    assert total["connections"] == 3
+    for answers, serving, wanted in scrapes:
+        got = totals.update({pid: report(*r) for pid, r in answers.items()}, serving)
+        assert read(got) == wanted
+        assert set(totals.last) <= set(serving)  # only the living are kept by pid
 
 
-def test_worker_totals_keep_a_late_workers_last_snapshot() -> None:
-    # a worker that misses one scrape must not make the totals drop (Prometheus: a reset)
-    totals = WorkerTotals()
-    totals.update({11: worker(3, 0, [], 1, 2), 12: worker(4, 0, [], 1, 1)}, [11, 12])
-    total = totals.update({11: worker(5, 0, [], 1, 2)}, [11, 12])
-    assert hits_of(total) == 9
-    assert total["connections"] == 3
-
-
-def test_worker_totals_retire_a_gone_workers_counters_but_not_its_gauges() -> None:
-    # worker 12 was started again as 13: its counts stay in the total, its sizes do not
+def test_worker_totals_add_every_counter_of_a_gone_worker() -> None:
+    # the families WORKER_TOTALS does not read: misses, upstream errors and durations
     totals = WorkerTotals()
     totals.update({11: worker(3, 1, [0.01], 1, 2), 12: worker(4, 1, [0.01], 5, 1)}, [11, 12])
-    total = totals.update(
-        {11: worker(3, 1, [0.01], 1, 2), 13: worker(1, 1, [0.01], 1, 1)}, [11, 13]
-    )
-    assert hits_of(total) == 3 + 4 + 1
-    assert total["requests"]["MISS"]["r"]["stored"] == 3
-    assert total["upstream_errors"] == {"upstream-refused": 3}
-    assert sum(total["upstream_seconds"]["counts"]) == 3
-    assert total["caches"]["default"]["items"] == 1 + 1  # 11's and 13's, not the gone 12's
-    assert total["caches"]["default"]["evictions"] == 3  # one each, 12's kept
-    assert total["connections"] == 3
-    assert sorted(totals.last) == [11, 13]
+    total = totals.update({11: worker(3, 1, [0.01], 1, 2)}, [11, 13])
+    assert total["requests"]["MISS"]["r"]["stored"] == 2
+    assert total["upstream_errors"] == {"upstream-refused": 2}
+    assert sum(total["upstream_seconds"]["counts"]) == 2
 
 
-def test_worker_totals_never_go_down_across_restarts() -> None:
-    totals = WorkerTotals()
-    seen = []
-    for pid, alive in ((1, [1]), (2, [2]), (3, [3])):  # the one worker, started again twice
-        seen.append(hits_of(totals.update({pid: worker(2, 0, [], 0, 0)}, alive)))
-    assert seen == [2, 4, 6]
+def full() -> Snapshot:
+    """A worker's snapshot with every field set, the shared tier's included."""
+    counters = Counters()
+    counters.count(VIEW, Outcome(200, HIT, "", "r"), 0.0)
+    counters.count(VIEW, Outcome(200, MISS, "stored", "r"), 0.0)
+    counters.upstream.answered(0.02)
+    counters.upstream.failed("upstream-timeout")
+    stores = {"default": stats(4, 40, 2), "other": stats(1, 10, 0)}
+    return counters.snapshot(stores, 3, {"hits": 5, "writes": 2, "up": 1})
 
 
-def test_counts_only_drops_the_gauges_and_keeps_the_counters() -> None:
-    one = worker(2, 1, [0.01], 4, 3)
-    kept = counts_only(one)
-    assert kept["requests"] == one["requests"]
-    assert kept["upstream_seconds"] == one["upstream_seconds"]
-    assert kept["caches"]["default"] == {
-        "items": 0,
-        "bytes": 0,
-        "max_items": 0,
-        "max_bytes": 0,
-        "evictions": 1,
-    }
-    assert kept["connections"] == 0
+@pytest.mark.parametrize(
+    ("part", "kept"),
+    [
+        pytest.param(lambda s: s["requests"], True, id="requests"),
+        pytest.param(lambda s: s["upstream_errors"], True, id="upstream-errors"),
+        pytest.param(lambda s: s["upstream_seconds"], True, id="upstream-histogram"),
+        pytest.param(
+            lambda s: {n: c["evictions"] for n, c in s["caches"].items()}, True, id="evictions"
+        ),
+        pytest.param(
+            lambda s: {k: v for k, v in s["redis"].items() if k != "up"}, True, id="redis-counts"
+        ),
+        pytest.param(lambda s: s["caches"]["default"]["items"], False, id="items"),
+        pytest.param(lambda s: s["caches"]["default"]["bytes"], False, id="bytes"),
+        pytest.param(lambda s: s["caches"]["default"]["max_items"], False, id="max-items"),
+        pytest.param(lambda s: s["caches"]["default"]["max_bytes"], False, id="max-bytes"),
+        pytest.param(lambda s: s["caches"]["other"]["items"], False, id="another-caches-items"),
+        pytest.param(lambda s: s["connections"], False, id="connections"),
+        pytest.param(lambda s: s["redis"].get("up", 0), False, id="redis-up"),
+    ],
+)
+def test_counts_only_keeps_the_counters_and_zeroes_the_gauges(
+    part: Callable[[Snapshot], object], kept: bool
+) -> None:
+    # what a gone process leaves: what it counted (a counter never goes down), not what it held
+    one = full()
+    before = json.dumps(one)
+    assert part(one)  # the table reads a field that is set
+    assert (part(counts_only(one)) == part(one)) is kept
+    if not kept:
+        assert not part(counts_only(one))
+    assert json.dumps(one) == before  # the worker's last snapshot is not changed
 
 
-@settings(max_examples=80, deadline=None)
+def test_counts_only_of_counts_only_is_itself() -> None:
+    once = counts_only(full())
+    assert counts_only(once) == once
+
+
+@settings(max_examples=200, deadline=None)
 @given(
     st.lists(
         st.tuples(
             st.sets(st.sampled_from([1, 2])),  # the slots that answer this scrape
             st.sets(st.sampled_from([1, 2])),  # the slots whose worker died since the last
             st.integers(0, 5),  # hits each live worker served since the last scrape
+            st.integers(0, 3),  # connections each live worker has open now
         ),
         max_size=12,
     )
 )
 def test_worker_totals_never_go_down_whatever_answers_and_dies(
-    scrapes: list[tuple[set[int], set[int], int]],
+    scrapes: list[tuple[set[int], set[int], int, int]],
 ) -> None:
     """Two worker slots; between scrapes each live worker serves more, some answer, some die
     and are started again under a new pid: the total of hits never decreases, and it is the
-    hits every pid had reported by its last answer."""
+    hits every pid had reported by its last answer; the connections are those the living
+    reported last."""
     totals, pids, hits, reported = WorkerTotals(), {1: 101, 2: 201}, {101: 0, 201: 0}, {}
+    open_now: dict[int, int] = {}
     last = 0
-    for answering, dying, served in scrapes:
+    for answering, dying, served, connections in scrapes:
         for slot in dying:
             pids[slot] += 1  # a new pid for the slot
             hits[pids[slot]] = 0
         for slot in (1, 2):
             hits[pids[slot]] += served
-        answers = {pids[s]: worker(hits[pids[s]], 0, [], 0, 0) for s in answering}
+        answers = {pids[s]: report(hits[pids[s]], 0, 0, connections) for s in answering}
         reported.update({pid: hits[pid] for pid in answers})
-        total = hits_of(totals.update(answers, list(pids.values())))
-        assert total >= last
-        assert total == sum(reported.values())
-        last = total
+        open_now.update({pid: connections for pid in answers})
+        total = totals.update(answers, list(pids.values()))
+        assert hits_of(total) >= last
+        assert hits_of(total) == sum(reported.values())
+        living = set(pids.values())
+        assert total["connections"] == sum(n for pid, n in open_now.items() if pid in living)
+        last = hits_of(total)
 
 
 @pytest.mark.parametrize(
