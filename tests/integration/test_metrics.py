@@ -2,69 +2,22 @@
 hits, misses, passes, stale answers, coalesced waits and upstream failures, as Varnish's tests
 assert varnishstat's. Every scrape is parsed by prometheus_client's own parser.
 
-A request is counted when it ends, which for a miss or a pass is a moment after its last byte
-reached the client: `expect` scrapes until the counters say what they must (or the deadline),
-as varnishtest's `-expect` waits for a counter.
+The scrape and its waits are metrics_scrape.py's.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import Any
 
 import aiohttp
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from proxy.config import parse
 
 from .conftest import StartProxy, config
+from .metrics_scrape import ADMIN, expect, key, not_cached, requests
 from .support import WAIT, Client, FakeClock, FakeUpstream, Got, Reply, eventually
-
-ADMIN = {"listen": "127.0.0.1:0"}
-RULE = "anonymous-reads"  # the test configuration's rule
-Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
-
-
-def key(name: str, **labels: str) -> tuple[str, tuple[tuple[str, str], ...]]:
-    return (name, tuple(sorted(labels.items())))
-
-
-def requests(cache: str, rule: str = RULE) -> tuple[str, tuple[tuple[str, str], ...]]:
-    return key("sidecache_requests_total", cache=cache, rule=rule)
-
-
-def not_cached(reason: str, cache: str) -> tuple[str, tuple[tuple[str, str], ...]]:
-    return key("sidecache_not_cached_total", reason=reason, cache=cache)
-
-
-async def scrape(client: Client) -> Samples:
-    address = client.proxy.admin.addresses[0]
-    async with aiohttp.ClientSession() as session, session.get(address + "/metrics") as response:
-        assert response.status == 200
-        assert response.headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
-        text = await response.text()
-    return {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-    }
-
-
-async def expect(client: Client, wanted: dict[Any, float], *, only: str = "") -> Samples:
-    """Scrape until every sample in `wanted` has its value (a missing one reads 0), and, with
-    `only`, no other sample of that family is above 0; fail with the last scrape after WAIT."""
-    deadline = time.monotonic() + WAIT
-    while True:
-        got = await scrape(client)
-        seen = {k: got.get(k, 0.0) for k in wanted}
-        extra = {k: v for k, v in got.items() if k[0] == only and v and k not in wanted}
-        if seen == wanted and not extra:
-            return got
-        if time.monotonic() > deadline:
-            assert (seen, extra) == (wanted, {}), (seen, extra)
-        await asyncio.sleep(0.02)
 
 
 async def burst(client: Client, count: int, target: str) -> list[Got]:
@@ -176,7 +129,7 @@ async def test_stale_answers_are_counted_with_what_allowed_them(
     )
 
 
-FAILURES = {
+FAILURES: dict[str, tuple[dict[str, Any], Reply | None, str, int]] = {
     "refused": ({"upstream_url": "closed"}, None, "upstream-refused", 502),
     "reset": ({}, Reply(reset=True), "upstream-error", 502),
     "timeout": ({"upstream": {"read_timeout": "200ms"}}, Reply(delay=2.0), "upstream-timeout", 504),
