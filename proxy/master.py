@@ -125,20 +125,20 @@ class Master:
     async def ask(self, what: str, args: Mapping[str, str] | None = None) -> dict[int, object]:
         """Put a query to every serving worker; the answers that came within ASK_WAIT, by
         the worker's pid (a worker that died or is late is left out: the caller says so)."""
-        self._queries += 1
-        message = encode(Query(self._queries, what, dict(args or {})))
+        number = self._queries = self._queries + 1  # another ask may start while this waits
+        message = encode(Query(number, what, dict(args or {})))
         loop = asyncio.get_running_loop()
         waiting: dict[int, asyncio.Future[object]] = {}
         for worker in self.workers:
             if worker.serving and worker.control is not None:
-                waiting[worker.pid] = worker.asked[self._queries] = loop.create_future()
+                waiting[worker.pid] = worker.asked[number] = loop.create_future()
                 worker.control.write(message)
         try:
             if waiting:
                 await asyncio.wait(waiting.values(), timeout=ASK_WAIT)
         finally:
             for worker in self.workers:
-                worker.asked.pop(self._queries, None)
+                worker.asked.pop(number, None)
             late = [answer for answer in waiting.values() if not answer.done()]
             for answer in late:
                 answer.cancel()

@@ -61,10 +61,12 @@ class TieredStore:
         could not be purged: memory was)."""
         removed = await self.memory.purge(purge)
         try:
-            return removed + await self.tier.purge(self.settings.name, purge)
+            removed += await self.tier.purge(self.settings.name, purge)
         except PurgeIncomplete as exc:
-            exc.removed += removed
+            exc.removed += removed + await self.memory.purge(purge)
             raise
+        # Again: a request during the Redis purge may have promoted the old copy back.
+        return removed + await self.memory.purge(purge)
 
     def stats(self) -> StoreStats:
         """L1's figures (the tier's own are `RedisTier.counts`, shared by every cache)."""
