@@ -18,6 +18,7 @@ from typing import Any
 
 from proxy.config_redis import parse_redis
 from proxy.config_rules import check_names, compile_rule, lifetime, rule_warnings, shared_rule
+from proxy.fields import TOKEN
 from proxy.freshness import REQUEST_DIRECTIVES
 from proxy.identity import PRESETS, IdentityPolicy
 from proxy.rules import Rule
@@ -40,8 +41,7 @@ from proxy.workers import available_cpus, parse_workers
 __all__ = ["ConfigError", "load", "parse", "read_toml"]
 DEFAULT_SOURCE = "<embedded default.toml>"
 MIN_TOKEN = 16
-_TOKEN = re.compile(r"[!-~]+")  # printable ASCII, no space: what a Bearer header carries
-_FIELD_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 §5.6.2 token
+_BEARER = re.compile(r"[!-~]+")  # printable ASCII, no space: what a Bearer header carries
 
 
 def default_text() -> str:
@@ -171,7 +171,7 @@ def _admin_token(table: Table) -> str:
     """[admin] token (or SIDECACHE_ADMIN_TOKEN): what `Authorization: Bearer` must carry for
     /purge and /metrics; long enough not to be guessed, and one word of printable ASCII."""
     token = table.get("token", str, "")
-    if token and not (MIN_TOKEN <= len(token) <= 512 and _TOKEN.fullmatch(token)):
+    if token and not (MIN_TOKEN <= len(token) <= 512 and _BEARER.fullmatch(token)):
         raise table.error(
             "token",
             f"must be {MIN_TOKEN} to 512 printable ASCII characters without spaces "
@@ -184,7 +184,7 @@ def _purge(table: Table) -> PurgeSettings:
     """[purge] tag_headers (the response headers whose values are tags) and deliver_tags."""
     names = table.strings("tag_headers", tuple(sorted(TAG_HEADERS)))
     for name in names:
-        if not _FIELD_NAME.fullmatch(name):
+        if not TOKEN.fullmatch(name):
             raise table.error("tag_headers", f"{name!r} is not a header name")
     deliver = table.get("deliver_tags", bool, False)
     table.finish()

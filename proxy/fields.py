@@ -4,9 +4,12 @@ uses (names compared case-insensitively; `name` arguments are lower-case). Pure.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection, Iterable
 
 Pairs = Iterable[tuple[str, str]]
+# RFC 9110 §5.6.2: what a method or a field name is made of.
+TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 
 
 def values(headers: Pairs, name: str) -> list[str]:

@@ -22,6 +22,7 @@ from proxy.purge import PurgeError, parse_purge
 from proxy.settings import Listen
 
 TIMEOUT = 30.0  # seconds: a prefix purge may SCAN a large Redis
+_EVERYWHERE = {"0.0.0.0": "127.0.0.1", "::": "::1"}
 
 
 def run_purge(args: argparse.Namespace) -> int:
@@ -67,10 +68,8 @@ def _admin(args: argparse.Namespace) -> tuple[Listen, str]:
 async def _post(admin: Listen, token: str, args: dict[str, str]) -> tuple[int, dict[str, object]]:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     connector = aiohttp.UnixConnector(path=admin.path) if admin.path else None
-    host = f"[{admin.host}]" if ":" in admin.host else admin.host
-    if host in ("0.0.0.0", "[::]"):  # listening everywhere: ask it here
-        host = "127.0.0.1" if host == "0.0.0.0" else "[::1]"
-    url = "http://localhost/purge" if admin.path else f"http://{host}:{admin.port}/purge"
+    here = _EVERYWHERE.get(admin.host, admin.host)  # listening everywhere: ask it here
+    url = "http://localhost/purge" if admin.path else f"http://{Listen(here, admin.port)}/purge"
     timeout = aiohttp.ClientTimeout(total=TIMEOUT)
     async with (
         aiohttp.ClientSession(connector=connector, timeout=timeout) as session,

@@ -16,6 +16,7 @@ from ipaddress import ip_address
 
 from proxy.decide import Lookup, Pass
 from proxy.explain import cache_line, rule_line
+from proxy.fields import TOKEN
 from proxy.forwarding import fill_request, pass_headers
 from proxy.framing import request_framing
 from proxy.reasons import PassReason
@@ -23,7 +24,6 @@ from proxy.settings import Settings
 from proxy.trace import Trace, key_hash, pass_reason, traced_decide
 from proxy.view import Headers, RequestView, origin_form, request_problem
 
-_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110 §5.6.2
 _FORBIDDEN = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # in a field value: CTLs but HTAB
 
 
@@ -37,7 +37,7 @@ def request_view(
 ) -> RequestView:
     """The request `sidecache explain` describes; ValueError (one line) for what is not one.
     Without a Host (a path, no -H Host) it is the first listen address, as curl would send."""
-    if not _TOKEN.fullmatch(method):
+    if not TOKEN.fullmatch(method):
         raise ValueError(f"bad method {method!r} (a token such as GET, HEAD or POST)")
     pairs = [_header(text) for text in headers]
     if cookies:
@@ -61,7 +61,7 @@ def request_view(
 
 def _header(text: str) -> tuple[str, str]:
     name, colon, value = text.partition(":")
-    if not colon or not _TOKEN.fullmatch(name):
+    if not colon or not TOKEN.fullmatch(name):
         raise ValueError(f"bad header {text!r} (write -H 'Name: value')")
     value = value.strip(" \t")
     if _FORBIDDEN.search(value):
@@ -71,7 +71,7 @@ def _header(text: str) -> tuple[str, str]:
 
 def _cookie(text: str) -> str:
     name, equals, value = text.partition("=")
-    if not equals or not _TOKEN.fullmatch(name) or _FORBIDDEN.search(value) or ";" in value:
+    if not equals or not TOKEN.fullmatch(name) or _FORBIDDEN.search(value) or ";" in value:
         raise ValueError(f"bad cookie {text!r} (write --cookie 'name=value', no ';')")
     return f"{name}={value}"
 

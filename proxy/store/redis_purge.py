@@ -39,7 +39,7 @@ from proxy.settings import RedisSettings
 from proxy.store import CachedResponse
 
 log = logging.getLogger("sidecache")
-FAILURES = (RedisError, OSError, TimeoutError)
+FAILURES = (RedisError, OSError, TimeoutError)  # what a call to Redis raises (redis_tier too)
 SCAN_SECONDS = 10.0  # a SCAN of the index for a prefix or a path stops after this long
 SCAN_COUNT = 1000
 LISTEN_POLL = 5.0  # seconds the subscriber waits for a message before it looks again

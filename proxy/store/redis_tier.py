@@ -28,7 +28,6 @@ from typing import Any, TypeVar
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
 
 from proxy.breaker import Breaker, Circuit
 from proxy.purge import Purge
@@ -37,6 +36,7 @@ from proxy.store import CachedResponse, PurgeIncomplete
 from proxy.store.codec import EntryError, decode, encode
 from proxy.store.deadline import within
 from proxy.store.redis_purge import (
+    FAILURES,
     INDEX_SCRIPT,
     SCAN_SECONDS,
     PurgeListener,
@@ -49,7 +49,6 @@ from proxy.store.redis_purge import (
 log = logging.getLogger("sidecache")
 Clock = Callable[[], float]
 T = TypeVar("T")
-FAILURES = (RedisError, OSError, TimeoutError)
 
 WRITE_QUEUE = 256  # entries waiting to be written, at most (then writes are dropped)
 WRITE_BYTES = 16 * 1024 * 1024  # and bytes of them
