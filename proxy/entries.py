@@ -9,7 +9,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from proxy import fields
 from proxy.decide import Lookup
 from proxy.freshness import TtlMode, initial_age
 from proxy.policy import (
@@ -67,7 +66,7 @@ class EntryWriter:
         freshness; removed instead when the origin no longer allows storing it. Returns the
         entry that answers (the checked copy either way)."""
         response.release()  # a 304 has no body
-        merged = fields.without(refreshed_headers(entry.headers, response.headers), self.untold)
+        merged = refreshed_headers(entry.headers, response.headers, self.untold)
         # A 304 that names no tags keeps the stored ones (it updates, it does not replace).
         tags = response_tags(response.headers, self.tag_names) or entry.tags
         verdict = storability(
@@ -101,7 +100,7 @@ class EntryWriter:
         asked: float,
     ) -> str:
         """Store a fill's whole `body`; the access log's detail: stored, or no-space."""
-        headers = fields.without(stored_headers(response.headers, self.wall()), self.untold)
+        headers = stored_headers(response.headers, self.wall(), self.untold)
         status_line = (response.status, response.reason)
         place = Place(view.host, view.target, response_tags(response.headers, self.tag_names))
         entry = self.entry(lookup, status_line, response, headers, body, verdict, asked, place)

@@ -298,11 +298,17 @@ def relays_interim(status: int, version: tuple[int, int]) -> bool:
     return 102 <= status < 200 and version >= (1, 1)
 
 
-def stored_headers(headers: Headers, received: float) -> Headers:
-    """What an entry keeps: end-to-end headers without Set-Cookie or Age (recomputed on hits),
-    and a Date if the origin sent none: RFC 9110 §6.6.1, a cache records when it received the
-    response (`received`, seconds since the epoch) so every hit can say how old it is."""
-    kept = end_to_end(headers, drop=frozenset({"set-cookie", "age"}))
+_NOT_STORED = frozenset({"set-cookie", "age"})  # a visitor's own, and recomputed on hits
+
+
+def stored_headers(
+    headers: Headers, received: float, untold: frozenset[str] = frozenset()
+) -> Headers:
+    """What an entry keeps: end-to-end headers without Set-Cookie or Age (recomputed on hits)
+    or the purge tag headers no visitor gets (`untold`), and a Date if the origin sent none:
+    RFC 9110 §6.6.1, a cache records when it received the response (`received`, seconds since
+    the epoch) so every hit can say how old it is."""
+    kept = end_to_end(headers, drop=_NOT_STORED | untold)
     if fields.has(kept, "date"):
         return kept
     return (*kept, ("Date", formatdate(received, usegmt=True)))
@@ -314,12 +320,15 @@ _NOT_REFRESHED = frozenset(
 )
 
 
-def refreshed_headers(stored: Headers, fresh: Headers) -> Headers:
+def refreshed_headers(
+    stored: Headers, fresh: Headers, untold: frozenset[str] = frozenset()
+) -> Headers:
     """The stored headers updated from a 304's (RFC 9111 §3.2, §4.3.4): each field the 304
     carries replaces the stored field lines of that name; hop-by-hop fields, Set-Cookie, Age and
-    the fields describing the stored body (Content-Length, -Encoding, -Range) are not taken."""
-    update = end_to_end(fresh, drop=_NOT_REFRESHED)
-    replaced = {n.lower() for n, _ in update}
+    the fields describing the stored body (Content-Length, -Encoding, -Range) are not taken.
+    The purge tag headers no visitor gets (`untold`) are kept from neither."""
+    update = end_to_end(fresh, drop=_NOT_REFRESHED | untold)
+    replaced = {n.lower() for n, _ in update} | untold
     return fields.without(stored, replaced) + update
 
 
