@@ -83,7 +83,7 @@ class EntryWriter:
             await store.delete(key)
             return entry
         status_line = (entry.status, entry.reason)
-        place = Place(view.host, view.target, tags)
+        place = _place(lookup, view, tags)
         entry = self.entry(lookup, status_line, response, merged, entry.body, verdict, asked, place)
         if not await self.put(store, lookup, view, entry, verdict):
             await store.delete(key)
@@ -102,7 +102,7 @@ class EntryWriter:
         """Store a fill's whole `body`; the access log's detail: stored, or no-space."""
         headers = stored_headers(response.headers, self.wall(), self.untold)
         status_line = (response.status, response.reason)
-        place = Place(view.host, view.target, response_tags(response.headers, self.tag_names))
+        place = _place(lookup, view, response_tags(response.headers, self.tag_names))
         entry = self.entry(lookup, status_line, response, headers, body, verdict, asked, place)
         stored = await self.put(store, lookup, view, entry, verdict)
         return "stored" if stored else NotStoredReason.NO_SPACE.value
@@ -189,6 +189,13 @@ class EntryWriter:
             cache.item_size,
             lookup.encoding,
         )
+
+
+def _place(lookup: Lookup, view: RequestView, tags: tuple[str, ...]) -> Place:
+    """Where a purge finds the entry `view` fills: every request its key sends there."""
+    key = lookup.rule.key
+    host, target = key.place(view) if key is not None else (view.host, view.target)
+    return Place(host, target, tags)
 
 
 def _keyed(lookup: Lookup) -> frozenset[str]:

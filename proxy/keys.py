@@ -17,13 +17,23 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 from urllib.parse import quote
 
 from proxy.view import RequestView
 
 DEFAULT_KEY = "{scheme}://{host}{uri}"
 
+# What a stored entry answers for, when its key leaves part of the request out (a purge must
+# find the entry from any URL it answers, store/purge_index.py): every Host (no {host}), every
+# query of its path (a key with {path} but neither {uri} nor {query}: the path is recorded with
+# ANY_QUERY after it), every target the rule matches (no {path} or {uri}).
+ANY_HOST = "*"
+ANY_QUERY = "?*"
+ANY_TARGET = "*"
+
 Getter = Callable[[RequestView], str]
+Scope = Literal["target", "path", "none"]
 
 _SIMPLE: dict[str, Getter] = {
     "uri": lambda v: v.target,
@@ -63,9 +73,19 @@ class KeyTemplate:
     parts: tuple[str | Getter, ...]
     cookies: frozenset[str]  # cookie names the key carries (kept-cookie checks use this)
     headers: frozenset[str]  # lower-cased header names the key carries (Vary checks use this)
+    by_host: bool = True  # the key carries {host}
+    scope: Scope = "target"  # what of the target it carries: all of it, its path, nothing
 
     def render(self, view: RequestView) -> str:
         return "".join([p if isinstance(p, str) else p(view) for p in self.parts])
+
+    def place(self, view: RequestView) -> tuple[str, str]:
+        """(host, target) of every request this key sends to the entry `view` fills: what a
+        purge finds the entry by (ANY_HOST, ANY_QUERY, ANY_TARGET for what it leaves out)."""
+        host = view.host if self.by_host else ANY_HOST
+        if self.scope == "target":
+            return host, view.target
+        return host, view.path + ANY_QUERY if self.scope == "path" else ANY_TARGET
 
 
 def compile_key(source: str) -> KeyTemplate:
@@ -79,9 +99,22 @@ def compile_key(source: str) -> KeyTemplate:
         parts.append(_getter(match.group(1), cookies, headers))
         pos = match.end()
     parts.append(_literal(source[pos:]))
+    names = set(_VARIABLE.findall(source))
     return KeyTemplate(
-        source, tuple(p for p in parts if p != ""), frozenset(cookies), frozenset(headers)
+        source,
+        tuple(p for p in parts if p != ""),
+        frozenset(cookies),
+        frozenset(headers),
+        by_host="host" in names,
+        scope=_scope(names),
     )
+
+
+def _scope(names: set[str]) -> Scope:
+    """How much of the target a key with variables `names` tells apart."""
+    if "uri" in names or {"path", "query"} <= names:
+        return "target"
+    return "path" if "path" in names else "none"
 
 
 def _literal(text: str) -> str:

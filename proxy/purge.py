@@ -5,10 +5,12 @@ tags a response carries, and who may ask.
 `Purge`; every store removes the entries it `matches` (store/memory.py keeps an index so that
 a tag or a URL costs what it matches, not a scan). An entry knows the Host and target it was
 stored for and its tags (CachedResponse.host, .target, .tags), so a purge reaches every
-variant (Vary) and every encoding of a URL, whatever the rule's key template made of it.
+variant (Vary) and every encoding of a URL. The Host and target recorded are the key's view of
+them (keys.py `place`): an entry whose key leaves out the Host, the query or the whole target
+answers every Host, query or target, and every purge naming one of those reaches it.
 
 - `url`: `http://host/path?query` (that host only; http and https alike) or `/path?query`
-  (every host). The target is compared as the visitor sent it, query included.
+  (every host). The target is compared as the visitor sent it (no %-decoding), query included.
 - `prefix`: the same forms; every target that starts with it.
 - `tag`: one tag of the stored response's `Cache-Tag`, `Surrogate-Key` or `xkey` header
   (`[purge] tag_headers`), whose values are lists separated by spaces or commas.
@@ -25,6 +27,7 @@ from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import urlsplit
 
+from proxy.keys import ANY_HOST, ANY_QUERY, ANY_TARGET
 from proxy.view import Headers
 
 KINDS = ("url", "prefix", "tag")
@@ -51,10 +54,20 @@ class Purge:
         """Does this purge remove an entry stored for `host` and `target` with `tags`?"""
         if self.kind == "tag":
             return self.tag in tags
-        if self.host is not None and host != self.host:
+        if self.host is not None and host not in (self.host, ANY_HOST):
             return False
+        return self.reaches(target)
+
+    def reaches(self, target: str) -> bool:
+        """Does this purge by url or prefix reach an entry recorded for `target` (keys.py's
+        place: a target, a path with ANY_QUERY, or ANY_TARGET)?"""
         if self.kind == "url":
-            return target == self.target
+            return target in url_targets(self.target)
+        if target == ANY_TARGET:
+            return True
+        if target.endswith(ANY_QUERY):  # every query of that path: a prefix in the query too
+            path = target[: -len(ANY_QUERY)]
+            return path.startswith(self.target) or self.target.startswith(path + "?")
         return target.startswith(self.target)
 
     def described(self) -> str:
@@ -71,6 +84,12 @@ class Purge:
             return {"tag": self.tag}
         where = f"http://{self.host}" if self.host is not None else ""
         return {self.kind: where + self.target}
+
+
+def url_targets(target: str) -> tuple[str, str, str]:
+    """The targets an entry answering requests for `target` can be recorded for: that target,
+    its path with any query, any target."""
+    return target, target.partition("?")[0] + ANY_QUERY, ANY_TARGET
 
 
 def parse_purge(args: Mapping[str, str]) -> Purge:

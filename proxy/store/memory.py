@@ -18,7 +18,7 @@ from hashlib import blake2b
 
 from cachetools import Cache, TLRUCache
 
-from proxy.purge import Purge
+from proxy.purge import Purge, url_targets
 from proxy.settings import CacheSettings
 from proxy.store import CachedResponse, StoreStats
 from proxy.store.purge_index import PurgeIndex
@@ -97,21 +97,26 @@ class MemoryStore:
         if purge.kind == "tag":
             candidates = self._index.by_tag.pop(purge.tag, set())
         elif purge.kind == "url":
-            candidates = self._index.by_target.get(purge.target, set())
+            by_target = self._index.by_target
+            candidates = set().union(*[by_target.get(t, ()) for t in url_targets(purge.target)])
         else:
             candidates = set().union(
                 *[
                     digests
                     for target, digests in self._index.by_target.items()
-                    if target.startswith(purge.target)
+                    if purge.reaches(target)
                 ]
             )
         removed = 0
         for key_digest in candidates:
             entry = self._peek(key_digest)
-            if entry is not None and purge.matches(entry.host, entry.target, entry.tags):
+            if entry is None or not purge.matches(entry.host, entry.target, entry.tags):
+                continue
+            try:
                 del self._cache[key_digest]
-                removed += 1
+            except KeyError:  # it expired since _peek: TLRUCache removes it and says so
+                continue
+            removed += 1
         return removed
 
     def _peek(self, key_digest: bytes) -> CachedResponse | None:

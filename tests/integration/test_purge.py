@@ -82,6 +82,45 @@ async def test_a_purge_by_url_removes_every_variant_and_encoding(
     assert [got.body for got in after] == [b"GET /i18n #4", b"GET /i18n #5", b"GET /i18n #6"]
 
 
+@pytest.mark.parametrize(
+    ("key", "purges"),
+    [
+        # no query in the key: the page filled from /about?utm=x answers /about and every query
+        ("{scheme}://{host}{path}", [{"url": "/about"}, {"url": "http://example.com/about?b"}]),
+        ("{scheme}://{host}{path}", [{"prefix": "/ab"}, {"prefix": "/about?z"}]),
+        # no host in the key: the page answers every Host, so a purge naming any host reaches it
+        ("{scheme}://{uri}", [{"url": "http://other.example/about"}]),
+        # no target at all: one page for every request the rule matches
+        ("{host}|{cookie[lang]}", [{"url": "/anything"}, {"prefix": "/x"}]),
+    ],
+)
+async def test_a_purge_reaches_an_entry_by_any_url_its_key_answers(
+    sidecache: StartProxy, upstream: FakeUpstream, key: str, purges: list[dict[str, str]]
+) -> None:
+    rules = [{"name": "r", "anonymous": True, "action": "cache", "key": key}]
+    client = await sidecache(admin=ADMIN, rules=rules)
+    filled = "/about" if "{uri}" in key else "/about?utm=x"
+    for args in purges:
+        await caches(client, filled)
+        assert await caches(client, "/about") == ["HIT"]  # the key makes it the same page
+        answer = await purge(client, **args)
+        assert (args, answer) == (args, (200, {"purged": 1}))
+        assert await caches(client, "/about") == ["MISS"]
+
+
+async def test_a_purge_does_not_reach_a_page_its_key_tells_apart(
+    sidecache: StartProxy, upstream: FakeUpstream
+) -> None:
+    rules = [{"name": "r", "anonymous": True, "action": "cache", "key": "{host}{path}"}]
+    client = await sidecache(admin=ADMIN, rules=rules)
+    await caches(client, "/about?utm=x", "/contact")
+    answers = [await purge(client, **args) for args in ({"url": "/abou"}, {"prefix": "/b"})]
+    answers.append(await purge(client, url="http://other.example/about"))
+
+    assert answers == [(200, {"purged": 0})] * 3
+    assert await caches(client, "/about", "/contact") == ["HIT", "HIT"]
+
+
 async def test_a_purge_by_prefix(sidecache: StartProxy, upstream: FakeUpstream) -> None:
     client = await sidecache(admin=ADMIN)
     targets = ("/blog/1", "/blog/2?page=2", "/blogroll", "/about")

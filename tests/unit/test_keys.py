@@ -166,3 +166,20 @@ def test_unknown_variable_lists_the_known_ones() -> None:
         compile_key("{url}")
     assert "cookie[NAME], header[NAME]" in str(caught.value)
     assert "uri" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("template", "place"),
+    [
+        (DEFAULT_KEY, ("example.com", "/a/b?x=1&y=2")),
+        ("{host}{path}?{query}", ("example.com", "/a/b?x=1&y=2")),
+        ("{scheme}://{host}{path}", ("example.com", "/a/b?*")),  # every query of the path
+        ("{path}|{header[accept]}", ("*", "/a/b?*")),  # every Host too
+        ("{uri}", ("*", "/a/b?x=1&y=2")),
+        ("{host}{query}", ("example.com", "*")),  # tells paths apart no more than none
+        ("front-page", ("*", "*")),
+    ],
+)
+def test_the_place_a_purge_finds_an_entry_by(template: str, place: tuple[str, str]) -> None:
+    view = RequestView("GET", "/a/b?x=1&y=2", (("Host", "Example.com"),))
+    assert compile_key(template).place(view) == place

@@ -88,6 +88,20 @@ MATCHES = [
     (Purge("tag", tag="news"), ("a.com", "/", ("front", "news")), True),
     (Purge("tag", tag="news"), ("a.com", "/", ("newsletter",)), False),
     (Purge("tag", tag="news"), ("a.com", "/news", ()), False),
+    # entries whose key leaves part of the request out (keys.py place): any host, any query
+    # of the path ("?*"), any target ("*")
+    (Purge("url", target="/about", host="a.com"), ("*", "/about", ()), True),
+    (Purge("url", target="/about?x=1"), ("a.com", "/about?*", ()), True),
+    (Purge("url", target="/about"), ("a.com", "/about?*", ()), True),
+    (Purge("url", target="/abou"), ("a.com", "/about?*", ()), False),
+    (Purge("url", target="/about/"), ("a.com", "/about?*", ()), False),
+    (Purge("url", target="/x", host="b.com"), ("*", "*", ()), True),
+    (Purge("prefix", target="/ab"), ("a.com", "/about?*", ()), True),
+    (Purge("prefix", target="/about?x"), ("a.com", "/about?*", ()), True),  # it answers ?xy
+    (Purge("prefix", target="/about/"), ("a.com", "/about?*", ()), False),
+    (Purge("prefix", target="/b"), ("a.com", "/about?*", ()), False),
+    (Purge("prefix", target="/b"), ("a.com", "*", ()), True),
+    (Purge("prefix", target="/b", host="b.com"), ("a.com", "*", ()), False),
 ]
 
 
@@ -283,3 +297,20 @@ def test_a_purge_through_the_index_removes_what_a_full_scan_would(
     present = {key for key, entry in live.items() if entry is not None}
     assert removed == len(expected)
     assert after == present - expected
+
+
+def test_an_entry_that_expires_during_a_purge_is_removed_not_an_error() -> None:
+    """TLRUCache reads the clock again when it deletes: an entry live when the purge looked
+    and expired when it deletes is gone all the same, and not counted."""
+    clock = [0.0, 0.0]  # now, and how far each reading moves it
+
+    def ticking() -> float:
+        clock[0] += clock[1]
+        return clock[0]
+
+    store = MemoryStore(CacheSettings("default"), ticking)
+    entry = CachedResponse(200, "OK", (), b"x", 0.0, 15.0, host="h", target="/a")
+    assert run(store.put("k", entry))
+    clock[1] = 10.0  # the purge's look at the entry sees 10, its delete 20
+    assert run(store.purge(Purge("url", target="/a"))) == 0
+    assert store.stats().items == 0
