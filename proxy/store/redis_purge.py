@@ -2,15 +2,19 @@
 message that tells every instance to purge its own memory (L1).
 
 The index. Each entry written to Redis is added (by INDEX_SCRIPT, in the writer's pipeline)
-to a set per place and a set per tag, each set kept as long as its longest-lived entry:
+to a sorted set per place and one per tag, scored by the entry's expiry (Redis's clock):
 
-    {prefix}{cache}:u:{host} {target}   the entries stored for that Host and target
-    {prefix}{cache}:tag:{tag}           the entries tagged so
+    {prefix}{cache}:url:{host} {target}   the entries stored for that Host and target
+    {prefix}{cache}:tagged:{tag}          the entries tagged so
 
-(a Host and a request target hold no space, so the space separates them.) A purge by tag, or
-by URL with a host, reads one set; by `/path` (any host) or by prefix, it SCANs the cache's
-`u:` sets for the pattern: O(keys in the database), as a ban in Varnish is, and bounded by
-SCAN_SECONDS. The entries named are deleted with their sets.
+(a Host and a request target hold no space, so the space separates them; the place is the
+key's view of the request, keys.py `place`.) The script drops the members already expired and
+keeps each set as long as its longest-lived member, so a set holds about the live entries of
+its place or tag, however long writes go on. Names are bytes as the visitor sent them (UTF-8
+or not). A purge by tag, or by URL with a host, reads the few sets it can be in; by `/path`
+(any host) or by prefix, it SCANs the cache's `url:` sets: O(keys in the database), as a ban
+in Varnish is, bounded by SCAN_SECONDS. The entries named are deleted with their sets.
+(Before this layout, 0.x wrote plain sets under `:u:` and `:tag:`; those expire by themselves.)
 
 The message. After its own purge, an instance PUBLISHes the purge on `{prefix}purge`; every
 instance subscribed (`PurgeListener`) removes the same entries from its memory. A purge
@@ -29,12 +33,12 @@ import os
 import re
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from proxy.purge import Purge, PurgeError, parse_purge
+from proxy.keys import ANY_HOST
+from proxy.purge import Purge, PurgeError, parse_purge, url_targets
 from proxy.settings import RedisSettings
 from proxy.store import CachedResponse
 
@@ -44,44 +48,57 @@ SCAN_SECONDS = 10.0  # a SCAN of the index for a prefix or a path stops after th
 SCAN_COUNT = 1000
 LISTEN_POLL = 5.0  # seconds the subscriber waits for a message before it looks again
 
-# KEYS: the index sets of one entry; ARGV[1]: the entry's key, ARGV[2]: its ttl (ms). Each set
-# lives as long as its longest-lived entry (PTTL is -1 for a set just created by SADD).
+# KEYS: the index sets of one entry; ARGV[1]: the entry's key, ARGV[2]: its ttl (ms). Scores
+# are expiries on Redis's clock (TIME), so every instance's writes agree; PTTL is -1 for a
+# set just created by ZADD.
 INDEX_SCRIPT = """
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+local ttl = tonumber(ARGV[2])
 for _, key in ipairs(KEYS) do
-  redis.call('SADD', key, ARGV[1])
-  if redis.call('PTTL', key) < tonumber(ARGV[2]) then
-    redis.call('PEXPIRE', key, ARGV[2])
+  redis.call('ZADD', key, now + ttl, ARGV[1])
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
+  if redis.call('PTTL', key) < ttl then
+    redis.call('PEXPIRE', key, ttl)
   end
 end
 return #KEYS
 """
-_GLOB = re.compile(r"([*?\[\]\\])")
+_GLOB = re.compile(rb"([*?\[\]\\])")
 
 
-def index_keys(prefix: str, cache: str, entry: CachedResponse) -> list[str]:
+def _bytes(text: str) -> bytes:
+    return text.encode("utf-8", "surrogateescape")  # the octets the visitor or app sent
+
+
+def _place_key(prefix: str, cache: str, host: str, target: str) -> bytes:
+    return _bytes(f"{prefix}{cache}:url:{host} {target}")
+
+
+def index_keys(prefix: str, cache: str, entry: CachedResponse) -> list[bytes]:
     """The index sets `entry` belongs to."""
-    keys = [f"{prefix}{cache}:u:{entry.host} {entry.target}"]
-    keys.extend(f"{prefix}{cache}:tag:{tag}" for tag in entry.tags)
+    keys = [_place_key(prefix, cache, entry.host, entry.target)]
+    keys.extend(_bytes(f"{prefix}{cache}:tagged:{tag}") for tag in entry.tags)
     return keys
 
 
-def purge_sets(prefix: str, cache: str, purge: Purge) -> tuple[list[str], str | None]:
-    """The index sets that name what `purge` removes: read them directly, or SCAN for the
-    pattern (the second, or None)."""
+def purge_sets(prefix: str, cache: str, purge: Purge) -> tuple[list[bytes], bytes | None]:
+    """The index sets that can name what `purge` removes: read them directly, or SCAN with
+    the pattern (the second, or None) and keep those `scanned_place` finds `purge` reaches."""
     if purge.kind == "tag":
-        return [f"{prefix}{cache}:tag:{purge.tag}"], None
-    base = f"{_glob(prefix)}{_glob(cache)}:u:"
-    host = _glob(purge.host) if purge.host is not None else "*"
-    if purge.kind == "url":
-        if purge.host is not None:
-            return [f"{prefix}{cache}:u:{purge.host} {purge.target}"], None
-        return [], f"{base}* {_glob(purge.target)}"
-    return [], f"{base}{host} {_glob(purge.target)}*"
+        return [_bytes(f"{prefix}{cache}:tagged:{purge.tag}")], None
+    if purge.kind == "url" and purge.host is not None:
+        hosts = (purge.host, ANY_HOST)
+        targets = url_targets(purge.target)
+        return [_place_key(prefix, cache, h, t) for h in hosts for t in targets], None
+    return [], _GLOB.sub(rb"\\\1", _bytes(f"{prefix}{cache}:url:")) + b"*"
 
 
-def _glob(text: str) -> str:
-    """`text` matched literally in a SCAN MATCH pattern."""
-    return _GLOB.sub(r"\\\1", text)
+def scanned_place(prefix: str, cache: str, key: bytes) -> tuple[str, str]:
+    """(host, target) of an index set's name found by a SCAN of `purge_sets`' pattern."""
+    base = len(_bytes(f"{prefix}{cache}:url:"))
+    host, _, target = key[base:].decode("utf-8", "surrogateescape").partition(" ")
+    return host, target
 
 
 def channel(prefix: str) -> str:
@@ -111,15 +128,16 @@ async def purge_redis(client: Redis, prefix: str, cache: str, purge: Purge) -> i
     entries Redis held. FAILURES propagate: the caller says the purge is incomplete."""
     sets, pattern = purge_sets(prefix, cache, purge)
     if pattern is not None:
-        sets = [
-            key.decode() if isinstance(key, bytes) else key for key in await _scan(client, pattern)
-        ]
+        for key in await _scan(client, pattern):
+            host, target = scanned_place(prefix, cache, key)
+            if purge.matches(host, target, ()):
+                sets.append(key)
     removed = 0
     for start in range(0, len(sets), 100):
         some = sets[start : start + 100]
         pipe = client.pipeline(transaction=False)
         for key in some:
-            _ = pipe.smembers(key)
+            _ = pipe.zrange(key, 0, -1)
         members: set[bytes] = set().union(*await pipe.execute())
         entries = [member.decode() for member in members]
         for first in range(0, len(entries), 500):
@@ -128,21 +146,17 @@ async def purge_redis(client: Redis, prefix: str, cache: str, purge: Purge) -> i
     return removed
 
 
-def _texts(keys: list[Any]) -> list[str]:
-    return [key.decode() if isinstance(key, bytes) else str(key) for key in keys]
-
-
-async def _scan(client: Redis, pattern: str) -> list[Any]:
-    found: list[Any] = []
+async def _scan(client: Redis, pattern: bytes) -> list[bytes]:
+    found: list[bytes] = []
     deadline = time.monotonic() + SCAN_SECONDS
     cursor = 0
     while True:
         cursor, keys = await client.scan(cursor, match=pattern, count=SCAN_COUNT)
-        found.extend(keys)
+        found.extend(key if isinstance(key, bytes) else _bytes(key) for key in keys)
         if cursor == 0:
             return found
         if time.monotonic() > deadline:
-            raise TimeoutError(f"SCAN for {pattern} did not end within {SCAN_SECONDS:g}s")
+            raise TimeoutError(f"SCAN for {pattern!r} did not end within {SCAN_SECONDS:g}s")
 
 
 class PurgeListener:

@@ -113,6 +113,9 @@ class RedisTier:
         self.on_purge: Callable[[str, Purge], Awaitable[int]] | None = None
 
     async def _purged_elsewhere(self, cache: str, purge: Purge) -> int:
+        """Another instance's purge: this process's queued writes of what it names would put
+        the page back in Redis, and its memory still serves it."""
+        self._unqueue_purged(cache, purge)
         return await self.on_purge(cache, purge) if self.on_purge is not None else 0
 
     # --- life ------------------------------------------------------------------------------
@@ -226,10 +229,7 @@ class RedisTier:
         """Remove what `purge` names from Redis (and from the writes queued for it), then
         tell every other instance to remove it from its memory; how many entries Redis held.
         PurgeIncomplete when Redis could not be reached in time: the caller says so."""
-        for rkey, write in list(self._pending.items()):
-            entry = write.entry
-            if write.cache == cache and purge.matches(entry.host, entry.target, entry.tags):
-                self._unqueue(rkey)
+        self._unqueue_purged(cache, purge)
         if self.client is None or not self.breaker.allows():
             raise PurgeIncomplete(f"redis {self.settings.shown_url}: {self.breaker.state.value}")
         prefix, client = self.settings.prefix, self.client
@@ -269,6 +269,12 @@ class RedisTier:
         write = self._pending.pop(rkey, None)
         if write is not None:
             self._pending_bytes -= write.entry.size
+
+    def _unqueue_purged(self, cache: str, purge: Purge) -> None:
+        for rkey, write in list(self._pending.items()):
+            entry = write.entry
+            if write.cache == cache and purge.matches(entry.host, entry.target, entry.tags):
+                self._unqueue(rkey)
 
     def _batch(self) -> list[tuple[str, _Write]]:
         """The oldest queued writes, at most BATCH of them and BATCH_BYTES (at least one)."""

@@ -5,6 +5,8 @@ makes the purge a 502 (memory purged), never an error for visitors."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from dataclasses import replace
 
 import pytest
@@ -12,10 +14,12 @@ from redis.asyncio import Redis
 from redis_server import RedisServer
 
 from proxy.purge import parse_purge
-from proxy.settings import RedisSettings
+from proxy.settings import CacheSettings, RedisSettings
 from proxy.store import CachedResponse, PurgeIncomplete
-from proxy.store.redis_purge import purge_sets, read_message
+from proxy.store.memory import MemoryStore
+from proxy.store.redis_purge import purge_sets, read_message, scanned_place
 from proxy.store.redis_tier import RedisTier
+from proxy.store.tiered import TieredStore
 
 from .fleet import ENTRIES, StartFleet, get, tier, written
 from .support import Client, FakeClock, FakeUpstream, eventually
@@ -61,7 +65,7 @@ async def test_a_tag_purge_finds_what_only_redis_holds(
 
     assert answer == (200, {"purged": 2})
     assert len(await redis_client.keys(ENTRIES)) == 1  # /other stays
-    assert not await redis_client.keys("sidecache:default:tag:catalog")  # the set went too
+    assert not await redis_client.keys("sidecache:default:tagged:catalog")  # the set went too
     assert [(await get(b, t)).x_cache for t in ("/p/1", "/p/2", "/other")] == [
         "MISS",
         "MISS",
@@ -97,6 +101,79 @@ async def test_prefix_and_path_purges_scan_the_index(
     assert left == ["MISS" if t in gone else "HIT" for t in targets]
 
 
+@pytest.mark.parametrize(
+    "args",
+    [
+        {"url": "/about"},  # a path: SCAN
+        {"url": "http://www.example.com/about?other=1"},  # a host: the sets it can be in
+        {"prefix": "/ab"},
+    ],
+)
+async def test_a_purge_reaches_what_redis_holds_by_any_url_its_key_answers(
+    fleet: StartFleet, upstream: FakeUpstream, redis_client: Redis, args: dict[str, str]
+) -> None:
+    rules = [{"name": "r", "anonymous": True, "action": "cache", "key": "{host}{path}"}]
+    a, b = await fleet(rules=rules), await fleet(rules=rules)
+    await get(a, "/about?utm=x")
+    await written(a)
+    answer = await purge(b, **args)  # B never saw the page: Redis's index names it
+
+    assert answer == (200, {"purged": 1})
+    assert await redis_client.keys(ENTRIES) == []
+    assert (await get(b, "/about")).x_cache == "MISS"
+
+
+async def test_names_that_are_not_utf8_are_indexed_and_purged(redis_server: RedisServer) -> None:
+    """A Host or a tag with a byte that is not UTF-8 (decoded with surrogateescape) is written
+    to the index as those bytes: it neither fails the writes batched with it nor escapes a
+    purge."""
+    clock = FakeClock()
+    shared = RedisTier(RedisSettings(redis_server.url), clock)
+    await shared.start()
+    try:
+        store = TieredStore(MemoryStore(CacheSettings("default"), clock), shared)
+        entry = CachedResponse(200, "OK", (), b"x", clock(), clock() + 60, host="h", target="/a")
+        await store.put("a", entry)
+        await store.put("b", replace(entry, host="caf\udce9", target="/b", tags=("t\udcff",)))
+        await store.put("c", replace(entry, target="/c"))
+        await eventually(lambda: shared.pending == 0 and shared.counts.writes >= 3)
+        dropped = shared.counts.writes_dropped
+        purged = [
+            await shared.purge("default", parse_purge({"tag": "t\udcff"})),
+            await shared.purge("default", parse_purge({"prefix": "/"})),
+        ]
+    finally:
+        await shared.close()
+    assert (dropped, purged) == (0, [1, 2])
+
+
+async def test_an_index_set_holds_its_live_entries_only(
+    redis_server: RedisServer, redis_client: Redis
+) -> None:
+    """A tag's set lives as long as its longest-lived entry, and each write into it drops
+    the members already expired: however many short-lived pages (search results, say) pass
+    through a tag while one page keeps it alive, the set holds about the live ones."""
+    shared = RedisTier(RedisSettings(redis_server.url))
+    await shared.start()
+
+    async def write(name: str, ttl: float) -> None:
+        now = time.monotonic()
+        entry = CachedResponse(200, "OK", (), b"x", now, now + ttl, target=name, tags=("t",))
+        shared.store("default", f"sidecache:default:{name}", entry)
+        await eventually(lambda: shared.pending == 0)
+
+    try:
+        await write("long", 60)
+        for number in range(3):
+            await write(f"short{number}", 0.05)
+            await asyncio.sleep(0.06)
+        await write("last", 60)
+        members = await redis_client.zrange("sidecache:default:tagged:t", 0, -1)
+    finally:
+        await shared.close()
+    assert sorted(members) == [b"sidecache:default:last", b"sidecache:default:long"]
+
+
 async def test_redis_down_makes_a_purge_a_502_and_memory_is_purged_all_the_same(
     fleet: StartFleet, upstream: FakeUpstream, redis_server: RedisServer
 ) -> None:
@@ -124,19 +201,33 @@ async def test_a_queued_write_of_a_purged_page_is_dropped() -> None:
     with pytest.raises(PurgeIncomplete):
         await shared.purge("default", parse_purge({"url": "/a"}))
     assert shared.pending == 2
+    # Another instance's purge, heard over pub/sub, drops this one's queued writes too.
+    await shared.listener.on_purge("default", parse_purge({"url": "/b"}))
+    assert shared.pending == 1
 
 
 def test_the_index_sets_a_purge_reads_or_scans() -> None:
-    """The patterns escape glob characters; a host narrows the SCAN to that host's sets."""
+    """A tag, or a URL with a host, reads the sets it can be in (the exact place, the path
+    with any query, any target; on that host and on any host); a path or a prefix SCANs every
+    place set of the cache (the prefix's glob characters escaped) and keeps what it reaches."""
     tag = parse_purge({"tag": "a*b"})
-    path = parse_purge({"url": "/a*?[x]"})
-    here = parse_purge({"url": "http://h.example/a"})
-    prefix = parse_purge({"prefix": "http://h.example/blog"})
-    assert purge_sets("p:", "c", tag) == (["p:c:tag:a*b"], None)  # read, not matched
-    assert purge_sets("p:", "c", here) == (["p:c:u:h.example /a"], None)
-    assert purge_sets("p:", "c", path) == ([], "p:c:u:* /a\\*\\?\\[x\\]")
-    assert purge_sets("p:", "c", prefix) == ([], "p:c:u:h.example /blog*")
-    assert purge_sets("p*:", "c", prefix) == ([], "p\\*:c:u:h.example /blog*")
+    here = parse_purge({"url": "http://h.example/a?x"})
+    path = parse_purge({"url": "/a"})
+    assert purge_sets("p:", "c", tag) == ([b"p:c:tagged:a*b"], None)  # read, not matched
+    assert purge_sets("p:", "c", here) == (
+        [
+            b"p:c:url:h.example /a?x",
+            b"p:c:url:h.example /a?*",
+            b"p:c:url:h.example *",
+            b"p:c:url:* /a?x",
+            b"p:c:url:* /a?*",
+            b"p:c:url:* *",
+        ],
+        None,
+    )
+    assert purge_sets("p:", "c", path) == ([], b"p:c:url:*")
+    assert purge_sets("p*:", "c", path) == ([], b"p\\*:c:url:*")
+    assert scanned_place("p:", "c", b"p:c:url:h.example /a b?\xff") == ("h.example", "/a b?\udcff")
 
 
 @pytest.mark.parametrize(

@@ -120,7 +120,7 @@ async def test_the_keep_time_is_the_redis_ttl_and_big_entries_stay_out(
     await written(a)
     keys = await redis_client.keys(ENTRIES)
     ttl_ms = await redis_client.pttl(keys[0])
-    (index,) = await redis_client.keys("sidecache:default:u:*")
+    (index,) = await redis_client.keys("sidecache:default:url:*")
     index_ttl_ms = await redis_client.pttl(index)
     big_on_b = await get(b, "/big")
 
