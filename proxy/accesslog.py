@@ -37,6 +37,8 @@ _WRITTEN_MAX = 1024
 # What follows the second in a line's time: the milliseconds, the level and the logger, as
 # logging's Formatter writes them ("%(asctime)s %(levelname)s %(name)s ").
 _MILLIS = tuple(f",{ms:03d} INFO sidecache.access " for ms in range(1000))
+NUMBERS = 10_000  # statuses, and most sizes and durations (µs) of hits, are below this
+_TEXT = [str(number) for number in range(NUMBERS)]
 _CACHE = {result: result.value for result in CacheResult}  # a StrEnum formats slowly
 # A buffer this full is written at once: about 64 KiB, nginx's `buffer=64k`. The loop writes
 # it (access_writer.py), so a bigger batch would only make a longer pause between requests.
@@ -157,11 +159,16 @@ class Lines:
         except KeyError:
             rule, detail = field_value(outcome.rule), field_value(outcome.detail or "-")
         version = "HTTP/1.1" if view.version == (1, 1) else _version(view.version)
+        # Numbers below NUMBERS as text by index: a conversion costs several times more. Both
+        # are never negative (a byte count, a perf_counter difference).
+        sent, micros = outcome.sent, trunc(seconds * 1_000_000)
         lines = self._lines
         lines.append(
             f'{self._prefix}{view.peer or "unix"} "{view.method} {target} {version}" '
-            f"{outcome.status} {_CACHE[outcome.cache]} {outcome.sent} "
-            f"{trunc(seconds * 1_000_000)}us rule={rule} detail={detail}{_worker}\n"
+            f"{_TEXT[outcome.status]} {_CACHE[outcome.cache]} "
+            f"{_TEXT[sent] if sent < NUMBERS else sent} "
+            f"{_TEXT[micros] if micros < NUMBERS else micros}us "
+            f"rule={rule} detail={detail}{_worker}\n"
         )
         count = len(lines)
         if count >= self._limit:

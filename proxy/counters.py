@@ -15,7 +15,7 @@ each of its workers for theirs and `merge` them; `metrics.py` renders one for Pr
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TypedDict, TypeVar
 
@@ -104,7 +104,7 @@ class Counters:
     detail), the request the product is for, is counted by rule alone: one dict update, no
     tuple made, no enum hashed (an enum's hash is a Python call)."""
 
-    __slots__ = ("evicted", "hits", "requests", "upstream")
+    __slots__ = ("evicted", "hits", "requests", "then", "upstream")
 
     def __init__(self) -> None:
         self.hits: dict[str, int] = {}  # plain hits by rule
@@ -112,9 +112,12 @@ class Counters:
         self.upstream = UpstreamCounts()
         # Evictions of stores a reload replaced, by cache: their own counts are gone with them.
         self.evicted: dict[str, int] = {}
+        # The access log's writer, called after the count (None: the log is off): one call
+        # fewer per request than a function calling both.
+        self.then: Callable[[RequestView, Outcome, float], None] | None = None
 
     def count(self, view: RequestView, outcome: Outcome, seconds: float) -> None:
-        """A request ended (the access log's signature: it may stand in for it)."""
+        """A request ended (the access log's signature: it stands in for it)."""
         if outcome.cache is HIT and not outcome.detail:
             hits, rule = self.hits, outcome.rule
             hits[rule] = hits.get(rule, 0) + 1
@@ -122,6 +125,9 @@ class Counters:
             requests = self.requests
             key = (outcome.cache, outcome.rule, outcome.detail)
             requests[key] = requests.get(key, 0) + 1
+        then = self.then
+        if then is not None:
+            then(view, outcome, seconds)
 
     def retire(self, cache: str, stats: StoreStats) -> None:
         """A reload dropped this cache's store: keep its evictions (a counter never goes down)."""

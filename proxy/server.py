@@ -19,7 +19,6 @@ from proxy.access_writer import AccessLog
 from proxy.accesslog import skip_access
 from proxy.admin import Admin
 from proxy.counters import Counters, Snapshot
-from proxy.exchange import Outcome
 from proxy.front_server import Http1Server, LogAccess
 from proxy.handler import Handler
 from proxy.purge import Purge, parse_purge
@@ -28,7 +27,6 @@ from proxy.store import CacheStore, Fleet, PurgeIncomplete
 from proxy.store.memory import MemoryStore
 from proxy.store.tiered import TieredStore
 from proxy.upstream import UpstreamClient
-from proxy.view import RequestView
 
 if TYPE_CHECKING:
     from proxy.store.redis_tier import RedisTier
@@ -248,16 +246,9 @@ class Proxy:
     def _access_log(self, settings: Settings) -> LogAccess:
         """What the front calls when a request ends: the counters' `count`, and the access log's
         writer when it is on (after the count)."""
-        count = self.counters.count
         writer = self._access_writer(settings)
-        if writer is skip_access:
-            return count
-
-        def count_and_log(view: RequestView, outcome: Outcome, seconds: float) -> None:
-            count(view, outcome, seconds)
-            writer(view, outcome, seconds)
-
-        return count_and_log
+        self.counters.then = None if writer is skip_access else writer
+        return self.counters.count
 
     def _access_writer(self, settings: Settings) -> LogAccess:
         if not settings.headers.access_log:

@@ -116,6 +116,27 @@ def test_a_line_is_what_logging_wrote_for_it(
     assert encoded(lines.take().text) == expected.encode()
 
 
+@pytest.mark.parametrize(
+    ("status", "sent", "seconds"),
+    [
+        (200, 0, 0.0),
+        (304, 9_999, 0.009_999_5),  # the last numbers the table writes
+        (599, 10_000, 0.010_000_2),  # the first it does not
+        (100, 2**40, 12.5),
+    ],
+)
+def test_numbers_are_written_whole_inside_and_past_the_table(
+    status: int, sent: int, seconds: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    view = RequestView("GET", "/", (), peer="127.0.0.1")
+    outcome = Outcome(status, CacheResult.MISS, "stored", "r", sent)
+    lines = Lines(lambda full: None, clock=Clock(NOON))
+    lines.add(view, outcome, seconds)
+    expected = logged_by_logging(format_line(view, outcome, seconds), NOON, monkeypatch)
+    assert lines.take().text == expected
+    assert f" {status} MISS {sent} {int(seconds * 1_000_000)}us " in expected
+
+
 def test_the_date_is_made_again_when_the_second_changes_either_way() -> None:
     clock = Clock(NOON + 0.5)
     lines = Lines(lambda full: None, clock=clock)
