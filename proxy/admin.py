@@ -4,7 +4,8 @@ It is never the public listener (the public one serves no internal path at all),
 unless configured, it listens on loopback or a unix socket unless `[admin] token` is set
 (config.py refuses any other address without one; with one, /purge and /metrics require
 `Authorization: Bearer TOKEN` on every address), and it is plain aiohttp.web: nothing here is
-on a hot path.
+on a hot path. It is bound once: a reload moves it only at a restart, applies a changed token
+at once, and never removes the token while it is bound off loopback (admin_rules.py).
 
     GET /health   200 "ok" while the process runs (Docker's HEALTHCHECK, liveness probes)
     GET /ready    200 when the listeners are bound, a configuration is loaded and the upstream
@@ -32,6 +33,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
+from proxy.admin_rules import admin_token
 from proxy.counters import Snapshot
 from proxy.metrics import render
 from proxy.purge import Purge, PurgeError, authorized, parse_purge
@@ -80,6 +82,8 @@ class Admin:
         self._redis, self._purge, self._metrics = redis, purge, metrics
         self._runner: web.AppRunner | None = None
         self.addresses: list[str] = []
+        self.bound: Listen | None = None  # where `start` bound it: a reload does not move it
+        self.token = settings().admin_token  # what /purge and /metrics require ("": nothing)
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -91,9 +95,15 @@ class Admin:
             app.router.add_get("/metrics", self.metrics)
         return app
 
+    def reload(self, settings: Settings) -> str | None:
+        """Take `settings`' token (the caller has taken `settings`); a note when only a
+        restart applies it: its removal while the listener is off loopback (admin_rules)."""
+        self.token, note = admin_token(self.bound, self.token, settings.admin_token)
+        return note
+
     def refused(self, request: web.Request) -> web.Response | None:
         """401 when a token is set and the request does not carry it."""
-        if authorized(self._settings().admin_token, request.headers.get("Authorization")):
+        if authorized(self.token, request.headers.get("Authorization")):
             return None
         return _json(
             401,
@@ -167,6 +177,7 @@ class Admin:
         else:
             site = web.TCPSite(self._runner, listen.host or None, listen.port)
         await site.start()
+        self.bound = listen
         for address in self._runner.addresses:
             if isinstance(address, str):
                 self.addresses.append(f"unix:{address}")

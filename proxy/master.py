@@ -202,6 +202,8 @@ class Master:
         is returned, as `Proxy.reload` does."""
         later = restart_notes(self.settings, settings)
         self.settings = settings
+        if (note := self.admin.reload(settings)) is not None:
+            later.append(note)
         message = encode(Config(settings.raw, settings.source))
         told = [w for w in self.workers if w.control is not None]
         for worker in told:

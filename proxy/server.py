@@ -311,9 +311,9 @@ class Proxy:
             upstream = UpstreamClient(settings.upstream, counts=self.counters.upstream)
             await upstream.start()
         self.handler = Handler(settings, stores, upstream, self.clock, fleet=self.fleet)
-        note = self._reload_access_log(settings)
-        if note is not None:
-            later.append(note)
+        for note in (self._reload_access_log(settings), self.admin.reload(settings)):
+            if note is not None:
+                later.append(note)
         self.settings, self.stores, self.upstream = settings, stores, upstream
         if self._http1 is not None:
             self._http1.set_driver(self.handler)
@@ -385,6 +385,8 @@ def restart_notes(old: Settings, new: Settings) -> list[str]:
         later.append("trusted_proxies and client limits apply to new connections")
     if new.redis != old.redis:
         later.append("[redis] changed: a restart applies it")
+    if new.admin != old.admin:
+        later.append("[admin] listen changed: a restart applies it")
     return later
 
 

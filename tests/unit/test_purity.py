@@ -50,6 +50,7 @@ PURE_CORE = (
     "proxy.store.codec",
     "proxy.counters",
     "proxy.metrics",
+    "proxy.admin_rules",
 )
 # Each module in a fresh interpreter, so one module's imports cannot hide another's.
 PROBE = """

@@ -1,0 +1,47 @@
+"""The admin listener's decisions (admin_rules.py) as tables."""
+
+from __future__ import annotations
+
+import pytest
+
+from proxy.admin_rules import admin_token
+from proxy.settings import Listen
+
+ANY = Listen(host="0.0.0.0", port=9180)
+ALL = Listen(host="", port=9180)  # "[admin] listen = ':9180'": every address
+V6 = Listen(host="::", port=9180)
+LOOPBACK = Listen(host="127.0.0.1", port=9180)
+UNIX = Listen(path="/run/sidecache/admin.sock")
+OLD, NEW = "old-token-0123456789", "new-token-0123456789"
+
+
+@pytest.mark.parametrize(
+    ("bound", "checked", "wanted", "token", "noted"),
+    [
+        # Off loopback: a removed token stays until a restart (the listener stays there).
+        (ANY, OLD, "", OLD, True),
+        (ALL, OLD, "", OLD, True),
+        (V6, OLD, "", OLD, True),
+        # A changed or added token applies at once, wherever the listener is.
+        (ANY, OLD, NEW, NEW, False),
+        (LOOPBACK, OLD, NEW, NEW, False),
+        (LOOPBACK, "", NEW, NEW, False),
+        (UNIX, OLD, NEW, NEW, False),
+        (None, OLD, NEW, NEW, False),
+        # Loopback, a unix socket or no listener at all: the removal applies at once.
+        (LOOPBACK, OLD, "", "", False),
+        (UNIX, OLD, "", "", False),
+        (None, OLD, "", "", False),
+        # Nothing to keep.
+        (ANY, "", "", "", False),
+        (ANY, OLD, OLD, OLD, False),
+    ],
+)
+def test_the_token_a_reload_leaves(
+    bound: Listen | None, checked: str, wanted: str, token: str, noted: bool
+) -> None:
+    got, note = admin_token(bound, checked, wanted)
+    assert got == token
+    assert (note is not None) is noted
+    if note is not None:
+        assert "restart" in note and str(bound) in note
