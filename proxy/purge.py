@@ -148,4 +148,4 @@ def authorized(token: str, authorization: str | None) -> bool:
     scheme, _, given = (authorization or "").partition(" ")
     if scheme.lower() != "bearer":
         return False
-    return hmac.compare_digest(given.strip().encode(), token.encode())
+    return hmac.compare_digest(given.strip().encode("utf-8", "surrogateescape"), token.encode())

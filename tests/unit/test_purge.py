@@ -136,6 +136,7 @@ def test_a_responses_tags(headers: tuple[tuple[str, str], ...], tags: tuple[str,
         ("s3cret-token-0123", "Bearer s3cret-token-012", False),
         ("s3cret-token-0123", "Basic s3cret-token-0123", False),
         ("s3cret-token-0123", "s3cret-token-0123", False),
+        ("s3cret-token-0123", "Bearer \udcff", False),  # a byte not UTF-8 (aiohttp's escape)
     ],
 )
 def test_the_admin_token(token: str, header: str | None, ok: bool) -> None:
