@@ -191,14 +191,17 @@ def from_worker() -> Decoder[ToMaster]:
 
 
 def summed(answers: Iterable[object], field: str) -> tuple[int, list[str]]:
-    """The total of `field` over the workers' answers ({"purged": 3}...), and the errors the
-    others gave ({"error": "..."}) or what was no answer at all."""
+    """The total of `field` over the workers' answers ({"purged": 3}...), and the errors
+    they gave ({"error": "..."}, with a count too when a purge was incomplete: Redis could
+    not be purged, memory was) or what was no answer at all."""
     total, errors = 0, []
     for answer in answers:
         value = answer.get(field) if isinstance(answer, dict) else None
+        error = answer.get("error") if isinstance(answer, dict) else None
         if isinstance(value, int) and not isinstance(value, bool):
             total += value
-        else:
-            error = answer.get("error") if isinstance(answer, dict) else None
-            errors.append(str(error) if error else f"no {field} in {answer!r:.80}")
+        elif not error:
+            error = f"no {field} in {answer!r:.80}"
+        if error:
+            errors.append(str(error))
     return total, errors

@@ -160,6 +160,7 @@ def test_a_master_takes_no_masters_message_from_a_worker() -> None:
         ([{"purged": 2}, {"purged": 3}], 5, []),
         ([], 0, []),
         ([{"purged": 2}, {"error": "boom"}], 2, ["boom"]),
+        ([{"purged": 2}, {"purged": 1, "error": "redis down"}], 3, ["redis down"]),  # memory only
         ([{"purged": True}], 0, ["no purged in {'purged': True}"]),  # a bool is not a count
         (["odd"], 0, ["no purged in 'odd'"]),
     ],
