@@ -10,12 +10,21 @@ tests/unit/test_admin_rules.py.
   loopback and drops the token) would leave the bound listener open on 0.0.0.0 with no token.
   So a token is never removed while the bound listener is off loopback; a changed one applies
   at once (an operator rotating a leaked token must not wait for a restart).
+- A purge with worker processes (master.py asks every serving worker): what counts is the
+  workers asked. A worker that is dead, or being started again, holds no memory to purge, so
+  its slot is no failure; a worker asked that did not answer in time is (its memory may still
+  hold the page), and so is no worker at all to ask.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from proxy.config import is_loopback
 from proxy.settings import Listen
+from proxy.workers import summed
+
+ASK_WAIT = 5.0  # seconds a query waits for the workers' answers
 
 
 def admin_token(bound: Listen | None, checked: str, wanted: str) -> tuple[str, str | None]:
@@ -29,3 +38,28 @@ def admin_token(bound: Listen | None, checked: str, wanted: str) -> tuple[str, s
         f"[admin] token removed, but the admin listener is bound on {bound}: it requires "
         "the token it had until a restart"
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Asked:
+    """What a query to the workers got: the answers by worker pid, and how many of the
+    workers asked did not answer: `late` (still running after the wait), `gone` (died)."""
+
+    answers: dict[int, object]
+    late: int = 0
+    gone: int = 0
+
+
+def purge_outcome(asked: Asked) -> tuple[int, dict[str, object]]:
+    """The admin listener's answer to a purge the workers were `asked`: 200 and the entries
+    removed in all; 502 (and why) when a worker asked failed or did not answer in time, or
+    when none answered (none serves: they are all being started again)."""
+    removed, errors = summed(asked.answers.values(), "purged")
+    if asked.late:
+        total = len(asked.answers) + asked.late + asked.gone
+        errors.append(f"{asked.late} of {total} workers did not answer")
+    elif not asked.answers:
+        errors.append("no worker serves now (they are being started again)")
+    if errors:
+        return 502, {"purged": removed, "error": "; ".join(errors)}
+    return 200, {"purged": removed}

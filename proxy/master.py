@@ -33,6 +33,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from proxy.admin import Admin
+from proxy.admin_rules import ASK_WAIT, Asked, purge_outcome
 from proxy.counters import Snapshot, WorkerTotals, as_snapshot
 from proxy.listeners import Listeners, bind_listeners
 from proxy.purge import Purge
@@ -51,14 +52,12 @@ from proxy.workers import (
     failures_after_exit,
     from_worker,
     restart_delay,
-    summed,
     worker_environment,
 )
 
 log = logging.getLogger("sidecache")
 STOP_GRACE = 5.0  # seconds past shutdown_timeout before a worker that does not exit is killed
 RELOAD_WAIT = 10.0  # seconds a reload waits for every worker to say it applied the config
-ASK_WAIT = 5.0  # seconds a query waits for the workers' answers
 # A worker's first code: import the package the master runs (its sys.path, passed in the
 # environment), then proxy.worker's main with the control pipe's descriptor.
 BOOT = (
@@ -122,9 +121,9 @@ class Master:
     def serving_pids(self) -> list[int]:
         return [w.pid for w in self.workers if w.serving]
 
-    async def ask(self, what: str, args: Mapping[str, str] | None = None) -> dict[int, object]:
+    async def ask(self, what: str, args: Mapping[str, str] | None = None) -> Asked:
         """Put a query to every serving worker; the answers that came within ASK_WAIT, by
-        the worker's pid (a worker that died or is late is left out: the caller says so)."""
+        the worker's pid, and how many asked were late or died (the caller says so)."""
         number = self._queries = self._queries + 1  # another ask may start while this waits
         message = encode(Query(number, what, dict(args or {})))
         loop = asyncio.get_running_loop()
@@ -142,31 +141,25 @@ class Master:
             late = [answer for answer in waiting.values() if not answer.done()]
             for answer in late:
                 answer.cancel()
-        return {
+        answers = {
             pid: answer.result()
             for pid, answer in waiting.items()
             if answer.done() and not answer.cancelled()
         }
+        return Asked(answers, len(late), len(waiting) - len(answers) - len(late))
 
     async def metrics(self) -> Snapshot:
         """Every serving worker's counters, summed; a worker that did not answer this time
         counts with its last snapshot, one that is gone with its counters (WorkerTotals)."""
-        answers = await self.ask("metrics")
+        answers = (await self.ask("metrics")).answers
         snapshots = {pid: s for pid, a in answers.items() if (s := as_snapshot(a)) is not None}
         return self.totals.update(snapshots, self.serving_pids())
 
     async def purge(self, purge: Purge) -> tuple[int, dict[str, object]]:
         """Every serving worker removes what `purge` names from its caches: 200 and the
-        entries removed in all; 502 when one did not answer (or failed), with why."""
-        wanted = len(self.workers)
-        answers = await self.ask("purge", purge.args)
-        removed, errors = summed(answers.values(), "purged")
-        missing = wanted - len(answers)
-        if missing:
-            errors.append(f"{missing} of {wanted} workers did not answer")
-        if errors:
-            return 502, {"purged": removed, "error": "; ".join(errors)}
-        return 200, {"purged": removed}
+        entries removed in all; 502 when one asked did not answer (or failed), or none
+        serves (admin_rules.purge_outcome)."""
+        return purge_outcome(await self.ask("purge", purge.args))
 
     async def start(self) -> None:
         """Bind the listeners (a ListenError when one cannot be), the admin listener, start

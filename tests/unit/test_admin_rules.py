@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from proxy.admin_rules import admin_token
+from proxy.admin_rules import Asked, admin_token, purge_outcome
 from proxy.settings import Listen
 
 ANY = Listen(host="0.0.0.0", port=9180)
@@ -45,3 +45,43 @@ def test_the_token_a_reload_leaves(
     assert (note is not None) is noted
     if note is not None:
         assert "restart" in note and str(bound) in note
+
+
+@pytest.mark.parametrize(
+    ("asked", "status", "body"),
+    [
+        (Asked({1: {"purged": 2}, 2: {"purged": 1}}), 200, {"purged": 3}),
+        # A worker killed (or being started again) has no memory left to purge.
+        (Asked({1: {"purged": 2}}, gone=1), 200, {"purged": 2}),
+        (Asked({1: {"purged": 0}}), 200, {"purged": 0}),
+        # One asked did not answer in time: its memory may still hold the page.
+        (
+            Asked({1: {"purged": 2}}, late=1),
+            502,
+            {"purged": 2, "error": "1 of 2 workers did not answer"},
+        ),
+        (
+            Asked({1: {"purged": 2}}, late=1, gone=1),
+            502,
+            {"purged": 2, "error": "1 of 3 workers did not answer"},
+        ),
+        (
+            Asked({1: {"purged": 1}, 2: {"purged": 0, "error": "redis down"}}),
+            502,
+            {"purged": 1, "error": "redis down"},
+        ),
+        # Nobody to ask, or everybody asked died: nobody purged the shared tier either.
+        (
+            Asked({}),
+            502,
+            {"purged": 0, "error": "no worker serves now (they are being started again)"},
+        ),
+        (
+            Asked({}, gone=2),
+            502,
+            {"purged": 0, "error": "no worker serves now (they are being started again)"},
+        ),
+    ],
+)
+def test_a_purge_asked_of_the_workers(asked: Asked, status: int, body: dict[str, object]) -> None:
+    assert purge_outcome(asked) == (status, body)
