@@ -14,6 +14,9 @@ tests/unit/test_admin_rules.py.
   workers asked. A worker that is dead, or being started again, holds no memory to purge, so
   its slot is no failure; a worker asked that did not answer in time is (its memory may still
   hold the page), and so is no worker at all to ask.
+- How long a purge waits for the workers: each purges its caches one after the other, and
+  with `[redis]` each cache's Redis purge may take SCAN_SECONDS plus the connect timeout
+  (store/redis_tier.py). A wait shorter than that turns a slow purge that worked into a 502.
 """
 
 from __future__ import annotations
@@ -21,10 +24,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from proxy.config import is_loopback
-from proxy.settings import Listen
+from proxy.settings import Listen, Settings
 from proxy.workers import summed
 
-ASK_WAIT = 5.0  # seconds a query waits for the workers' answers
+ASK_WAIT = 5.0  # seconds a query waits for the workers' answers (a purge may wait longer)
 
 
 def admin_token(bound: Listen | None, checked: str, wanted: str) -> tuple[str, str | None]:
@@ -63,3 +66,11 @@ def purge_outcome(asked: Asked) -> tuple[int, dict[str, object]]:
     if errors:
         return 502, {"purged": removed, "error": "; ".join(errors)}
     return 200, {"purged": removed}
+
+
+def purge_wait(settings: Settings, scan_seconds: float) -> float:
+    """How long a purge waits for the workers: ASK_WAIT, plus, with `[redis]`, each cache's
+    longest Redis purge (`scan_seconds`, redis_purge.SCAN_SECONDS, and the connect timeout)."""
+    if settings.redis is None:
+        return ASK_WAIT
+    return ASK_WAIT + len(settings.caches) * (scan_seconds + settings.redis.connect_timeout)

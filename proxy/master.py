@@ -11,7 +11,7 @@ systemd: the master speaks for all of them. Its rules:
 - a worker that dies later is started again after `workers.restart_delay`, logged with its exit;
 - a reload goes to every worker, and returns once each has applied it (or died);
 - a query (`ask`: the admin listener's purge, metrics) goes to every serving worker, and returns
-  the answers that came within its timeout;
+  the answers that came within its wait (a purge's is longer: admin_rules.purge_wait);
 - `stop` asks every worker to drain (SIGTERM: the graceful stop of a single process) and waits
   for them; one still alive after shutdown_timeout and STOP_GRACE is killed.
 A worker whose master is gone sees its control pipe close and stops by itself (worker.py).
@@ -33,7 +33,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from proxy.admin import Admin
-from proxy.admin_rules import ASK_WAIT, Asked, purge_outcome
+from proxy.admin_rules import ASK_WAIT, Asked, purge_outcome, purge_wait
 from proxy.counters import Snapshot, WorkerTotals, as_snapshot
 from proxy.listeners import Listeners, bind_listeners
 from proxy.purge import Purge
@@ -121,9 +121,11 @@ class Master:
     def serving_pids(self) -> list[int]:
         return [w.pid for w in self.workers if w.serving]
 
-    async def ask(self, what: str, args: Mapping[str, str] | None = None) -> Asked:
-        """Put a query to every serving worker; the answers that came within ASK_WAIT, by
-        the worker's pid, and how many asked were late or died (the caller says so)."""
+    async def ask(
+        self, what: str, args: Mapping[str, str] | None = None, wait: float = ASK_WAIT
+    ) -> Asked:
+        """Put a query to every serving worker; the answers that came within `wait` seconds,
+        by the worker's pid, and how many asked were late or died (the caller says so)."""
         number = self._queries = self._queries + 1  # another ask may start while this waits
         message = encode(Query(number, what, dict(args or {})))
         loop = asyncio.get_running_loop()
@@ -134,7 +136,7 @@ class Master:
                 worker.control.write(message)
         try:
             if waiting:
-                await asyncio.wait(waiting.values(), timeout=ASK_WAIT)
+                await asyncio.wait(waiting.values(), timeout=wait)
         finally:
             for worker in self.workers:
                 worker.asked.pop(number, None)
@@ -158,8 +160,13 @@ class Master:
     async def purge(self, purge: Purge) -> tuple[int, dict[str, object]]:
         """Every serving worker removes what `purge` names from its caches: 200 and the
         entries removed in all; 502 when one asked did not answer (or failed), or none
-        serves (admin_rules.purge_outcome)."""
-        return purge_outcome(await self.ask("purge", purge.args))
+        serves (admin_rules.purge_outcome). With [redis] it waits as long as a Redis purge."""
+        wait = ASK_WAIT
+        if self.settings.redis is not None:  # redis-py only then (server.shared_tier)
+            from proxy.store.redis_purge import SCAN_SECONDS
+
+            wait = purge_wait(self.settings, SCAN_SECONDS)
+        return purge_outcome(await self.ask("purge", purge.args, wait))
 
     async def start(self) -> None:
         """Bind the listeners (a ListenError when one cannot be), the admin listener, start

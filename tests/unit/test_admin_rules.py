@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
-from proxy.admin_rules import Asked, admin_token, purge_outcome
+from proxy.admin_rules import ASK_WAIT, Asked, admin_token, purge_outcome, purge_wait
+from proxy.config import parse
 from proxy.settings import Listen
 
 ANY = Listen(host="0.0.0.0", port=9180)
@@ -85,3 +88,28 @@ def test_the_token_a_reload_leaves(
 )
 def test_a_purge_asked_of_the_workers(asked: Asked, status: int, body: dict[str, object]) -> None:
     assert purge_outcome(asked) == (status, body)
+
+
+@pytest.mark.parametrize(
+    ("config", "wait"),
+    [
+        ({}, ASK_WAIT),  # memory only: microseconds per cache
+        (
+            {"redis": {"url": "redis://127.0.0.1:6379"}, "rules": [{"path": "^/"}]},
+            ASK_WAIT + 10.0 + 1.0,
+        ),
+        (
+            {
+                "redis": {"url": "redis://127.0.0.1:6379", "connect_timeout": "2s"},
+                "caches": {"a": {}, "b": {}},
+                "rules": [{"path": "^/a", "cache": "a"}, {"path": "^/b", "cache": "b"}],
+            },
+            ASK_WAIT + 2 * (10.0 + 2.0),  # each cache's Redis purge, one after the other
+        ),
+    ],
+)
+def test_a_purge_waits_as_long_as_a_redis_purge_may_take(
+    config: dict[str, Any], wait: float
+) -> None:
+    settings = parse({"upstream": {"url": "http://127.0.0.1:8000"}, **config}, "t.toml")
+    assert purge_wait(settings, scan_seconds=10.0) == pytest.approx(wait)
