@@ -306,7 +306,10 @@ class Handler:
             if validators:  # a revalidation asks about the stored response only
                 headers = unconditional(headers) + validators
             # A fill without the client's cookies: its interim Set-Cookie is someone else's.
-            drop = frozenset() if own_request(client.view, lookup.rule) else NO_SET_COOKIE
+            # The purge tags are the site's own, in a 103 as in the final response.
+            drop = self.settings.purge.stripped
+            if not own_request(client.view, lookup.rule):
+                drop |= NO_SET_COOKIE
             response = await self.upstream.request(
                 "GET", client.view.target, headers, interim=relay_interim(client, drop)
             )

@@ -47,7 +47,7 @@ class PassForwarder:
                 headers,
                 client.body(),
                 client.body_length(),
-                relay_interim(client),
+                relay_interim(client, self.settings.purge.stripped),  # the tags: as below
             )
         except UpstreamError as exc:
             return await fail(client, exc, outcome, self.tags)
