@@ -41,3 +41,29 @@ async def test_an_authorization_that_is_not_utf8_is_401_and_the_listener_serves_
 
     assert [r.status for r in refused] == [401, 401, 401]
     assert right.status == 200 and right.body == b'{"purged": 1}\n'
+
+
+# What `curl -X POST -G --data-urlencode 'url=/search?q=a%20b' http://127.0.0.1:PORT/purge`
+# sends (curl 7.88, captured): the value percent-encoded once more, as the query's parser
+# decodes it once. The form without -G (`?url=/search?q=a%20b`) names `/search?q=a b`.
+CURL = (
+    b"POST /purge?url=%2fsearch%3fq%3da%2520b HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+    b"User-Agent: curl/7.88.1\r\nAccept: */*\r\n\r\n"
+)
+
+
+async def test_a_url_purge_written_as_curl_data_urlencode_writes_it(
+    sidecache: StartProxy, upstream: FakeUpstream
+) -> None:
+    client = await sidecache(admin={"listen": "127.0.0.1:0"})
+    filled = [(await client.get("/search?q=a%20b")).x_cache for _ in range(2)]
+    unencoded = await admin_raw(client, request("POST", "/purge?url=/search?q=a%20b"))
+    still = (await client.get("/search?q=a%20b")).x_cache
+    purged = await admin_raw(client, CURL)
+    after = (await client.get("/search?q=a%20b")).x_cache
+
+    assert filled == ["MISS", "HIT"]
+    assert (unencoded.status, unencoded.body) == (200, b'{"purged": 0}\n')  # `q=a b`: none
+    assert still == "HIT"
+    assert (purged.status, purged.body) == (200, b'{"purged": 1}\n')
+    assert after == "MISS"
