@@ -1,6 +1,7 @@
 """What the access log costs per request: bench/profile_front.py with the log off, into
-/dev/null and into a file, run in turn N times each (so a noisy neighbour hits all three
-alike), pinned to one CPU; prints each run and the medians.
+/dev/null, into a file and into a FIFO a `cat` drains (a pipe, as stdout is under systemd or
+docker: pieces of PIPE_BUF after poll), run in turn N times each (so a noisy neighbour hits
+them alike), pinned to one CPU; prints each run and the medians.
 
     .venv/bin/python bench/access_log_cost.py [--runs N] [--cpu C] [profile_front options]
 
@@ -23,9 +24,15 @@ PROFILE = Path(__file__).with_name("profile_front.py")
 RESULT = re.compile(r"([\d.]+) µs CPU per request")
 
 
-def one_run(cpu: str, options: list[str]) -> float:
+def one_run(cpu: str, options: list[str], fifo: str | None = None) -> float:
     command = ["taskset", "-c", cpu, sys.executable, str(PROFILE), *options]
-    out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    # The FIFO's reader first: opening a FIFO to write waits for one.
+    reader = subprocess.Popen(["cat", fifo], stdout=subprocess.DEVNULL) if fifo else None
+    try:
+        out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    finally:
+        if reader is not None:
+            reader.wait(timeout=30)  # it ends when the writer closes the FIFO
     found = RESULT.search(out)
     if found is None:
         raise SystemExit(f"no result in: {out}")
@@ -39,11 +46,19 @@ def main() -> None:
     args, options = parser.parse_known_args()
     with tempfile.TemporaryDirectory() as directory:
         log = os.path.join(directory, "access.log")
-        modes = {"off": [], "/dev/null": ["--access-log"], "file": ["--access-log", log]}
+        fifo = os.path.join(directory, "access.fifo")
+        os.mkfifo(fifo)
+        modes = {
+            "off": [],
+            "/dev/null": ["--access-log"],
+            "file": ["--access-log", log],
+            "fifo": ["--access-log", fifo],
+        }
         results: dict[str, list[float]] = {mode: [] for mode in modes}
         for _ in range(args.runs):
             for mode, extra in modes.items():
-                results[mode].append(one_run(args.cpu, [*options, *extra]))
+                reader = fifo if mode == "fifo" else None
+                results[mode].append(one_run(args.cpu, [*options, *extra], reader))
                 Path(log).unlink(missing_ok=True)
     off = statistics.median(results["off"])
     for mode, values in results.items():
