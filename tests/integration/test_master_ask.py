@@ -3,7 +3,10 @@ workers: a query waits for the answers as long as it is told, no longer."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
+import signal
 from collections.abc import AsyncIterator
 
 import pytest
@@ -33,9 +36,18 @@ async def master(upstream: FakeUpstream) -> AsyncIterator[Master]:
 
 
 async def test_a_query_waits_as_long_as_it_is_told(master: Master) -> None:
-    hasty = await master.ask("purge", {"url": "/"}, wait=0.0)
+    """A worker stopped (SIGSTOP: alive, not answering) for longer than the wait is late,
+    the other answers; once it runs again, a long wait gets both."""
+    stopped, running = master.serving_pids()
+    os.kill(stopped, signal.SIGSTOP)
+    try:
+        asking = asyncio.ensure_future(master.ask("purge", {"url": "/"}, wait=0.5))
+        await asyncio.sleep(1.5)  # a query waiting longer than told would hear it after this
+    finally:
+        os.kill(stopped, signal.SIGCONT)
+    hasty = await asking
     patient = await master.ask("purge", {"url": "/"}, wait=30.0)
 
-    assert (hasty.answers, hasty.late, hasty.gone) == ({}, 2, 0)  # asked both, waited for none
-    assert sorted(patient.answers) == sorted(master.serving_pids())
+    assert (list(hasty.answers), hasty.late, hasty.gone) == ([running], 1, 0)
+    assert sorted(patient.answers) == sorted([stopped, running])
     assert (patient.late, patient.gone) == (0, 0)
