@@ -232,13 +232,19 @@ class RedisTier:
         self._unqueue_purged(cache, purge)
         if self.client is None or not self.breaker.allows():
             raise PurgeIncomplete(f"redis {self.settings.shown_url}: {self.breaker.state.value}")
-        prefix, client = self.settings.prefix, self.client
+        # A client of its own: the visitors' calls share max_connections through their
+        # slots, and a SCAN or a pipeline of this purge taking one of those connections would
+        # make a visitor's call wait in the pool, past its timeout (a failure, for a purge).
+        prefix, client = self.settings.prefix, connect(self.settings)
         try:
             async with asyncio.timeout(SCAN_SECONDS + self.settings.connect_timeout):
                 removed = await purge_redis(client, prefix, cache, purge)
                 await client.publish(channel(prefix), message(self.listener.me, cache, purge))
         except FAILURES as exc:
             raise PurgeIncomplete(f"redis {self.settings.shown_url}: {_describe(exc)}") from exc
+        finally:
+            with contextlib.suppress(*FAILURES):
+                await client.aclose()
         self.counts.deletes += removed
         return removed
 

@@ -174,6 +174,31 @@ async def test_an_index_set_holds_its_live_entries_only(
     assert sorted(members) == [b"sidecache:default:last", b"sidecache:default:long"]
 
 
+async def test_a_purge_takes_none_of_the_visitors_connections(
+    redis_server: RedisServer, redis_client: Redis
+) -> None:
+    """Every connection of the tier's pool busy (as under load: max_connections visitors'
+    calls in flight): a purge still runs, on a client of its own, and visitors' calls never
+    wait behind it in the pool."""
+    clock = FakeClock()
+    shared = RedisTier(RedisSettings(redis_server.url, max_connections=2), clock)
+    await shared.start()
+    assert shared.client is not None
+    pool = shared.client.connection_pool
+    held = [await pool.get_connection() for _ in range(2)]
+    try:
+        await redis_client.set("sidecache:default:k", b"x")
+        await redis_client.zadd("sidecache:default:url:h /a", {"sidecache:default:k": 1})
+        removed = await asyncio.wait_for(
+            shared.purge("default", parse_purge({"url": "/a"})), timeout=5
+        )
+    finally:
+        for connection in held:
+            await pool.release(connection)
+        await shared.close()
+    assert removed == 1 and not await redis_client.exists("sidecache:default:k")
+
+
 async def test_redis_down_makes_a_purge_a_502_and_memory_is_purged_all_the_same(
     fleet: StartFleet, upstream: FakeUpstream, redis_server: RedisServer
 ) -> None:
