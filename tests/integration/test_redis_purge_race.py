@@ -39,7 +39,10 @@ async def test_a_copy_promoted_during_the_redis_purge_is_purged_again(
     after = await get(a, "/page")
 
     assert b"GET /page #1" in during  # the old copy, from Redis, promoted into memory
-    assert (after.x_cache, after.body) != ("HIT", b"GET /page #1")  # not the purged page
-    assert after.x_cache == "MISS"
+    # Not the purged page. A MISS, or a HIT of the origin's new page: the last GET of the
+    # loop may have filled it after the purge's last pass over memory (the purge has a
+    # Redis client of its own, so the GETs do not wait behind its SCAN).
+    assert after.body != b"GET /page #1"
+    assert after.x_cache == "MISS" or after.body in during[during.index(b"GET /page #1") :]
     # Memory's copy and Redis's, then the one the GETs put back into memory.
     assert answer == (200, {"purged": 3})
