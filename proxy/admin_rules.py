@@ -15,8 +15,9 @@ tests/unit/test_admin_rules.py.
   its slot is no failure; a worker asked that did not answer in time is (its memory may still
   hold the page), and so is no worker at all to ask.
 - How long a purge waits for the workers: each purges its caches one after the other, and
-  with `[redis]` each cache's Redis purge may take SCAN_SECONDS plus the connect timeout
-  (store/redis_tier.py). A wait shorter than that turns a slow purge that worked into a 502.
+  with `[redis]` each cache's Redis purge may take RedisSettings.purge_seconds (SCAN_SECONDS
+  plus the connect timeout, store/redis_tier.py). A wait shorter than that turns a slow purge
+  that worked into a 502.
 """
 
 from __future__ import annotations
@@ -68,9 +69,9 @@ def purge_outcome(asked: Asked) -> tuple[int, dict[str, object]]:
     return 200, {"purged": removed}
 
 
-def purge_wait(settings: Settings, scan_seconds: float) -> float:
+def purge_wait(settings: Settings) -> float:
     """How long a purge waits for the workers: ASK_WAIT, plus, with `[redis]`, each cache's
-    longest Redis purge (`scan_seconds`, redis_purge.SCAN_SECONDS, and the connect timeout)."""
+    longest Redis purge (RedisSettings.purge_seconds)."""
     if settings.redis is None:
         return ASK_WAIT
-    return ASK_WAIT + len(settings.caches) * (scan_seconds + settings.redis.connect_timeout)
+    return ASK_WAIT + len(settings.caches) * settings.redis.purge_seconds

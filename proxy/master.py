@@ -161,12 +161,7 @@ class Master:
         """Every serving worker removes what `purge` names from its caches: 200 and the
         entries removed in all; 502 when one asked did not answer (or failed), or none
         serves (admin_rules.purge_outcome). With [redis] it waits as long as a Redis purge."""
-        wait = ASK_WAIT
-        if self.settings.redis is not None:  # redis-py only then (server.shared_tier)
-            from proxy.store.redis_purge import SCAN_SECONDS
-
-            wait = purge_wait(self.settings, SCAN_SECONDS)
-        return purge_outcome(await self.ask("purge", purge.args, wait))
+        return purge_outcome(await self.ask("purge", purge.args, purge_wait(self.settings)))
 
     async def start(self) -> None:
         """Bind the listeners (a ListenError when one cannot be), the admin listener, start

@@ -52,6 +52,9 @@ class CacheSettings:
     hit_for_pass: float = 10.0  # a key whose fill could not be stored is not waited on for this
 
 
+SCAN_SECONDS = 10.0  # a purge's SCAN of the shared tier's index (store/redis_purge.py) ends by then
+
+
 @dataclass(frozen=True, slots=True)
 class RedisSettings:
     """`[redis]`: the shared tier behind every cache (store/tiered.py). The defaults and why
@@ -74,6 +77,12 @@ class RedisSettings:
         if not at or ":" not in userinfo:
             return self.url
         return f"{scheme}{sep}{userinfo.split(':', 1)[0]}:***@{location}"
+
+    @property
+    def purge_seconds(self) -> float:
+        """The longest one cache's purge on Redis may take: its SCAN (SCAN_SECONDS), and
+        connect_timeout for the connection it opens and its other calls."""
+        return SCAN_SECONDS + self.connect_timeout
 
 
 @dataclass(frozen=True, slots=True)

@@ -39,12 +39,11 @@ from redis.exceptions import RedisError
 
 from proxy.keys import ANY_HOST
 from proxy.purge import Purge, PurgeError, parse_purge, url_targets
-from proxy.settings import RedisSettings
+from proxy.settings import SCAN_SECONDS, RedisSettings
 from proxy.store import CachedResponse
 
 log = logging.getLogger("sidecache")
 FAILURES = (RedisError, OSError, TimeoutError)  # what a call to Redis raises (redis_tier too)
-SCAN_SECONDS = 10.0  # a SCAN of the index for a prefix or a path stops after this long
 SCAN_COUNT = 1000
 LISTEN_POLL = 5.0  # seconds the subscriber waits for a message before it looks again
 
@@ -71,8 +70,13 @@ def _bytes(text: str) -> bytes:
     return text.encode("utf-8", "surrogateescape")  # the octets the visitor or app sent
 
 
+def _places(prefix: str, cache: str) -> bytes:
+    """What the names of a cache's place sets start with."""
+    return _bytes(f"{prefix}{cache}:url:")
+
+
 def _place_key(prefix: str, cache: str, host: str, target: str) -> bytes:
-    return _bytes(f"{prefix}{cache}:url:{host} {target}")
+    return _places(prefix, cache) + _bytes(f"{host} {target}")
 
 
 def index_keys(prefix: str, cache: str, entry: CachedResponse) -> list[bytes]:
@@ -91,12 +95,12 @@ def purge_sets(prefix: str, cache: str, purge: Purge) -> tuple[list[bytes], byte
         hosts = (purge.host, ANY_HOST)
         targets = url_targets(purge.target)
         return [_place_key(prefix, cache, h, t) for h in hosts for t in targets], None
-    return [], _GLOB.sub(rb"\\\1", _bytes(f"{prefix}{cache}:url:")) + b"*"
+    return [], _GLOB.sub(rb"\\\1", _places(prefix, cache)) + b"*"
 
 
 def scanned_place(prefix: str, cache: str, key: bytes) -> tuple[str, str]:
     """(host, target) of an index set's name found by a SCAN of `purge_sets`' pattern."""
-    base = len(_bytes(f"{prefix}{cache}:url:"))
+    base = len(_places(prefix, cache))
     host, _, target = key[base:].decode("utf-8", "surrogateescape").partition(" ")
     return host, target
 

@@ -38,7 +38,6 @@ from proxy.store.deadline import within
 from proxy.store.redis_purge import (
     FAILURES,
     INDEX_SCRIPT,
-    SCAN_SECONDS,
     PurgeListener,
     channel,
     index_keys,
@@ -237,7 +236,7 @@ class RedisTier:
         # make a visitor's call wait in the pool, past its timeout (a failure, for a purge).
         prefix, client = self.settings.prefix, connect(self.settings)
         try:
-            async with asyncio.timeout(SCAN_SECONDS + self.settings.connect_timeout):
+            async with asyncio.timeout(self.settings.purge_seconds):
                 removed = await purge_redis(client, prefix, cache, purge)
                 await client.publish(channel(prefix), message(self.listener.me, cache, purge))
         except FAILURES as exc:

@@ -112,4 +112,4 @@ def test_a_purge_waits_as_long_as_a_redis_purge_may_take(
     config: dict[str, Any], wait: float
 ) -> None:
     settings = parse({"upstream": {"url": "http://127.0.0.1:8000"}, **config}, "t.toml")
-    assert purge_wait(settings, scan_seconds=10.0) == pytest.approx(wait)
+    assert purge_wait(settings) == pytest.approx(wait)
