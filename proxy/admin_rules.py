@@ -14,10 +14,11 @@ tests/unit/test_admin_rules.py.
   workers asked. A worker that is dead, or being started again, holds no memory to purge, so
   its slot is no failure; a worker asked that did not answer in time is (its memory may still
   hold the page), and so is no worker at all to ask.
-- How long a purge waits for the workers: each purges its caches one after the other, and
-  with `[redis]` each cache's Redis purge may take RedisSettings.purge_seconds (SCAN_SECONDS
-  plus the connect timeout, store/redis_tier.py). A wait shorter than that turns a slow purge
-  that worked into a 502.
+- How long a purge waits for the workers: each purges its caches side by side
+  (server.Proxy.purge), and with `[redis]` a cache's Redis purge may take
+  RedisSettings.purge_seconds (SCAN_SECONDS plus the connect timeout, store/redis_tier.py),
+  however many caches there are. A wait shorter than that turns a slow purge that worked into
+  a 502.
 """
 
 from __future__ import annotations
@@ -70,8 +71,8 @@ def purge_outcome(asked: Asked) -> tuple[int, dict[str, object]]:
 
 
 def purge_wait(settings: Settings) -> float:
-    """How long a purge waits for the workers: ASK_WAIT, plus, with `[redis]`, each cache's
-    longest Redis purge (RedisSettings.purge_seconds)."""
+    """How long a purge waits for the workers: ASK_WAIT, plus, with `[redis]`, the longest
+    Redis purge (RedisSettings.purge_seconds; the caches are purged side by side)."""
     if settings.redis is None:
         return ASK_WAIT
-    return ASK_WAIT + len(settings.caches) * settings.redis.purge_seconds
+    return ASK_WAIT + settings.redis.purge_seconds

@@ -13,8 +13,9 @@ import pytest
 from redis.asyncio import Redis
 from redis_server import RedisServer
 
+from proxy.admin_rules import ASK_WAIT, purge_wait
 from proxy.purge import parse_purge
-from proxy.settings import CacheSettings, RedisSettings
+from proxy.settings import SCAN_SECONDS, CacheSettings, RedisSettings
 from proxy.store import CachedResponse, PurgeIncomplete
 from proxy.store.memory import MemoryStore
 from proxy.store.redis_purge import purge_sets, read_message, scanned_place
@@ -211,6 +212,34 @@ async def test_redis_down_makes_a_purge_a_502_and_memory_is_purged_all_the_same(
 
     assert status == 502 and body["purged"] == 1 and "redis" in str(body["error"])
     assert (after.status, after.x_cache) == (200, "MISS")  # the app answers, no 5xx
+
+
+async def test_caches_are_purged_side_by_side(
+    fleet: StartFleet, upstream: FakeUpstream, redis_server: RedisServer
+) -> None:
+    """Redis hung (SIGSTOP) under four caches: each cache's Redis purge waits out its own
+    connection's timeout (its first call gets no answer), all four side by side, so the purge
+    answers (a 502, memory purged in every cache) in about one timeout, not four. The wait
+    the workers get (admin_rules.purge_wait) counts one purge_seconds, whatever the caches."""
+    caches = {name: {"items": 10} for name in ("a", "b", "c")}  # and "default"
+    rules = [{"path": f"^/{name}/", "cache": name, "action": "cache"} for name in caches]
+    a = await fleet(caches=caches, rules=rules)
+    for name in caches:
+        await get(a, f"/{name}/page")
+    await written(a, 3)
+    timeout = tier(a).settings.connect_timeout  # 0.2 s
+    redis_server.pause()
+    try:
+        started = time.monotonic()
+        status, body = await purge(a, prefix="/")
+        took = time.monotonic() - started
+    finally:
+        redis_server.resume()
+
+    assert len(a.proxy.stores) == 4
+    assert status == 502 and body["purged"] == 3, body  # each cache's memory
+    assert timeout <= took < 2 * timeout, took  # one after the other: 4 x 0.2 s
+    assert purge_wait(a.proxy.settings) == pytest.approx(ASK_WAIT + SCAN_SECONDS + timeout)
 
 
 async def test_a_queued_write_of_a_purged_page_is_dropped() -> None:
