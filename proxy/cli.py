@@ -54,7 +54,10 @@ def explain_request(settings: Settings, args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"sidecache: explain: {exc}", file=sys.stderr)
         return 2
-    print(report(settings, view), flush=True)
+    try:
+        print(report(settings, view), flush=True)
+    except BrokenPipeError:  # `sidecache explain URL | head -1`: the reader had enough
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
 
 

@@ -6,10 +6,12 @@ default; exit status 0, and 2 (one line on stderr) for a bad request or a config
 
 from __future__ import annotations
 
+import os
+import subprocess
 from pathlib import Path
 
 import pytest
-from sidecache_e2e import run_sidecache
+from sidecache_e2e import RUN_TIMEOUT, run_sidecache, sidecache_command
 
 from proxy.trace import key_hash
 
@@ -132,3 +134,24 @@ def test_a_bad_request_or_config_is_one_line_and_status_2(
     result = run_sidecache("explain", *args, cwd=tmp_path)
 
     assert (result.returncode, result.stdout, result.stderr) == (2, "", f"sidecache: {error}\n")
+
+
+def test_a_reader_that_stops_early_gets_no_traceback(tmp_path: Path) -> None:
+    """`sidecache explain URL | head -1`: the reader is gone before the report is written
+    (here from the start: a pipe whose read end is closed); exit 0 and nothing on stderr, as
+    `check` and `import-uwsgi` do."""
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        result = subprocess.run(
+            sidecache_command("explain", "-c", UWSGI, "http://www.example.com/about"),
+            stdout=write,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=RUN_TIMEOUT,
+            cwd=tmp_path,
+            check=False,
+        )
+    finally:
+        os.close(write)
+    assert (result.returncode, result.stderr) == (0, "")
