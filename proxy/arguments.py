@@ -21,6 +21,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from proxy import __version__, build
+from proxy.settings import ADMIN_PATHS
 from proxy.tomltable import ConfigError
 
 COMMANDS = {
@@ -232,7 +233,7 @@ def _override_options() -> argparse.ArgumentParser:
     add(
         "--admin",
         metavar="ADDR",
-        help="the admin listener (/health, /ready) on a loopback host:port or unix:/path; off "
+        help=f"the admin listener ({ADMIN_PATHS}) on a loopback host:port or unix:/path; off "
         'unless given ("" turns a configured one off)',
     )
     add(

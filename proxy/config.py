@@ -216,7 +216,11 @@ def _admin(table: Table, public: tuple[Listen, ...], token: str) -> Listen | Non
         for p in public
     )
     if clash:
-        raise table.error("listen", "is a public listen address: the admin listener is separate")
+        raise table.error(
+            "listen",
+            f"{admin} is also a public listen address ([server] listen): the admin listener "
+            "needs an address of its own",
+        )
     return admin
 
 

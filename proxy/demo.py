@@ -112,7 +112,7 @@ def _instructions(base: str, port: int) -> str:
     return f"""
 sidecache demo: the demo site runs on http://127.0.0.1:{port}, sidecache in front on {base}
 Try (watch the X-Cache header and the access log below):
-  curl -si {base}/ | grep -iE 'x-cache|cache-status|age'      # MISS, then HIT on the second try
+  curl -si {base}/ | grep -iE '^(x-cache|cache-status|age):'  # MISS, then HIT on the second try
   curl -s  {base}/slow -o /dev/null -w '%{{time_total}}s\\n'   # 0.25 s once, then fast
   curl -si {base}/me -H 'Cookie: remember_token=alice|x'       # always PASS: logged in
   curl -si {base}/login -d user=bob                           # POST: PASS, sets remember_token

@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 
 from proxy.exchange import CacheResult, Outcome
+from proxy.settings import ADMIN_PATHS
 from proxy.view import RequestView
 
 WATCH_SECONDS = 0.5  # how often the config file's modification time is looked at
@@ -63,7 +64,7 @@ def banner(
         f"  config: {source}",
     ]
     if admin:
-        lines.append(f"  admin:  {', '.join(admin)}/health, /ready")
+        lines.append(f"  admin:  {', '.join(admin)} ({ADMIN_PATHS})")
     if watched is not None:
         lines.append(f"  HIT/MISS/PASS per request below; save {watched} to reload it")
     else:

@@ -7,7 +7,14 @@ from collections.abc import Iterable
 from proxy.freshness import TtlMode
 from proxy.identity import IdentityPolicy
 from proxy.rules import Action, Condition, Rule
-from proxy.settings import CacheSettings, Limits, RedisSettings, Settings, Trust
+from proxy.settings import (
+    ADMIN_PATHS,
+    CacheSettings,
+    Limits,
+    RedisSettings,
+    Settings,
+    Trust,
+)
 from proxy.units import format_size
 
 
@@ -86,10 +93,7 @@ def _admin(settings: Settings) -> str:
     token = "required (Bearer)" if settings.admin_token else "none (loopback or unix only)"
     tags = ", ".join(sorted(settings.purge.tag_headers))
     told = "passed on" if settings.purge.deliver_tags else "removed from responses"
-    return (
-        f"{settings.admin} (/health, /ready, /purge); token: {token}; "
-        f"purge tags from {tags} ({told})"
-    )
+    return f"{settings.admin} ({ADMIN_PATHS}); token: {token}; purge tags from {tags} ({told})"
 
 
 def _peers(peers: Trust) -> list[str]:

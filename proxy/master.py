@@ -38,7 +38,7 @@ from proxy.counters import Snapshot, WorkerTotals, as_snapshot
 from proxy.listeners import Listeners, bind_listeners
 from proxy.purge import Purge
 from proxy.server import ADMIN_LISTENER, bind, restart_notes
-from proxy.settings import Settings
+from proxy.settings import ADMIN_PATHS, Settings
 from proxy.workers import (
     READY,
     RELOADED,
@@ -182,7 +182,7 @@ class Master:
         for address in self.addresses:
             log.info("listening on %s", address)
         for address in self.admin.addresses:
-            log.info("admin (/health, /ready) on %s", address)
+            log.info("admin (%s) on %s", ADMIN_PATHS, address)
 
     async def _every_worker_serving(self) -> None:
         while not all(w.serving for w in self.workers):

@@ -22,7 +22,7 @@ from proxy.counters import Counters, Snapshot
 from proxy.front_server import Http1Server, LogAccess
 from proxy.handler import Handler
 from proxy.purge import Purge, parse_purge
-from proxy.settings import CacheSettings, Listen, Settings
+from proxy.settings import ADMIN_PATHS, CacheSettings, Listen, Settings
 from proxy.store import CacheStore, Fleet, PurgeIncomplete
 from proxy.store.memory import MemoryStore
 from proxy.store.tiered import TieredStore
@@ -182,7 +182,7 @@ class Proxy:
         for address in self.addresses:
             log.info("listening on %s", address)
         for address in self.admin.addresses:
-            log.info("admin (/health, /ready, /metrics) on %s", address)
+            log.info("admin (%s) on %s", ADMIN_PATHS, address)
 
     async def _listen(self) -> None:
         access = self._access_log(self.settings)

@@ -52,6 +52,8 @@ class CacheSettings:
     hit_for_pass: float = 10.0  # a key whose fill could not be stored is not waited on for this
 
 
+# What the admin listener answers, as every message that names the listener says it.
+ADMIN_PATHS = "/health, /ready, /metrics, /purge"
 SCAN_SECONDS = 10.0  # a purge's SCAN of the shared tier's index (store/redis_purge.py) ends by then
 
 
@@ -162,7 +164,7 @@ class Settings:
     )
     mode: str = "rules"  # or "shared": no rules, a plain RFC 9111 shared cache
     limits: Limits = field(default_factory=Limits)
-    # The operator's listener (/health, /ready, /purge); None: off (the default). Loopback or
+    # The operator's listener (ADMIN_PATHS); None: off (the default). Loopback or
     # unix only, unless an admin_token is set.
     admin: Listen | None = None
     # RFC 9213 targeted fields for this cache (lower-case), first found wins over Cache-Control.

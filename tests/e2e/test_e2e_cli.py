@@ -59,7 +59,8 @@ def test_check_shows_the_settings_that_matter_for_safety(tmp_path):
     assert (result.returncode, result.stderr) == (0, "")
     lines = result.stdout.splitlines()
     assert (
-        "admin: 127.0.0.1:9181 (/health, /ready, /purge); token: none (loopback or unix only); "
+        "admin: 127.0.0.1:9181 (/health, /ready, /metrics, /purge); "
+        "token: none (loopback or unix only); "
         "purge tags from cache-tag, surrogate-key, xkey (removed from responses)"
     ) in lines
     assert "trusted proxies (their X-Forwarded-* believed): 10.0.0.0/8" in lines

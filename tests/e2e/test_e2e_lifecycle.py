@@ -149,7 +149,9 @@ async def test_the_admin_listener_of_the_real_process(upstream, client, start_si
 
     port = free_port()
     proxy = await start_sidecache(upstream=upstream.url, args=["--admin", f"127.0.0.1:{port}"])
-    await proxy.wait_for_line(f"admin (/health, /ready, /metrics) on http://127.0.0.1:{port}")
+    await proxy.wait_for_line(
+        f"admin (/health, /ready, /metrics, /purge) on http://127.0.0.1:{port}"
+    )
     health = await fetch(client, "GET", f"http://127.0.0.1:{port}/health")
     ready = await fetch(client, "GET", f"http://127.0.0.1:{port}/ready")
     assert (health.status, health.body) == (200, b"ok\n")

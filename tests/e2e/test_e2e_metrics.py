@@ -47,7 +47,9 @@ async def test_metrics_of_the_real_process(upstream, client, start_sidecache):
     proc = await start_sidecache(
         upstream=upstream.url, args=["--cache", "^/", "--admin", f"127.0.0.1:{admin}"]
     )
-    await proc.wait_for_line(f"admin (/health, /ready, /metrics) on http://127.0.0.1:{admin}")
+    await proc.wait_for_line(
+        f"admin (/health, /ready, /metrics, /purge) on http://127.0.0.1:{admin}"
+    )
     for _ in range(5):
         async with aiohttp.ClientSession() as fresh:  # a new connection each time
             assert (await fetch(fresh, "GET", proc.base_url + "/page")).status == 200

@@ -117,7 +117,8 @@ def test_admin_refusals() -> None:
             "t.toml",
         )
     assert str(caught.value) == (
-        "t.toml: admin.listen: is a public listen address: the admin listener is separate"
+        "t.toml: admin.listen: 127.0.0.1:9000 is also a public listen address ([server] listen): "
+        "the admin listener needs an address of its own"
     )
     with pytest.raises(ConfigError) as bad:
         parse({"admin": {"listen": "nonsense:port"}}, "t.toml")
