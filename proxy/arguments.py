@@ -316,19 +316,51 @@ ENVIRONMENT = {
 }
 
 
+# The config keys each variable's option writes (apply_flags), so that a config error in one
+# names the variable, not the command line (`blame`).
+_KEYS = {
+    "upstream": ("upstream.url",),
+    "listen": ("server.listen",),
+    "admin": ("admin.listen",),
+    "ttl": ("caches.default.ttl",),
+    "max_bytes": ("caches.default.max_bytes",),
+    "stale_while_revalidate": ("stale_while_revalidate",),  # on each cache rule, or [shared]
+    "stale_if_error": ("stale_if_error",),
+    "shared": ("mode",),
+    "workers": ("server.workers",),
+    "redis": ("redis.url",),
+    "admin_token": ("admin.token",),
+}
+
+
 def apply_environment(args: argparse.Namespace, environ: Mapping[str, str]) -> None:
     """Fill the options the command line left unset (and the command has) from SIDECACHE_*
-    variables; the config file named on the command line wins over SIDECACHE_CONFIG."""
+    variables; the config file named on the command line wins over SIDECACHE_CONFIG. Which
+    variable filled which option is kept in `args.environment` (see `blame`)."""
+    args.environment = {}
     for name, variable in ENVIRONMENT.items():
         value = environ.get(variable)
         if value is None or not hasattr(args, name) or getattr(args, name) not in (None, False):
             continue
+        args.environment[name] = variable
         if name == "listen":
             args.listen = [item.strip() for item in value.split(",") if item.strip()]
         elif name == "shared":
             args.shared = value.strip().lower() in ("1", "true", "yes")
         else:
             setattr(args, name, value)
+
+
+def blame(error: ConfigError, args: argparse.Namespace) -> ConfigError:
+    """`error` with the SIDECACHE_* variable that set its key named in place of "command
+    line" (a container's operator passed no flag); `error` itself otherwise."""
+    filled: Mapping[str, str] = getattr(args, "environment", {})
+    for name, variable in filled.items():
+        key = error.key
+        if any(key == k or key.endswith("." + k) for k in _KEYS.get(name, ())):
+            source = error.source.replace("command line", variable)
+            return ConfigError(source, key, error.problem)
+    return error
 
 
 def apply_flags(data: dict[str, Any], args: argparse.Namespace) -> bool:

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from proxy import lifecycle, logs
-from proxy.arguments import apply_environment, apply_flags, option, parse_arguments
+from proxy.arguments import apply_environment, apply_flags, blame, option, parse_arguments
 from proxy.config import ConfigError, parse, read_toml
 from proxy.demo import run_demo
 from proxy.explain import describe
@@ -36,7 +36,10 @@ def load_settings(args: argparse.Namespace) -> Settings:
     data, source = read_toml(args.config)
     if apply_flags(data, args):
         source = f"{source} + command line"
-    return parse(data, source)
+    try:
+        return parse(data, source)
+    except ConfigError as exc:
+        raise blame(exc, args) from None
 
 
 def log_level(args: argparse.Namespace) -> int:
@@ -44,6 +47,9 @@ def log_level(args: argparse.Namespace) -> int:
     try:
         return logs.parse_level(option(args, "log_level") or "INFO")
     except ValueError as exc:
+        variable = getattr(args, "environment", {}).get("log_level")
+        if variable is not None:
+            raise ConfigError("environment", variable, str(exc)) from None
         raise ConfigError("command line", "--log-level", str(exc)) from None
 
 

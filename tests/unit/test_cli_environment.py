@@ -6,9 +6,12 @@ from __future__ import annotations
 import os
 from argparse import Namespace
 
+import pytest
+
 from proxy.arguments import apply_environment, parse_arguments
-from proxy.cli import load_settings
+from proxy.cli import load_settings, log_level
 from proxy.settings import Settings
+from proxy.tomltable import ConfigError
 
 
 def settings_for(argv: list[str], environ: dict[str, str]) -> tuple[Namespace, Settings]:
@@ -67,3 +70,57 @@ def test_dev_and_demo_have_no_workers_option() -> None:
         args = parse_arguments([command])
         apply_environment(args, {"SIDECACHE_WORKERS": "4"})
         assert not hasattr(args, "workers")
+
+
+@pytest.mark.parametrize(
+    ("argv", "environ", "message"),
+    [
+        (
+            [],
+            {"SIDECACHE_TTL": "bogus"},
+            "<embedded default.toml> + SIDECACHE_TTL: caches.default.ttl: cannot parse",
+        ),
+        (
+            ["--ttl", "bogus"],
+            {},
+            "<embedded default.toml> + command line: caches.default.ttl: cannot parse",
+        ),
+        (
+            [],
+            {"SIDECACHE_WORKERS": "x"},
+            "<embedded default.toml> + SIDECACHE_WORKERS: server.workers: expected",
+        ),
+        (
+            ["--upstream", "http://127.0.0.1:5000"],  # a flag too: the variable is still named
+            {"SIDECACHE_STALE_IF_ERROR": "zz"},
+            "<embedded default.toml> + SIDECACHE_STALE_IF_ERROR: rules[1].stale_if_error:",
+        ),
+        (
+            [],
+            {"SIDECACHE_REDIS": "nope://"},
+            "<embedded default.toml> + SIDECACHE_REDIS: redis.url: bad Redis URL",
+        ),
+    ],
+)
+def test_a_bad_value_names_the_variable_that_set_it(
+    argv: list[str], environ: dict[str, str], message: str
+) -> None:
+    """A container's operator sets SIDECACHE_* and passes no flag: the config error names
+    the variable, not "command line"; a flag's own error still names the command line."""
+    with pytest.raises(ConfigError) as caught:
+        settings_for(argv, environ)
+    assert str(caught.value).startswith(message), str(caught.value)
+
+
+def test_a_bad_log_level_names_its_variable() -> None:
+    args = parse_arguments([])
+    apply_environment(args, {"SIDECACHE_LOG_LEVEL": "bogus"})
+    with pytest.raises(ConfigError) as caught:
+        log_level(args)
+    assert str(caught.value) == (
+        "environment: SIDECACHE_LOG_LEVEL: unknown level 'bogus' (use DEBUG, INFO, WARNING, ERROR)"
+    )
+    flagged = parse_arguments(["--log-level", "bogus"])
+    apply_environment(flagged, {"SIDECACHE_LOG_LEVEL": "INFO"})  # the flag wins, and is named
+    with pytest.raises(ConfigError, match=r"^command line: --log-level: unknown level"):
+        log_level(flagged)
