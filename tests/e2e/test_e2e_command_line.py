@@ -192,10 +192,11 @@ def test_an_unknown_log_level_is_refused(tmp_path, how):
 
     result = run("--listen", f"127.0.0.1:{free_port()}", *level, cwd=tmp_path, env=env)
 
+    where = "command line: --log-level" if how == "flag" else "environment: SIDECACHE_LOG_LEVEL"
     assert result.returncode == 2
     assert result.stdout == ""
     assert result.stderr == (
-        "sidecache: config error: command line: --log-level: unknown level 'LOUD' "
+        f"sidecache: config error: {where}: unknown level 'LOUD' "
         "(use DEBUG, INFO, WARNING, ERROR)\n"
     )
 
