@@ -21,7 +21,7 @@ from proxy.config_rules import check_names, compile_rule, lifetime, rule_warning
 from proxy.fields import TOKEN
 from proxy.freshness import REQUEST_DIRECTIVES
 from proxy.identity import PRESETS, IdentityPolicy
-from proxy.rules import Rule
+from proxy.rules import Action, Rule
 from proxy.settings import (
     TAG_HEADERS,
     CacheSettings,
@@ -41,6 +41,12 @@ from proxy.workers import available_cpus, parse_workers
 __all__ = ["ConfigError", "load", "parse", "read_toml"]
 DEFAULT_SOURCE = "<embedded default.toml>"
 MIN_TOKEN = 16
+# Said at start and by `check` when rules mode has no cache rule (every key is optional, so an
+# operator's first minimal file caches nothing without a word otherwise).
+NOTHING_CACHED = (
+    'no cache rule ([[rules]] with action = "cache"): every request is passed to the app; '
+    'add one, or set mode = "shared" to let the app\'s caching headers decide'
+)
 _BEARER = re.compile(r"[!-~]+")  # printable ASCII, no space: what a Bearer header carries
 
 
@@ -109,6 +115,8 @@ def parse(data: Mapping[str, Any], source: str) -> Settings:
     if "default" not in defined and all(rule.cache != "default" for rule in rules):
         del caches["default"]
     warnings = tuple(w for rule in rules if not rule.forward_all for w in rule_warnings(rule))
+    if mode is Mode.RULES and not any(rule.action is Action.CACHE for rule in rules):
+        warnings += (NOTHING_CACHED,)
     return Settings(
         source,
         listen,

@@ -71,7 +71,8 @@ class Purge:
         return target.startswith(self.target)
 
     def described(self) -> str:
-        """For the log: `url=http://example.com/about`, `tag=product-42`."""
+        """For the log: `url=//example.com/about` (any scheme), `url=/about` (any host),
+        `prefix=/blog/`, `tag=product-42`."""
         if self.kind == "tag":
             return f"tag={self.tag}"
         where = f"//{self.host}" if self.host is not None else ""

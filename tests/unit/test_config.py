@@ -10,7 +10,15 @@ from typing import Any
 
 import pytest
 
-from proxy.config import DEFAULT_SOURCE, ConfigError, load, parse, parse_listen, parse_upstream
+from proxy.config import (
+    DEFAULT_SOURCE,
+    NOTHING_CACHED,
+    ConfigError,
+    load,
+    parse,
+    parse_listen,
+    parse_upstream,
+)
 from proxy.explain import describe
 from proxy.freshness import TtlMode
 from proxy.rules import Action, SetCookieMode
@@ -1060,3 +1068,18 @@ def test_purge_tag_headers(
 def test_purge_errors_name_the_key(purge: dict[str, Any], problem: str) -> None:
     with pytest.raises(ConfigError, match=re.escape(f"{SOURCE}: {problem}")):
         parse({"purge": purge}, SOURCE)
+
+
+@pytest.mark.parametrize(
+    ("config", "warned"),
+    [
+        ({}, True),  # every key is optional: a file without [[rules]] caches nothing
+        ({"rules": [{"path": "^/admin", "action": "pass"}]}, True),
+        ({"rules": [{"path": "^/about$"}]}, False),
+        ({"mode": "shared"}, False),  # the origin's headers decide
+    ],
+)
+def test_a_config_that_caches_nothing_says_so(config: dict[str, Any], warned: bool) -> None:
+    settings = parse({"upstream": {"url": "http://127.0.0.1:5000"}, **config}, "t.toml")
+    assert (NOTHING_CACHED in settings.warnings) is warned
+    assert (NOTHING_CACHED in describe(settings)) is warned  # `sidecache check` says it too
