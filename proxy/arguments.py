@@ -355,8 +355,8 @@ def blame(error: ConfigError, args: argparse.Namespace) -> ConfigError:
     """`error` with the SIDECACHE_* variable that set its key named in place of "command
     line" (a container's operator passed no flag); `error` itself otherwise."""
     filled: Mapping[str, str] = getattr(args, "environment", {})
+    key = error.key
     for name, variable in filled.items():
-        key = error.key
         if any(key == k or key.endswith("." + k) for k in _KEYS.get(name, ())):
             source = error.source.replace("command line", variable)
             return ConfigError(source, key, error.problem)
